@@ -1,0 +1,470 @@
+"""BPF objects, programs, maps and links: the lifecycle open -> configure -> load -> attach.
+
+Nothing is ever pinned: links and maps live as file descriptors of this process, so the
+kernel detaches and frees them when it exits, however it exits (SIGKILL included).
+"""
+
+from __future__ import annotations
+
+import ctypes as C
+import errno as E
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ._lib import LOG, RB_SAMPLE_FN, lib, num_possible_cpus
+from .errors import BpfError
+from .structs import (BtfType, BtfVarSecinfo, IterAttachOpts, KprobeOpts, MapBatchOpts,
+                      ObjectOpenOpts, UprobeOpts)
+
+BTF_KIND_DATASEC = 15
+# enum bpf_map_type values whose lookups return one value per possible CPU.
+PERCPU_MAP_TYPES = {5, 6, 10, 21}  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP_STORAGE
+MAP_TYPE_STACK_TRACE = 7
+MAP_TYPE_RINGBUF = 27
+
+
+def _err_from_ptr(ptr: int | None, what: str, mark: int) -> int:
+    if not ptr:
+        err = C.get_errno() or E.EINVAL
+        raise BpfError(what, err, LOG.since(mark))
+    return ptr
+
+
+def _check(rc: int, what: str, mark: int | None = None) -> int:
+    if rc < 0:
+        raise BpfError(what, -rc, LOG.since(mark) if mark is not None else "")
+    return rc
+
+
+class Link:
+    """An attachment.  ``destroy()`` detaches it; so does the process exiting."""
+
+    def __init__(self, ptr: int, kind: str, target: str) -> None:
+        self._ptr: int | None = ptr
+        self.kind = kind          # tp_btf, raw_tp, tracepoint, kprobe, fentry, iter, ...
+        self.target = target
+
+    @property
+    def fd(self) -> int:
+        if not self._ptr:
+            raise BpfError(f"link {self.target}", E.EBADF)
+        return int(lib().bpf_link__fd(self._ptr))
+
+    @property
+    def attached(self) -> bool:
+        return self._ptr is not None
+
+    def read_iter(self, limit: int = 64 << 20) -> bytes:
+        """Run a BPF iterator link once and return everything it wrote (at most ``limit`` bytes)."""
+        ifd = _check(lib().bpf_iter_create(self.fd), f"bpf_iter_create {self.target}")
+        chunks, total = [], 0
+        try:
+            while total < limit:
+                try:
+                    b = os.read(ifd, 1 << 16)
+                except InterruptedError:  # pragma: no cover - PEP 475 retries already
+                    continue
+                if not b:
+                    break
+                chunks.append(b)
+                total += len(b)
+        finally:
+            os.close(ifd)
+        return b"".join(chunks)
+
+    def destroy(self) -> None:
+        if self._ptr:
+            lib().bpf_link__destroy(self._ptr)
+            self._ptr = None
+
+    def __repr__(self) -> str:
+        return f"<Link {self.kind}:{self.target}{'' if self._ptr else ' detached'}>"
+
+
+class Program:
+    def __init__(self, obj: BpfObject, ptr: int) -> None:
+        self._obj = obj
+        self._ptr = ptr
+        self.name: str = lib().bpf_program__name(ptr).decode()
+        self.section: str = lib().bpf_program__section_name(ptr).decode()
+        self._log_buf: C.Array[C.c_char] | None = None
+
+    @property
+    def fd(self) -> int:
+        return int(lib().bpf_program__fd(self._ptr))
+
+    @property
+    def kind(self) -> str:
+        """The hook kind from the section name: tp_btf, raw_tp, tracepoint, kprobe, fentry, iter..."""
+        head = self.section.split("/", 1)[0]
+        return {"tp": "tracepoint", "raw_tracepoint": "raw_tp", "kretprobe": "kretprobe",
+                "fmod_ret": "fentry"}.get(head, head)
+
+    @property
+    def target(self) -> str:
+        return self.section.split("/", 1)[1] if "/" in self.section else ""
+
+    @property
+    def autoload(self) -> bool:
+        return bool(lib().bpf_program__autoload(self._ptr))
+
+    @autoload.setter
+    def autoload(self, on: bool) -> None:
+        _check(lib().bpf_program__set_autoload(self._ptr, on), f"set_autoload {self.name}")
+
+    def capture_verifier_log(self, size: int = 1 << 20, level: int = 0) -> None:
+        """Before load: keep this program's verifier log in a buffer of our own.
+
+        With level 0 the kernel is asked for a log only when the load fails (libbpf retries
+        with level 1), which costs nothing on success.
+        """
+        self._log_buf = C.create_string_buffer(size)
+        lib().bpf_program__set_log_buf(self._ptr, self._log_buf, size)
+        if level:
+            lib().bpf_program__set_log_level(self._ptr, level)
+
+    @property
+    def verifier_log(self) -> str:
+        return self._log_buf.value.decode(errors="replace") if self._log_buf else ""
+
+    def _link(self, ptr: int | None, kind: str, target: str, mark: int) -> Link:
+        link = Link(_err_from_ptr(ptr, f"attach {kind}:{target} ({self.name})", mark), kind, target)
+        self._obj._links.append(link)
+        return link
+
+    def attach(self) -> Link:
+        """Attach as the section name says (tp_btf/..., raw_tp/..., tp/cat/name, kprobe/fn, ...)."""
+        mark = LOG.mark()
+        C.set_errno(0)
+        return self._link(lib().bpf_program__attach(self._ptr), self.kind, self.target, mark)
+
+    def attach_tracepoint(self, category: str, name: str) -> Link:
+        mark = LOG.mark()
+        C.set_errno(0)
+        p = lib().bpf_program__attach_tracepoint(self._ptr, category.encode(), name.encode())
+        return self._link(p, "tracepoint", f"{category}:{name}", mark)
+
+    def attach_raw_tracepoint(self, name: str) -> Link:
+        mark = LOG.mark()
+        C.set_errno(0)
+        return self._link(lib().bpf_program__attach_raw_tracepoint(self._ptr, name.encode()),
+                          "raw_tp", name, mark)
+
+    def attach_trace(self) -> Link:
+        """tp_btf, fentry, fexit, fmod_ret: the target was fixed at load time."""
+        mark = LOG.mark()
+        C.set_errno(0)
+        return self._link(lib().bpf_program__attach_trace(self._ptr), self.kind, self.target, mark)
+
+    def attach_kprobe(self, func: str, retprobe: bool = False, offset: int = 0) -> Link:
+        opts = KprobeOpts.new(retprobe=retprobe, offset=offset)
+        mark = LOG.mark()
+        C.set_errno(0)
+        p = lib().bpf_program__attach_kprobe_opts(self._ptr, func.encode(), C.byref(opts))
+        return self._link(p, "kretprobe" if retprobe else "kprobe", func, mark)
+
+    def attach_uprobe(self, binary: str, func: str, pid: int = -1, retprobe: bool = False) -> Link:
+        """A uprobe on ``func`` (a symbol, resolved by libbpf) in ``binary``; pid -1 = every process."""
+        opts = UprobeOpts.new(retprobe=retprobe, func_name=func.encode())
+        mark = LOG.mark()
+        C.set_errno(0)
+        p = lib().bpf_program__attach_uprobe_opts(self._ptr, pid, binary.encode(), 0, C.byref(opts))
+        return self._link(p, "uretprobe" if retprobe else "uprobe", f"{binary}:{func}", mark)
+
+    def attach_perf_event(self, perf_fd: int, target: str = "perf_event") -> Link:
+        mark = LOG.mark()
+        C.set_errno(0)
+        return self._link(lib().bpf_program__attach_perf_event(self._ptr, perf_fd),
+                          "perf_event", target, mark)
+
+    def attach_iter(self) -> Link:
+        opts = IterAttachOpts.new()
+        mark = LOG.mark()
+        C.set_errno(0)
+        return self._link(lib().bpf_program__attach_iter(self._ptr, C.byref(opts)),
+                          "iter", self.target, mark)
+
+
+class Map:
+    """A BPF map.  Keys and values are bytes (ints are accepted as keys)."""
+
+    def __init__(self, ptr: int) -> None:
+        L = lib()
+        self._ptr = ptr
+        self.name: str = L.bpf_map__name(ptr).decode()
+        self.type: int = L.bpf_map__type(ptr)
+        self.key_size: int = L.bpf_map__key_size(ptr)
+        self.value_size: int = L.bpf_map__value_size(ptr)
+        self.percpu = self.type in PERCPU_MAP_TYPES
+        self._stride = (self.value_size + 7) & ~7
+        self._ncpu = num_possible_cpus() if self.percpu else 1
+
+    @property
+    def fd(self) -> int:
+        return int(lib().bpf_map__fd(self._ptr))
+
+    @property
+    def max_entries(self) -> int:
+        return int(lib().bpf_map__max_entries(self._ptr))
+
+    def set_max_entries(self, n: int) -> None:
+        """Before load only: size the map (every map stays bounded)."""
+        _check(lib().bpf_map__set_max_entries(self._ptr, n), f"set_max_entries {self.name}")
+
+    @property
+    def _vbuf_size(self) -> int:
+        return self._stride * self._ncpu if self.percpu else self.value_size
+
+    def _key(self, key: bytes | int) -> C.Array[C.c_char]:
+        if isinstance(key, int):
+            key = key.to_bytes(self.key_size, "little")
+        if len(key) != self.key_size:
+            raise ValueError(f"map {self.name}: key of {len(key)} bytes, expected {self.key_size}")
+        return C.create_string_buffer(key, self.key_size)
+
+    def _split(self, raw: bytes) -> bytes | list[bytes]:
+        if self.percpu:
+            return [raw[i * self._stride:i * self._stride + self.value_size] for i in range(self._ncpu)]
+        return raw[:self.value_size]
+
+    def lookup(self, key: bytes | int) -> bytes | list[bytes] | None:
+        """The value (a list, one per possible CPU, for per-CPU maps), or None if absent."""
+        v = C.create_string_buffer(self._vbuf_size)
+        rc = lib().bpf_map_lookup_elem(self.fd, self._key(key), v)
+        if rc < 0:
+            if -rc == E.ENOENT or C.get_errno() == E.ENOENT:
+                return None
+            raise BpfError(f"lookup {self.name}", -rc)
+        return self._split(v.raw)
+
+    def update(self, key: bytes | int, value: bytes, flags: int = 0) -> None:
+        buf = C.create_string_buffer(bytes(value), self._vbuf_size)
+        _check(lib().bpf_map_update_elem(self.fd, self._key(key), buf, flags), f"update {self.name}")
+
+    def delete(self, key: bytes | int) -> bool:
+        return lib().bpf_map_delete_elem(self.fd, self._key(key)) == 0
+
+    def keys(self, limit: int | None = None) -> Iterator[bytes]:
+        """Keys by bpf_map_get_next_key (works on every map type and kernel)."""
+        cur: C.Array[C.c_char] | None = None
+        nxt = C.create_string_buffer(self.key_size)
+        n = 0
+        fd = self.fd
+        while lib().bpf_map_get_next_key(fd, cur, nxt) == 0:
+            yield nxt.raw
+            n += 1
+            if limit is not None and n >= limit:
+                return
+            cur = C.create_string_buffer(nxt.raw, self.key_size)
+
+    def items(self, limit: int | None = None) -> list[tuple[bytes, bytes | list[bytes]]]:
+        """All (key, value) pairs: one batch syscall per chunk where the kernel has it."""
+        try:
+            return self.lookup_batch(limit=limit)
+        except BpfError as e:
+            if e.errno not in (E.EINVAL, E.ENOTSUP, E.EOPNOTSUPP, E.ENOSYS, E.EPERM):
+                raise
+        out = []
+        for k in self.keys(limit):
+            v = self.lookup(k)
+            if v is not None:
+                out.append((k, v))
+        return out
+
+    def lookup_batch(self, chunk: int = 1024, limit: int | None = None) -> list[tuple[bytes, bytes | list[bytes]]]:
+        """BPF_MAP_LOOKUP_BATCH (hash and array maps, kernel >= 5.6)."""
+        res: list[tuple[bytes, bytes | list[bytes]]] = []
+        ks, vs = self.key_size, self._vbuf_size
+        in_b: C.Array[C.c_char] | None = None
+        out_b = C.create_string_buffer(max(ks, 4))
+        keys = C.create_string_buffer(ks * chunk)
+        vals = C.create_string_buffer(vs * chunk)
+        opts = MapBatchOpts.new()
+        fd = self.fd
+        while True:
+            cnt = C.c_uint32(chunk)
+            rc = lib().bpf_map_lookup_batch(fd, in_b, out_b, keys, vals, C.byref(cnt), C.byref(opts))
+            err = -rc if rc < 0 else 0
+            if err and err != E.ENOENT:
+                raise BpfError(f"lookup_batch {self.name}", err)
+            kraw, vraw = keys.raw, vals.raw
+            for i in range(cnt.value):
+                res.append((kraw[i * ks:(i + 1) * ks], self._split(vraw[i * vs:(i + 1) * vs])))
+                if limit is not None and len(res) >= limit:
+                    return res
+            if err == E.ENOENT:
+                return res
+            in_b = C.create_string_buffer(out_b.raw, len(out_b.raw))
+
+    def stack(self, stack_id: int, depth: int = 127) -> list[int]:
+        """Addresses of one stack in a BPF_MAP_TYPE_STACK_TRACE map (innermost first)."""
+        if stack_id < 0:
+            return []
+        raw = self.lookup(stack_id.to_bytes(4, "little"))
+        if raw is None or isinstance(raw, list):
+            return []
+        n = min(depth, len(raw) // 8)
+        addrs = [int.from_bytes(raw[i * 8:i * 8 + 8], "little") for i in range(n)]
+        return [a for a in addrs if a]
+
+
+class BpfObject:
+    """One compiled ``.bpf.o``: open it, set its read-only globals, load, attach, read maps.
+
+    Use as a context manager or call ``close()``: links are destroyed, then the object
+    (programs and maps) is freed.
+    """
+
+    def __init__(self, path: str | Path, name: str | None = None, log_size: int = 1 << 16) -> None:
+        self.path = str(path)
+        self._links: list[Link] = []
+        self._klog = C.create_string_buffer(log_size)
+        self._opts = ObjectOpenOpts.new(kernel_log_buf=C.cast(self._klog, C.c_void_p),
+                                        kernel_log_size=log_size,
+                                        object_name=name.encode() if name else None)
+        mark = LOG.mark()
+        C.set_errno(0)
+        self._ptr: int | None = _err_from_ptr(
+            lib().bpf_object__open_file(self.path.encode(), C.byref(self._opts)), f"open {self.path}", mark)
+        self.loaded = False
+        self.maps: dict[str, Map] = {}
+        self.programs: dict[str, Program] = {}
+        L = lib()
+        m = None
+        while (m := L.bpf_object__next_map(self._ptr, m)):
+            mp = Map(m)
+            self.maps[mp.name] = mp
+        p = None
+        while (p := L.bpf_object__next_program(self._ptr, p)):
+            pr = Program(self, p)
+            self.programs[pr.name] = pr
+
+    # -- read-only parameters (``const volatile`` globals), written before load --------------
+    def _datasec(self, section: str) -> dict[str, tuple[int, int]]:
+        L = lib()
+        btf = L.bpf_object__btf(self._ptr)
+        if not btf:
+            raise KeyError(f"{self.path} has no BTF")
+        tid = L.btf__find_by_name_kind(btf, section.encode(), BTF_KIND_DATASEC)
+        if tid < 0:
+            raise KeyError(f"{self.path} has no {section} section")
+        t = L.btf__type_by_id(btf, tid).contents
+        vlen = t.info & 0xFFFF
+        arr = C.cast(C.addressof(t) + C.sizeof(BtfType), C.POINTER(BtfVarSecinfo * vlen)).contents
+        out = {}
+        for vs in arr:
+            v = L.btf__type_by_id(btf, vs.type).contents
+            out[L.btf__name_by_offset(btf, v.name_off).decode()] = (vs.offset, vs.size)
+        return out
+
+    def globals(self, section: str = ".rodata") -> dict[str, tuple[int, int]]:
+        """Name -> (offset, size) of the variables in a data section."""
+        return self._datasec(section)
+
+    def set_global(self, name: str, value: int | bytes, section: str = ".rodata") -> None:
+        if self.loaded:
+            raise RuntimeError(f"{self.path}: globals of {section} are fixed once loaded")
+        mp = next((m for m in self.maps.values() if m.name.endswith(section)), None)
+        if mp is None:
+            raise KeyError(f"{self.path} has no {section} map")
+        try:
+            off, size = self._datasec(section)[name]
+        except KeyError:
+            raise KeyError(f"{self.path}: no global {name!r} in {section}") from None
+        if isinstance(value, int):
+            value = value.to_bytes(size, "little", signed=value < 0)
+        if len(value) != size:
+            raise ValueError(f"{name}: {len(value)} bytes given, the variable has {size}")
+        n = C.c_size_t(0)
+        mark = LOG.mark()
+        base = _err_from_ptr(lib().bpf_map__initial_value(mp._ptr, C.byref(n)), "bpf_map__initial_value", mark)
+        if off + size > n.value:
+            raise ValueError(f"{name}: outside {section}")
+        C.memmove(base + off, value, size)
+
+    def load(self) -> None:
+        for p in self.programs.values():
+            if p._log_buf is None:
+                p.capture_verifier_log()
+        mark = LOG.mark()
+        rc = lib().bpf_object__load(self._ptr)
+        if rc < 0:
+            vlog = "\n".join(p.verifier_log for p in self.programs.values() if p.verifier_log)
+            raise BpfError(f"load {os.path.basename(self.path)}", -rc, LOG.since(mark), vlog)
+        self.loaded = True
+
+    @property
+    def kernel_log(self) -> str:
+        return self._klog.value.decode(errors="replace")
+
+    @property
+    def links(self) -> list[Link]:
+        return [link for link in self._links if link.attached]
+
+    def ringbuf(self, map_name: str, callback: Any) -> RingBuffer:
+        return RingBuffer(self.maps[map_name], callback)
+
+    def detach(self) -> None:
+        for link in self._links:
+            link.destroy()
+        self._links.clear()
+
+    def close(self) -> None:
+        self.detach()
+        if self._ptr:
+            lib().bpf_object__close(self._ptr)
+            self._ptr = None
+
+    def __enter__(self) -> BpfObject:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # a forgotten object still releases its fds
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+
+class RingBuffer:
+    """A BPF ring buffer consumer: ``callback(data: bytes)`` per record."""
+
+    def __init__(self, m: Map, callback: Any) -> None:
+        if m.type != MAP_TYPE_RINGBUF:
+            raise ValueError(f"map {m.name} is not a ring buffer")
+
+        def _cb(_ctx: int, data: int, size: int) -> int:
+            try:
+                callback(C.string_at(data, size))
+            except Exception:  # never let an exception unwind through C
+                self.errors += 1
+            return 0
+
+        self.errors = 0
+        self._cb = RB_SAMPLE_FN(_cb)
+        mark = LOG.mark()
+        C.set_errno(0)
+        self._ptr: int | None = _err_from_ptr(lib().ring_buffer__new(m.fd, self._cb, None, None),
+                                              f"ring_buffer__new {m.name}", mark)
+
+    def poll(self, timeout_ms: int = 100) -> int:
+        """Wait up to timeout_ms for records; returns how many were consumed."""
+        rc = lib().ring_buffer__poll(self._ptr, timeout_ms)
+        if rc < 0 and rc != -E.EINTR:
+            raise BpfError("ring_buffer__poll", -rc)
+        return max(rc, 0)
+
+    def consume(self) -> int:
+        return max(int(lib().ring_buffer__consume(self._ptr)), 0)
+
+    def free(self) -> None:
+        if self._ptr:
+            lib().ring_buffer__free(self._ptr)
+            self._ptr = None
+
+    def __del__(self) -> None:
+        self.free()

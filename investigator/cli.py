@@ -1,0 +1,250 @@
+"""The command line: parse arguments and call the stage that does the work.
+
+    investigate PLAYBOOK [--window S] [--json] [--out DIR] ...   run an investigation
+    investigate validate PLAYBOOK...                              check playbooks
+    investigate doctor                                            what this machine allows
+    investigate graph PLAYBOOK [--format mermaid|dot|text]        draw the graph
+    investigate schema                                            JSON Schema of playbooks
+    investigate probes [NAME]                                     the probe library
+    investigate replay BUNDLE [--playbook FILE] [--json]          re-conclude offline
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import exitcodes
+
+COMMANDS = ("run", "validate", "doctor", "graph", "schema", "probes", "replay")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="investigate", description="Find out live why a Linux machine "
+                                "stopped making progress, with CO-RE BPF playbooks.")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+    r = sub.add_parser("run", help="run a playbook (the default: investigate PLAYBOOK)")
+    r.add_argument("playbook")
+    r.add_argument("--window", type=float, metavar="SECONDS", help="observation window of every node")
+    r.add_argument("--max-time", type=float, default=600.0, metavar="SECONDS",
+                   help="time budget of the whole run (default 600)")
+    r.add_argument("--pid", type=int, default=0, help="only observe this process (in-kernel filter)")
+    r.add_argument("--json", action="store_true", help="print the JSON report on stdout, nothing else")
+    r.add_argument("--out", type=Path, metavar="DIR", help="bundle directory (default ./investigations/NAME-TIME)")
+    r.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    v = sub.add_parser("validate", help="validate playbooks without running them")
+    v.add_argument("playbooks", nargs="+")
+    sub.add_parser("doctor", help="check what this machine lets the tool do")
+    g = sub.add_parser("graph", help="render a playbook's graph")
+    g.add_argument("playbook")
+    g.add_argument("--format", choices=("mermaid", "dot", "text"), default="text")
+    sub.add_parser("schema", help="print the playbook JSON Schema")
+    pr = sub.add_parser("probes", help="list the probe library, or describe one probe")
+    pr.add_argument("name", nargs="?")
+    rp = sub.add_parser("replay", help="re-evaluate a bundle's conclusions offline")
+    rp.add_argument("bundle", type=Path)
+    rp.add_argument("--playbook", type=Path, help="an edited playbook to evaluate instead")
+    rp.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        argv.insert(0, "run")
+    args = _parser().parse_args(argv)
+    if args.cmd is None:
+        _parser().print_help()
+        return exitcodes.USAGE
+    try:
+        return int(globals()[f"cmd_{args.cmd}"](args))
+    except BrokenPipeError:
+        return exitcodes.OK
+
+
+def _err(msg: str) -> None:
+    sys.stderr.write(f"investigate: {msg}\n")
+
+
+def _load(path: str) -> Any:
+    from .playbook import PlaybookError, load_playbook
+    try:
+        return load_playbook(path)
+    except PlaybookError as e:
+        for d in e.diagnostics:
+            sys.stderr.write(f"{d}\n")
+        n = sum(1 for d in e.diagnostics if d.severity == "error")
+        _err(f"{path}: {n} error(s); nothing was attached")
+        return None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    rc = exitcodes.OK
+    for path in args.playbooks:
+        lp = _load(path)
+        if lp is None:
+            rc = exitcodes.USAGE
+            continue
+        for w in lp.warnings:
+            sys.stderr.write(f"{w}\n")
+        print(f"{path}: ok ({len(lp.spec.nodes)} nodes)")
+    return rc
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    lp = _load(args.playbook)
+    if lp is None:
+        return exitcodes.USAGE
+    if os.geteuid() != 0:
+        _err("needs root (BPF programs are loaded into the kernel): run it with sudo. "
+             "'investigate doctor' shows what this machine allows; 'validate', 'graph' and "
+             "'replay' work without root.")
+        return exitcodes.ENVIRONMENT
+    from .bpf.errors import LibbpfMissing
+    try:
+        from .bpf import lib
+        lib()
+    except LibbpfMissing as e:
+        _err(str(e))
+        return exitcodes.ENVIRONMENT
+    from .engine.run import RunOptions, run_playbook
+    from .evidence import bundle
+    from .probes.instance import Targets
+
+    out_dir = bundle.prepare(args.out or bundle.default_dir(lp.name))
+    progress = None if (args.quiet or args.json) else _progress_printer()
+    opts = RunOptions(window_s=args.window, max_time_s=args.max_time, targets=Targets(pid=args.pid),
+                      out_dir=out_dir, on_event=progress)
+    result = run_playbook(lp, opts)
+    return _finish(result, out_dir, args.json)
+
+
+def _finish(result: Any, out_dir: Path, as_json: bool) -> int:
+    from .evidence import bundle
+    from .report import model
+    from .report.text import render_markdown, render_text
+
+    rep = model.from_result(result)
+    bundle.write_json(out_dir / "report.json", rep)
+    bundle.write_json(out_dir / "evidence.json", {n.id: n.evidence for n in result.nodes})
+    bundle.write_atomic(out_dir / "report.md", render_markdown(rep))
+    bundle.write_atomic(out_dir / "playbook.yaml", result.playbook.text)
+    if as_json:
+        sys.stdout.write(json.dumps(rep, indent=2, default=str) + "\n")
+    else:
+        sys.stdout.write(render_text(rep, str(out_dir)))
+    sys.stdout.flush()
+    if not result.complete:
+        return exitcodes.INTERRUPTED
+    if rep["verdicts"]:
+        return exitcodes.PROBLEM
+    if result.nodes and all(n.status == "unobservable" for n in result.nodes):
+        _err("no node could observe anything on this machine; see 'investigate doctor'")
+        return exitcodes.ENVIRONMENT
+    return exitcodes.OK
+
+
+def _progress_printer() -> Any:
+    def show(event: str, f: dict[str, Any]) -> None:
+        t = f.get("t", 0.0)
+        line = None
+        if event == "probe_attached":
+            line = f"attached {f['probe']} via {f['hook']} ({f['attach_ms']:.0f} ms)"
+            if f.get("fallbacks"):
+                line += " after " + "; ".join(f"{a['hook']}: {a['reason']}" for a in f["fallbacks"])
+        elif event == "probe_unavailable":
+            line = f"cannot attach {f['probe']}: {f['reason']}"
+        elif event == "node_started":
+            line = f"node {f['node']}: observing {f['window_s']:.1f} s -- {f['hypothesis']}"
+        elif event == "node_concluded":
+            line = f"node {f['node']}: {f['status']}" + (f" -> {f['verdict']}" if f.get("verdict") else "")
+        elif event == "interrupted":
+            line = f"interrupted by {f['signal']}: concluding on what was gathered so far"
+        if line:
+            sys.stderr.write(f"[{t:6.2f}s] {line}\n")
+            sys.stderr.flush()
+    return show
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .system.doctor import checks
+    rows = checks()
+    width = max(len(c.name) for c in rows)
+    bad = False
+    for c in rows:
+        mark = {True: "ok ", False: "NO ", None: "   "}[c.ok]
+        print(f"{mark} {c.name:<{width}}  {c.value}" + (f"  -- {c.hint}" if c.hint else ""))
+        bad |= c.ok is False and c.name in ("root", "libbpf", "BTF", "capabilities")
+    return exitcodes.ENVIRONMENT if bad else exitcodes.OK
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    lp = _load(args.playbook)
+    if lp is None:
+        return exitcodes.USAGE
+    from .playbook.graph import build_graph, render
+    sys.stdout.write(render(build_graph(lp.spec), args.format))
+    return exitcodes.OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .playbook.schema import json_schema
+    print(json.dumps(json_schema(), indent=2))
+    return exitcodes.OK
+
+
+def cmd_probes(args: argparse.Namespace) -> int:
+    from .probes.manifest import registry
+    reg = registry()
+    if not args.name:
+        for m in reg.values():
+            print(f"{m.name:<16} {m.alias:<9} {m.summary}")
+        return exitcodes.OK
+    m = reg.get(args.name)
+    if m is None:
+        from .playbook.diagnostics import did_you_mean
+        _err(f"no probe {args.name}{did_you_mean(args.name, reg)}")
+        return exitcodes.USAGE
+    print(f"{m.name} (evidence as '{m.alias}')\n\n{m.description.strip()}\n")
+    print(f"kernel: {m.kernel}")
+    print("hooks, in order of preference: " + " -> ".join(h.kind for h in m.hooks))
+    if m.params:
+        print("\nparameters:")
+        for p in m.params.values():
+            print(f"  {p.name} ({p.type}, default {p.default}): {p.help}")
+    print("\nevidence:")
+    for f in m.evidence:
+        unit = f" [{f.unit}]" if f.unit else ""
+        print(f"  {m.alias}.{f.path} ({f.type}){unit}: {f.help}")
+    return exitcodes.OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .evidence import bundle
+    from .evidence.replay import replay
+    from .playbook import PlaybookError
+    from .report.text import render_text
+    try:
+        b = bundle.read(args.bundle)
+    except (OSError, ValueError) as e:
+        _err(f"{args.bundle}: not a readable bundle: {e}")
+        return exitcodes.USAGE
+    try:
+        rep = replay(b, args.playbook, str(args.bundle / "playbook.yaml"))
+    except PlaybookError as e:
+        for d in e.diagnostics:
+            sys.stderr.write(f"{d}\n")
+        return exitcodes.USAGE
+    if args.json:
+        print(json.dumps(rep, indent=2, default=str))
+    else:
+        sys.stdout.write(render_text(rep))
+    return exitcodes.PROBLEM if rep["verdicts"] else exitcodes.OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

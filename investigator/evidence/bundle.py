@@ -1,0 +1,59 @@
+"""A run bundle: everything one investigation gathered, written so that it can be
+attached to a ticket and replayed offline.
+
+    report.json     the report (the stable JSON contract)
+    report.md       the same, for people
+    evidence.json   every node's evidence as its rules saw it
+    events.jsonl    the structured event log (structlog, one JSON object a line)
+    playbook.yaml   the playbook as it was run
+
+Files are written atomically (temp file + rename) and the folder is private to root
+(0700): it holds process names and stacks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+BUNDLE_FILES = ("report.json", "report.md", "evidence.json", "events.jsonl", "playbook.yaml")
+
+
+def default_dir(playbook_name: str) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return Path("investigations") / f"{playbook_name}-{stamp}-{os.getpid()}"
+
+
+def prepare(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, mode) as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read(path: Path) -> dict[str, Any]:
+    """Load a bundle's report, evidence and playbook text."""
+    out: dict[str, Any] = {}
+    with open(path / "report.json") as f:
+        out["report"] = json.load(f)
+    with open(path / "evidence.json") as f:
+        out["evidence"] = json.load(f)
+    out["playbook_text"] = (path / "playbook.yaml").read_text()
+    return out

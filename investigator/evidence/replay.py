@@ -1,0 +1,33 @@
+"""Re-evaluate a bundle's conclusions offline, with its own playbook or an edited one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..engine.run import NodeRun
+from ..playbook.load import load_playbook
+from ..report import model
+from ..rules.conclude import conclude
+
+
+def replay(b: dict[str, Any], playbook: Path | None, bundled_name: str) -> dict[str, Any]:
+    lp = load_playbook(playbook) if playbook else load_playbook(bundled_name, text=b["playbook_text"])
+    old = b["report"]
+    nodes = []
+    for n in old["nodes"]:
+        nr = NodeRun(n["id"], n.get("hypothesis", ""), n.get("window_s", 0.0), status=n["status"],
+                     probes=n.get("probes", []), errors=list(n.get("errors", [])),
+                     interrupted=n.get("interrupted", False))
+        nr.started_at, nr.ended_at = 0.0, n.get("observed_s", 0.0)
+        env = b["evidence"].get(n["id"])
+        if n["id"] in lp.spec.nodes and env and n["status"] not in ("unobservable", "skipped"):
+            c = conclude(lp, n["id"], env)
+            nr.status, nr.verdict, nr.rule, nr.confidence = c.status, c.verdict, c.rule, c.confidence
+            nr.summary, nr.about, nr.values = c.summary, c.about, c.evidence
+        else:
+            nr.verdict = n.get("verdict")
+        nodes.append(nr)
+    return model.build(nodes, playbook=lp.name, complete=old["complete"], started_at=old["started_at"],
+                       duration_s=old["duration_s"], kernel=old["kernel"],
+                       interrupted_by=old.get("interrupted_by"), replayed=True)

@@ -1,0 +1,111 @@
+"""The playbook as a networkx DiGraph: validation (references, reachability, cycles),
+ordering, and rendering (Mermaid, DOT, text)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from .schema import Playbook
+
+START = "(start)"
+
+
+def build_graph(pb: Playbook) -> nx.DiGraph:
+    """Nodes carry their hypothesis; edges carry the outcome or rule that leads there."""
+    import networkx as nx
+
+    g = nx.DiGraph()
+    g.add_node(START, start=True)
+    for nid, node in pb.nodes.items():
+        g.add_node(nid, hypothesis=node.hypothesis, max_visits=node.max_visits)
+    for nid in pb.start:
+        if nid in pb.nodes:
+            g.add_edge(START, nid, label="start")
+    for nid, node in pb.nodes.items():
+        for rule in node.conclude:
+            for nxt in rule.next:
+                if nxt in pb.nodes:
+                    _add(g, nid, nxt, rule.verdict)
+        for outcome in ("confirmed", "refuted", "inconclusive", "unobservable"):
+            for nxt in getattr(node.on, outcome):
+                if nxt in pb.nodes:
+                    _add(g, nid, nxt, outcome)
+    return g
+
+
+def _add(g: Any, a: str, b: str, label: str) -> None:
+    if g.has_edge(a, b):
+        labels = g.edges[a, b]["label"].split(", ")
+        if label not in labels:
+            g.edges[a, b]["label"] = ", ".join(labels + [label])
+    else:
+        g.add_edge(a, b, label=label)
+
+
+def unreachable(g: nx.DiGraph) -> list[str]:
+    import networkx as nx
+    seen = nx.descendants(g, START) | {START}
+    return [n for n in g.nodes if n not in seen]
+
+
+def unbounded_cycles(g: nx.DiGraph) -> list[list[str]]:
+    """Cycles in which no node sets max_visits > 1 (they could never be re-entered, which
+    is almost certainly a mistake; a bound makes the loop explicit)."""
+    import networkx as nx
+    out = []
+    for cyc in nx.simple_cycles(g):
+        if all(g.nodes[n].get("max_visits", 1) <= 1 for n in cyc):
+            out.append(cyc)
+        if len(out) >= 20:
+            break
+    return out
+
+
+def order(g: nx.DiGraph) -> list[str]:
+    """Nodes in the order an investigation would first reach them (breadth-first)."""
+    import networkx as nx
+    return [n for n in nx.bfs_tree(g, START) if n != START]
+
+
+def render(g: nx.DiGraph, fmt: str) -> str:
+    nodes = [n for n in g.nodes if n != START]
+    if fmt == "mermaid":
+        ids = {n: f"n{i}" for i, n in enumerate(nodes)}
+        ids[START] = "start"
+        lines = ["flowchart TD", "  start((start))"]
+        for n in nodes:
+            hyp = g.nodes[n].get("hypothesis", "").replace('"', "'")
+            lines.append(f'  {ids[n]}["{n}<br/><small>{hyp}</small>"]')
+        for a, b, d in g.edges(data=True):
+            lab = d.get("label", "")
+            lines.append(f"  {ids[a]} -->|{lab}| {ids[b]}" if lab and lab != "start" else f"  {ids[a]} --> {ids[b]}")
+        return "\n".join(lines) + "\n"
+    if fmt == "dot":
+        def q(s: str) -> str:
+            return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        lines = ["digraph playbook {", "  rankdir=TB;", f"  {q(START)} [shape=circle];"]
+        for n in nodes:
+            lines.append(f"  {q(n)} [shape=box, tooltip={q(g.nodes[n].get('hypothesis', ''))}];")
+        for a, b, d in g.edges(data=True):
+            lines.append(f"  {q(a)} -> {q(b)} [label={q(d.get('label', ''))}];")
+        return "\n".join(lines + ["}"]) + "\n"
+    # text: an indented tree from the start, each node once
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def walk(n: str, depth: int, label: str) -> None:
+        prefix = "  " * depth + (f"--{label}--> " if label and label != "start" else "")
+        if n in seen:
+            out.append(f"{prefix}{n} (see above)")
+            return
+        seen.add(n)
+        out.append(f"{prefix}{n}: {g.nodes[n].get('hypothesis', '')}")
+        for _, b, d in g.out_edges(n, data=True):
+            walk(b, depth + 1, d.get("label", ""))
+
+    for _, b, d in g.out_edges(START, data=True):
+        walk(b, 0, "")
+    return "\n".join(out) + "\n"

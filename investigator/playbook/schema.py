@@ -1,0 +1,282 @@
+"""The playbook schema, defined once as typed classes.
+
+Validation (``build``) and the JSON Schema (``json_schema``, for editors' YAML plugins and
+``investigate schema``) both come from these classes and their field docs.  A field
+whose YAML key differs from its Python name says so with ``key=``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, NewType, Union
+
+from ..probes.units import parse_duration_ns
+from .diagnostics import did_you_mean
+from .yamlpos import Located, Path
+
+API_VERSION = "investigator/v1"
+Duration = NewType("Duration", str)        # "10ms", "5s"
+Expression = NewType("Expression", str)    # a CEL expression
+Template = NewType("Template", str)        # text with {evidence.path} placeholders
+
+VERDICTS = ("deadlock", "starvation", "wrong-context", "contention", "hung-task", "overload",
+            "alloc-failure", "healthy", "refuted", "inconclusive")
+PROBLEM_VERDICTS = ("deadlock", "starvation", "wrong-context", "contention", "hung-task", "overload",
+                    "alloc-failure")
+Verdict = Literal["deadlock", "starvation", "wrong-context", "contention", "hung-task", "overload",
+                  "alloc-failure", "healthy", "refuted", "inconclusive"]
+OUTCOMES = ("confirmed", "refuted", "inconclusive", "unobservable")
+
+
+def doc(text: str, key: str | None = None, **kw: Any) -> Any:
+    md = {"doc": text}
+    if key:
+        md["key"] = key
+    return field(metadata=md, **kw)
+
+
+@dataclass
+class Metadata:
+    name: str = doc("Short name of the playbook (letters, digits, dashes).")
+    description: str = doc("What question this playbook answers.", default="")
+    owners: list[str] = doc("Who maintains it (team or people).", default_factory=list)
+    maturity: Literal["experimental", "beta", "stable"] = doc("How far it can be trusted.", default="experimental")
+
+
+@dataclass
+class ProbeUse:
+    use: str = doc("A probe from the library (see `investigate probes`), e.g. sched.runqlat.")
+    as_: str | None = doc("Name of its evidence in rules (default: the probe's alias, e.g. runq).",
+                          key="as", default=None)
+    with_: dict[str, Any] = doc("Probe parameters (durations as 10ms, 5s).", key="with", default_factory=dict)
+
+
+@dataclass
+class Observe:
+    window: Duration | None = doc("How long to observe before concluding (default: the playbook's).", default=None)
+
+
+@dataclass
+class Rule:
+    when: Expression = doc("CEL expression over the evidence; the first rule that holds concludes the node.")
+    verdict: Verdict = doc("The verdict when it holds.")
+    explain: Template = doc("One sentence for the report; {path} fills in evidence values.", default="")
+    about: Expression | None = doc("CEL expression giving the finding's entities: an object with "
+                                   "tasks (with roles), cpus and locks lists, e.g. runq.worst.", default=None)
+    confidence: Literal["low", "medium", "high"] = doc("How sure the verdict is when the rule holds.", default="medium")
+    next: list[str] = doc("Nodes to visit next when this rule concludes.", default_factory=list)
+
+
+@dataclass
+class Edges:
+    confirmed: list[str] = doc("Next nodes when a problem verdict was reached.", default_factory=list)
+    refuted: list[str] = doc("Next nodes when the hypothesis was refuted (healthy/refuted).", default_factory=list)
+    inconclusive: list[str] = doc("Next nodes when no rule concluded.", default_factory=list)
+    unobservable: list[str] = doc("Next nodes when the probes could not attach here.", default_factory=list)
+
+
+@dataclass
+class Node:
+    hypothesis: str = doc("The hypothesis this node tests, in words.")
+    probes: list[ProbeUse] = doc("Probes to attach for the observation.")
+    conclude: list[Rule] = doc("Ordered rules mapping evidence to a verdict.")
+    observe: Observe = doc("The observation.", default_factory=Observe)
+    otherwise: Verdict = doc("Verdict when no rule holds.", default="inconclusive")
+    on: Edges = doc("Next nodes per outcome (added to the rule's own next).", default_factory=Edges)
+    max_visits: int = doc("How many times the node may run in one investigation (needed on cycles).", default=1)
+
+
+@dataclass
+class Defaults:
+    window: Duration = doc("Observation window of nodes that do not set one.", default=Duration("5s"))
+
+
+@dataclass
+class Playbook:
+    apiVersion: Literal["investigator/v1"] = doc("Schema version: investigator/v1.")
+    kind: Literal["Playbook"] = doc("Always Playbook.")
+    metadata: Metadata = doc("Name, description, owners, maturity.")
+    start: list[str] = doc("Nodes that run first, at the same time.")
+    nodes: dict[str, Node] = doc("The graph's nodes by id.")
+    defaults: Defaults = doc("Defaults for every node.", default_factory=Defaults)
+
+
+# --------------------------------------------------------------------------- validation
+
+def _yaml_key(f: dataclasses.Field[Any]) -> str:
+    return str(f.metadata.get("key", f.name))
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if tp is Duration:
+        return "a duration (10ms, 5s)"
+    if tp in (Expression, Template, str):
+        return "a string"
+    if tp is int:
+        return "an integer"
+    if tp is bool:
+        return "true or false"
+    if tp is float:
+        return "a number"
+    if origin is list:
+        return "a list"
+    if origin is dict or dataclasses.is_dataclass(tp):
+        return "a mapping"
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(tp)))
+    return str(tp)
+
+
+def build(tp: Any, value: Any, path: Path, loc: Located) -> Any:
+    """Convert ``value`` to ``tp``, reporting every problem into ``loc``; returns the value
+    built (with defaults where something was wrong) so that later checks can go on."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return build(args[0], value, path, loc)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            loc.error(path, f"expected {_type_name(tp)}, got {_describe(value)}")
+            value = {}
+        fields = {_yaml_key(f): f for f in dataclasses.fields(tp)}
+        hints = typing.get_type_hints(tp)
+        kwargs = {}
+        for k in value:
+            if k not in fields:
+                loc.error(path + (k,), f"unknown key '{k}'{did_you_mean(str(k), fields)}", key=True)
+        for key, f in fields.items():
+            if key in value:
+                kwargs[f.name] = build(hints[f.name], value[key], path + (key,), loc)
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+                loc.error(path, f"missing required key '{key}'")
+                kwargs[f.name] = _empty(hints[f.name])
+        return tp(**kwargs)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            loc.error(path, f"expected a list, got {_describe(value)}")
+            return []
+        return [build(item, v, path + (i,), loc) for i, v in enumerate(value)]
+    if origin is dict:
+        _, vt = typing.get_args(tp)
+        if not isinstance(value, dict):
+            loc.error(path, f"expected a mapping, got {_describe(value)}")
+            return {}
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                loc.error(path + (k,), f"keys must be strings, got {_describe(k)}", key=True)
+                continue
+            out[k] = build(vt, v, path + (k,), loc)
+        return out
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            loc.error(path, f"expected one of {', '.join(map(str, choices))}, got {_describe(value)}"
+                      + (did_you_mean(value, map(str, choices)) if isinstance(value, str) else ""))
+            return choices[0]
+        return value
+    if tp is Duration:
+        try:
+            parse_duration_ns(value)
+        except ValueError as e:
+            loc.error(path, str(e))
+            return Duration("1s")
+        return value
+    base = getattr(tp, "__supertype__", tp)
+    if base is int and (not isinstance(value, int) or isinstance(value, bool)):
+        loc.error(path, f"expected an integer, got {_describe(value)}")
+        return 0
+    if base is str and not isinstance(value, str):
+        loc.error(path, f"expected a string, got {_describe(value)}")
+        return ""
+    if base is bool and not isinstance(value, bool):
+        loc.error(path, f"expected true or false, got {_describe(value)}")
+        return False
+    return value
+
+
+def _empty(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return []
+    if origin is dict:
+        return {}
+    if dataclasses.is_dataclass(tp):
+        try:
+            return tp(**{f.name: _empty(typing.get_type_hints(tp)[f.name]) for f in dataclasses.fields(tp)
+                         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING})  # type: ignore[misc]
+        except TypeError:
+            return None
+    if origin is Literal:
+        return typing.get_args(tp)[0]
+    base = getattr(tp, "__supertype__", tp)
+    return {str: "", int: 0, bool: False}.get(base, None)
+
+
+def _describe(v: Any) -> str:
+    if v is None:
+        return "nothing (null)"
+    if isinstance(v, bool):
+        return f"boolean {str(v).lower()}"
+    if isinstance(v, dict):
+        return "a mapping"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, str):
+        return f"string {v!r}"
+    return f"{type(v).__name__} {v!r}"
+
+
+# --------------------------------------------------------------------------- JSON Schema
+
+def json_schema() -> dict[str, Any]:
+    defs: dict[str, Any] = {}
+
+    def sch(tp: Any) -> dict[str, Any]:
+        origin = typing.get_origin(tp)
+        if origin in (Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            return {"anyOf": [sch(args[0]), {"type": "null"}]}
+        if tp is Any:
+            return {}
+        if dataclasses.is_dataclass(tp):
+            name = tp.__name__
+            if name not in defs:
+                defs[name] = {}
+                hints = typing.get_type_hints(tp)
+                props, req = {}, []
+                for f in dataclasses.fields(tp):
+                    p = sch(hints[f.name])
+                    p["description"] = f.metadata.get("doc", "")
+                    if f.default is not dataclasses.MISSING and f.default is not None:
+                        p["default"] = f.default
+                    props[_yaml_key(f)] = p
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+                        req.append(_yaml_key(f))
+                defs[name] = {"type": "object", "properties": props, "required": req,
+                              "additionalProperties": False}
+            return {"$ref": f"#/$defs/{name}"}
+        if origin is list:
+            return {"type": "array", "items": sch(typing.get_args(tp)[0])}
+        if origin is dict:
+            return {"type": "object", "additionalProperties": sch(typing.get_args(tp)[1])}
+        if origin is Literal:
+            return {"enum": list(typing.get_args(tp))}
+        if tp is Duration:
+            return {"type": "string", "pattern": r"^\d+(\.\d+)?(ns|us|µs|ms|s|m|min|h)$"}
+        base = getattr(tp, "__supertype__", tp)
+        return {"type": {str: "string", int: "integer", bool: "boolean", float: "number"}[base]}
+
+    root = sch(Playbook)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": "https://investigator.dev/schema/playbook-v1.json",
+            "title": "investigator playbook", **root, "$defs": defs}

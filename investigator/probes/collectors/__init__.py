@@ -1,0 +1,1 @@
+"""Collectors: one per probe, turning its maps (or iterator output) into evidence."""

@@ -1,0 +1,55 @@
+"""Helpers shared by collectors: C string decoding, task entities, histograms."""
+
+from __future__ import annotations
+
+import ctypes as C
+from typing import Any
+
+from ...system import procfs
+
+
+def cstr(b: bytes) -> str:
+    return bytes(b).split(b"\0", 1)[0].decode(errors="replace")
+
+
+def policy_name(policy: int) -> str:
+    return procfs.POLICIES.get(policy, str(policy))
+
+
+def task_entity(tid: int, tgid: int, comm: str, prio: int | None = None,
+                policy: int | None = None) -> dict[str, Any]:
+    """A task as every evidence field and verdict names it."""
+    e: dict[str, Any] = {"tid": tid, "pid": tgid, "comm": comm}
+    if prio is not None:
+        e["prio"] = prio
+        e["rt_priority"] = 99 - prio if 0 <= prio < 100 else 0
+    if policy is not None:
+        e["policy"] = policy_name(policy)
+    return e
+
+
+def log2_hist(slots: list[int], unit: str = "us") -> list[dict[str, int]]:
+    """Non-empty log2 buckets as [lo, hi) ranges (bucket 0 holds 0..1)."""
+    out = []
+    for i, n in enumerate(slots):
+        if n:
+            lo = 0 if i == 0 else 1 << i
+            out.append({"lo": lo, "hi": (1 << (i + 1)), "count": int(n), "unit": unit})  # type: ignore[dict-item]
+    return out
+
+
+def hist_quantile(slots: list[int], q: float) -> int:
+    """Upper bound of the bucket holding quantile q (an over-estimate, never under)."""
+    total = sum(slots)
+    if not total:
+        return 0
+    acc = 0
+    for i, n in enumerate(slots):
+        acc += n
+        if acc >= q * total:
+            return 1 << (i + 1)
+    return 1 << len(slots)
+
+
+def unpack(struct_cls: type[C.Structure], raw: bytes) -> Any:
+    return struct_cls.from_buffer_copy(raw[:C.sizeof(struct_cls)])

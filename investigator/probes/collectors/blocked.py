@@ -1,0 +1,109 @@
+"""Evidence of ``sched.blocked`` (probes/blocked.bpf.c): tasks in uninterruptible sleep,
+snapshotted by a task iterator when the window opens and when it closes.
+
+A task counts as *stuck* when it is in both snapshots and did not context-switch in
+between (its nvcsw + nivcsw did not move): it made no progress during the window,
+whatever the clocks say.  ``blocked_s`` -- how long since it last ran -- comes from the
+scheduler's own timestamps (sched_info.last_arrival, se.exec_start)."""
+
+from __future__ import annotations
+
+import ctypes as C
+from typing import Any
+
+from ...system.kallsyms import symbolize
+from ._common import cstr, task_entity
+
+STACK_DEPTH = 32
+MAX_TASKS = 4096            # records kept from one snapshot (bounded memory)
+TOP_TASKS = 50
+u32, s32, u64 = C.c_uint32, C.c_int32, C.c_uint64
+BLOCKER_KINDS = {0: "mutex", 1: "semaphore", 2: "rwsem-read", 3: "rwsem-write"}
+PF_KTHREAD = 0x00200000
+
+
+class BlockedRec(C.Structure):
+    _fields_ = [("now_ns", u64), ("last_arrival_ns", u64), ("exec_start_ns", u64), ("nvcsw", u64),
+                ("nivcsw", u64), ("blocker", u64), ("lock_owner", u64), ("owner_tid", u32),
+                ("owner_tgid", u32), ("tid", u32), ("tgid", u32), ("state", u32), ("flags", u32),
+                ("prio", s32), ("stack_bytes", s32), ("comm", C.c_char * 16),
+                ("owner_comm", C.c_char * 16), ("stack", u64 * STACK_DEPTH)]
+
+
+LAYOUTS = {"blocked_rec": BlockedRec}
+RECSZ = C.sizeof(BlockedRec)
+
+
+def state_letter(state: int) -> str:
+    return "D" if state & 2 else "S" if state & 1 else "R"
+
+
+def snapshot(inst: Any) -> dict[int, BlockedRec]:
+    link = next(lk for lk in inst.obj.links if lk.kind == "iter")
+    data = link.read_iter(limit=MAX_TASKS * RECSZ)
+    out = {}
+    for off in range(0, len(data) - RECSZ + 1, RECSZ):
+        r = BlockedRec.from_buffer_copy(data, off)
+        out[r.tid] = r
+    return out
+
+
+def empty_worst() -> dict[str, Any]:
+    return {"blocked_s": 0.0, "state": "", "task": task_entity(0, 0, ""), "stack": [],
+            "blocker": None, "tasks": [], "cpus": [], "locks": []}
+
+
+class Collector:
+    def start(self, inst: Any) -> None:
+        self.first = snapshot(inst)
+
+    def finish(self, inst: Any) -> dict[str, Any]:
+        last = snapshot(inst)
+        tasks = []
+        for tid, r in last.items():
+            before = self.first.get(tid)
+            stuck = (before is not None and before.nvcsw + before.nivcsw == r.nvcsw + r.nivcsw
+                     and before.state & 2 and r.state & 2)
+            ran_ns = max(r.last_arrival_ns, r.exec_start_ns)
+            blocked_ns = max(0, r.now_ns - ran_ns) if ran_ns else 0
+            stack = []
+            if r.stack_bytes > 0:
+                stack = symbolize([a for a in list(r.stack)[: r.stack_bytes // 8] if a])
+            blocker = None
+            if r.blocker:
+                kind = BLOCKER_KINDS.get(r.blocker & 3, "unknown")
+                blocker = {"kind": kind, "addr": hex(r.blocker & ~3),
+                           "owner": task_entity(r.owner_tid, r.owner_tgid, cstr(r.owner_comm))
+                           if r.owner_tid else None}
+            tasks.append({**task_entity(tid, r.tgid, cstr(r.comm), r.prio),
+                          "state": state_letter(r.state), "kthread": bool(r.flags & PF_KTHREAD),
+                          "blocked_s": round(blocked_ns / 1e9, 3), "stuck": bool(stuck),
+                          "switches": r.nvcsw + r.nivcsw, "stack": stack,
+                          "wchan": stack[0].split("+")[0] if stack else "",
+                          "blocker": blocker})
+        tasks.sort(key=lambda t: (t["state"] != "D", not t["stuck"], -t["blocked_s"]))
+        d_tasks = [t for t in tasks if t["state"] == "D"]
+        stuck = [t for t in d_tasks if t["stuck"]]
+        worst = empty_worst()
+        if d_tasks:
+            w = max(stuck or d_tasks, key=lambda t: t["blocked_s"])
+            ent = {k: w[k] for k in ("tid", "pid", "comm")}
+            roles = [{**ent, "role": "waiter"}]
+            locks = []
+            if w["blocker"]:
+                locks.append({"addr": w["blocker"]["addr"], "kind": w["blocker"]["kind"],
+                              "owner_tid": (w["blocker"]["owner"] or {}).get("tid", 0)})
+                if w["blocker"]["owner"]:
+                    roles.append({**w["blocker"]["owner"], "role": "holder"})
+            worst = {"blocked_s": w["blocked_s"], "state": w["state"], "task": ent, "stuck": w["stuck"],
+                     "stack": w["stack"], "blocker": w["blocker"], "tasks": roles, "cpus": [],
+                     "locks": locks}
+        return {
+            "count": len(d_tasks),
+            "stuck_count": len(stuck),
+            "max_blocked_s": max((t["blocked_s"] for t in d_tasks), default=0.0),
+            "max_stuck_s": max((t["blocked_s"] for t in stuck), default=0.0),
+            "sleeping_count": len(tasks) - len(d_tasks),
+            "tasks": tasks[:TOP_TASKS],
+            "worst": worst,
+        }

@@ -1,0 +1,105 @@
+"""Evidence of ``sched.runqlat`` (probes/runqlat.bpf.c): run-queue waits per CPU and per
+task, and for each task's worst wait, which task held that CPU meanwhile."""
+
+from __future__ import annotations
+
+import ctypes as C
+from typing import Any
+
+from ...system import procfs
+from ._common import cstr, hist_quantile, log2_hist, task_entity, unpack
+
+HIST_SLOTS = 32
+TOP_TASKS = 20
+u32, s32, u64 = C.c_uint32, C.c_int32, C.c_uint64
+
+
+class CpuLat(C.Structure):
+    _fields_ = [("slots", u64 * HIST_SLOTS), ("count", u64), ("sum_ns", u64), ("max_ns", u64),
+                ("over", u64), ("max_tid", u32), ("pad", u32)]
+
+
+class Culprit(C.Structure):
+    _fields_ = [("overlap_ns", u64), ("tid", u32), ("tgid", u32), ("prio", s32), ("policy", u32),
+                ("comm", C.c_char * 16)]
+
+
+class TaskLat(C.Structure):
+    _fields_ = [("count", u64), ("total_ns", u64), ("max_ns", u64), ("over", u64),
+                ("max_at_ns", u64), ("tgid", u32), ("max_cpu", u32), ("prio", s32),
+                ("policy", u32), ("comm", C.c_char * 16), ("culprit", Culprit)]
+
+
+LAYOUTS = {"cpu_lat": CpuLat, "culprit": Culprit, "task_lat": TaskLat}
+
+
+def _ms(ns: int) -> float:
+    return round(ns / 1e6, 3)
+
+
+def empty_worst() -> dict[str, Any]:
+    return {"wait_ms": 0.0, "cpu": -1, "victim": task_entity(0, 0, ""),
+            "culprit": {**task_entity(0, 0, ""), "held_ms": 0.0, "share": 0.0}, "tasks": [], "cpus": []}
+
+
+class Collector:
+    def start(self, inst: Any) -> None:
+        pass
+
+    def finish(self, inst: Any) -> dict[str, Any]:
+        maps = inst.obj.maps
+        per_cpu, merged = [], [0] * HIST_SLOTS
+        total = over = sum_ns = max_ns = 0
+        for k, v in maps["cpu_hist"].items():
+            h = unpack(CpuLat, v)
+            if not h.count:
+                continue
+            cpu = int.from_bytes(k, "little")
+            slots = list(h.slots)
+            merged = [a + b for a, b in zip(merged, slots)]
+            total += h.count
+            over += h.over
+            sum_ns += h.sum_ns
+            max_ns = max(max_ns, h.max_ns)
+            per_cpu.append({"cpu": cpu, "count": h.count, "max_ms": _ms(h.max_ns),
+                            "avg_ms": _ms(h.sum_ns // h.count), "over_count": h.over,
+                            "max_tid": h.max_tid, "p99_ms": hist_quantile(slots, 0.99) / 1000})
+        per_cpu.sort(key=lambda c: c["cpu"])
+
+        tasks = []
+        for k, v in maps["task_lat"].items(limit=65536):
+            t = unpack(TaskLat, v)
+            tid = int.from_bytes(k, "little")
+            c = t.culprit
+            culprit = task_entity(c.tid, c.tgid if c.tid else 0,
+                                  cstr(c.comm) if c.tid else "swapper (idle)", c.prio, c.policy)
+            culprit["held_ms"] = _ms(c.overlap_ns)
+            culprit["share"] = round(c.overlap_ns / t.max_ns, 3) if t.max_ns else 0.0
+            tasks.append({**task_entity(tid, t.tgid, cstr(t.comm), t.prio, t.policy),
+                          "max_ms": _ms(t.max_ns), "total_ms": _ms(t.total_ns), "count": t.count,
+                          "over_count": t.over, "cpu": t.max_cpu, "culprit": culprit})
+        tasks.sort(key=lambda t: t["max_ms"], reverse=True)
+
+        worst = empty_worst()
+        if tasks:
+            w = tasks[0]
+            victim = {k: w[k] for k in ("tid", "pid", "comm", "prio", "rt_priority", "policy")}
+            worst = {"wait_ms": w["max_ms"], "cpu": w["cpu"], "victim": victim,
+                     "culprit": w["culprit"], "count_over": w["over_count"],
+                     "tasks": [{**victim, "role": "victim"}]
+                     + ([{**{k: w["culprit"][k] for k in ("tid", "pid", "comm")}, "role": "culprit"}]
+                        if w["culprit"]["tid"] else []),
+                     "cpus": [w["cpu"]]}
+        return {
+            "count": total,
+            "max_ms": _ms(max_ns),
+            "avg_ms": _ms(sum_ns // total) if total else 0.0,
+            "p99_ms": hist_quantile(merged, 0.99) / 1000,
+            "over_count": over,
+            "hist_us": log2_hist(merged),
+            "per_cpu": per_cpu,
+            "tasks": tasks[:TOP_TASKS],
+            "tasks_over_min": len(tasks),
+            "worst": worst,
+            "rt_throttling": procfs.rt_throttling(),
+        }

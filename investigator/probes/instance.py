@@ -1,0 +1,150 @@
+"""A probe loaded and attached with chosen parameters: hook fallback, load, attach,
+collect evidence, detach."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..bpf import BpfError, BpfObject, num_possible_cpus
+from ..bpf import features
+from .manifest import ProbeManifest
+from .units import parse_duration_ns
+
+
+class ProbeUnavailable(Exception):
+    """No hook alternative of this probe works on this kernel; ``attempts`` says why."""
+
+    def __init__(self, probe: str, attempts: list[dict[str, str]]) -> None:
+        self.probe = probe
+        self.attempts = attempts
+        why = "; ".join(f"{a['hook']}: {a['reason']}" for a in attempts) or "no hook alternatives"
+        super().__init__(f"probe {probe} cannot attach here ({why})")
+
+
+class Collector(Protocol):
+    def start(self, inst: ProbeInstance) -> None: ...
+    def finish(self, inst: ProbeInstance) -> dict[str, Any]: ...
+
+
+@dataclass
+class Targets:
+    """In-kernel filters a run passes to every probe that supports them."""
+    pid: int = 0
+
+    def key(self) -> tuple[int]:
+        return (self.pid,)
+
+
+def resolve_params(manifest: ProbeManifest, given: dict[str, Any]) -> dict[str, int]:
+    """Parameter values as the integers the BPF globals hold (durations in ns)."""
+    out: dict[str, int] = {}
+    for name, p in manifest.params.items():
+        v = given.get(name, p.default)
+        if p.type == "duration":
+            out[name] = parse_duration_ns(v)
+        elif p.type == "bool":
+            out[name] = int(bool(v))
+        else:
+            out[name] = int(v or 0)
+    return out
+
+
+@dataclass
+class ProbeInstance:
+    manifest: ProbeManifest
+    params: dict[str, Any]
+    targets: Targets = field(default_factory=Targets)
+    obj: BpfObject | None = None
+    hook: str | None = None
+    attempts: list[dict[str, str]] = field(default_factory=list)
+    attached_at: float = 0.0
+    attach_ms: float = 0.0
+    links: list[str] = field(default_factory=list)
+    collector: Collector | None = None
+    values: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)      # what was done on the way (mounts)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    def _open(self, alt_index: int) -> BpfObject:
+        m = self.manifest
+        obj = BpfObject(m.object_path)
+        chosen = m.hooks[alt_index].programs
+        for pname, prog in obj.programs.items():
+            prog.autoload = pname in chosen
+        for pname, p in m.params.items():
+            obj.set_global(p.global_name, self.values[pname])
+        if self.targets.pid and "targ_tgid" in obj.globals():
+            obj.set_global("targ_tgid", self.targets.pid)
+        for mname, mp in obj.maps.items():
+            if m.maps.get(mname) == "ncpu":
+                mp.set_max_entries(num_possible_cpus())
+        return obj
+
+    def attach(self) -> None:
+        """Load and attach the first hook alternative this kernel accepts."""
+        t0 = time.perf_counter()
+        self.values = resolve_params(self.manifest, self.params)
+        for i, alt in enumerate(self.manifest.hooks):
+            if alt.kind == "tracepoint" and features.tracefs() is None:
+                from ..system.mounts import ensure_mounted
+                ok, msg = ensure_mounted("tracefs")
+                self.notes.append(msg)
+                features.tracefs.cache_clear()
+                features.tracepoint.cache_clear()
+            unsupported = [(t, s.reason) for t in sorted(set(alt.programs.values()))
+                           if not (s := features.hook(alt.kind, t))]
+            if unsupported:
+                self.attempts.append({"hook": alt.kind, "reason": f"{unsupported[0][0]}: {unsupported[0][1]}"})
+                continue
+            obj = None
+            try:
+                obj = self._open(i)
+                obj.load()
+                for pname in alt.programs:
+                    prog = obj.programs[pname]
+                    link = prog.attach_iter() if alt.kind == "iter" else prog.attach()
+                    self.links.append(f"{link.kind}:{link.target}")
+            except BpfError as e:
+                self.attempts.append({"hook": alt.kind, "reason": e.detail()})
+                self.links.clear()
+                if obj is not None:
+                    obj.close()
+                continue
+            self.obj, self.hook = obj, alt.kind
+            self.attached_at = time.monotonic()
+            self.attach_ms = (time.perf_counter() - t0) * 1000
+            mod = importlib.import_module(f".collectors.{self.manifest.collector}", __package__)
+            self.collector = mod.Collector()
+            self.collector.start(self)
+            return
+        raise ProbeUnavailable(self.name, self.attempts)
+
+    def stats(self) -> dict[str, int]:
+        """Events seen and records dropped, summed over CPUs (the overhead guard's input)."""
+        if self.obj is None or "probe_stats" not in self.obj.maps:
+            return {"events": 0, "drops": 0}
+        vals = self.obj.maps["probe_stats"].lookup(0) or []
+        ev = dr = 0
+        for v in vals if isinstance(vals, list) else [vals]:
+            ev += int.from_bytes(v[0:8], "little")
+            dr += int.from_bytes(v[8:16], "little")
+        return {"events": ev, "drops": dr}
+
+    def collect(self) -> dict[str, Any]:
+        """The evidence gathered since attach, as plain JSON-able data."""
+        assert self.collector is not None and self.obj is not None
+        ev = self.collector.finish(self)
+        ev["probe"] = {"name": self.name, "hook": self.hook, "attempts": list(self.attempts),
+                       "observed_s": round(time.monotonic() - self.attached_at, 3), **self.stats()}
+        return ev
+
+    def close(self) -> None:
+        if self.obj is not None:
+            self.obj.close()
+            self.obj = None

@@ -1,0 +1,130 @@
+"""Probe manifests: one YAML file beside each ``probes/NAME.bpf.c``.
+
+A manifest says which object to load, the hook alternatives in order of preference
+(each a set of programs that attach together), the parameters (read-only globals set
+before load), the bounded maps, and every evidence field the probe's collector produces,
+with type, unit and meaning.  Playbook validation checks rule expressions against those
+fields; docs/probes.md is generated from them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PARAM_TYPES = ("duration", "int", "bool")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    global_name: str
+    type: str
+    default: Any
+    help: str
+
+
+@dataclass(frozen=True)
+class HookAlternative:
+    kind: str                       # tp_btf, raw_tp, tracepoint, fentry, kprobe, iter, ...
+    programs: dict[str, str]        # program name -> attach target (tracepoint, function, iter)
+
+
+@dataclass(frozen=True)
+class EvidenceField:
+    path: str                       # relative to the probe's alias: "worst.wait_ms"
+    type: str                       # int, float, str, bool, list, object
+    unit: str
+    help: str
+
+
+@dataclass(frozen=True)
+class ProbeManifest:
+    name: str
+    alias: str                      # default evidence namespace in rules ("runq")
+    summary: str
+    description: str
+    object_path: Path
+    source_path: Path
+    collector: str
+    mode: str                       # "window": aggregate over a window; "snapshot": iterator
+    hooks: tuple[HookAlternative, ...]
+    params: dict[str, Param]
+    maps: dict[str, str]            # map name -> what bounds it
+    evidence: tuple[EvidenceField, ...]
+    kernel: str = ""                # kernel requirements, in words
+    manifest_path: Path = field(default=Path())
+
+    def field_paths(self) -> set[str]:
+        """Every path a rule may name, parents included (worst, worst.victim, worst.victim.tid)."""
+        out: set[str] = set()
+        for f in self.evidence:
+            parts = f.path.split(".")
+            for i in range(1, len(parts) + 1):
+                out.add(".".join(parts[:i]))
+        return out
+
+
+class ManifestError(ValueError):
+    pass
+
+
+def probes_dir() -> Path:
+    """Where the compiled objects and manifests are: inside the installed package
+    (``investigator/_probes``, put there by the wheel build) or the repository's probes/."""
+    env = os.environ.get("INVESTIGATOR_PROBES_DIR")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent.parent
+    packaged = here / "_probes"
+    if packaged.is_dir():
+        return packaged
+    return here.parent / "probes"
+
+
+def _require(d: dict[str, Any], key: str, where: str) -> Any:
+    if key not in d:
+        raise ManifestError(f"{where}: missing '{key}'")
+    return d[key]
+
+
+def load_manifest(path: Path) -> ProbeManifest:
+    with open(path) as f:
+        d = yaml.safe_load(f)
+    where = str(path)
+    hooks = tuple(HookAlternative(kind=h["kind"], programs=dict(h["programs"]))
+                  for h in _require(d, "hooks", where))
+    params = {}
+    for name, p in (d.get("params") or {}).items():
+        if p["type"] not in PARAM_TYPES:
+            raise ManifestError(f"{where}: param {name}: type must be one of {PARAM_TYPES}")
+        params[name] = Param(name=name, global_name=p["global"], type=p["type"],
+                             default=p.get("default"), help=p.get("help", ""))
+    evidence = tuple(EvidenceField(path=e["path"], type=e["type"], unit=e.get("unit", ""),
+                                   help=e.get("help", "")) for e in _require(d, "evidence", where))
+    obj = path.parent / _require(d, "object", where)
+    return ProbeManifest(
+        name=_require(d, "name", where), alias=_require(d, "alias", where),
+        summary=_require(d, "summary", where), description=d.get("description", ""),
+        object_path=obj, source_path=obj.with_suffix(".c"), collector=_require(d, "collector", where),
+        mode=d.get("mode", "window"), hooks=hooks, params=params, maps=dict(d.get("maps") or {}),
+        evidence=evidence, kernel=d.get("kernel", ""), manifest_path=path)
+
+
+@lru_cache(maxsize=4)
+def _registry(directory: str) -> dict[str, ProbeManifest]:
+    out = {}
+    for p in sorted(Path(directory).glob("*.yaml")):
+        m = load_manifest(p)
+        out[m.name] = m
+    return out
+
+
+def registry(directory: Path | None = None) -> dict[str, ProbeManifest]:
+    """Every probe manifest by name (``sched.runqlat``)."""
+    return _registry(str(directory or probes_dir()))

@@ -1,0 +1,1 @@
+"""Reports: the JSON contract, text for the terminal, Markdown for the bundle."""

@@ -1,0 +1,76 @@
+"""The JSON report -- a stable contract; later versions only add keys.
+
+    {"playbook": str, "complete": bool, "started_at": str, "duration_s": float,
+     "kernel": {...}, "nodes": [{"id", "status", "verdict", ...}],
+     "verdicts": [{"verdict", "node", "summary", "tasks": [{"pid","tid","comm","role"}],
+                   "locks": [...], "cpus": [...], "evidence": {...}}]}
+
+``verdicts`` holds the problems found, never refuted hypotheses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..playbook.schema import PROBLEM_VERDICTS
+
+SCHEMA_VERSION = 1
+
+
+def _entities(about: Any) -> tuple[list[dict[str, Any]], list[Any], list[Any]]:
+    if not isinstance(about, dict):
+        return [], [], []
+    tasks = []
+    for t in about.get("tasks") or []:
+        if isinstance(t, dict):
+            tasks.append({"pid": int(t.get("pid", 0)), "tid": int(t.get("tid", 0)),
+                          "comm": str(t.get("comm", "")), "role": str(t.get("role", "bystander"))})
+    cpus = [c for c in (about.get("cpus") or []) if isinstance(c, int) and c >= 0]
+    locks = [lk for lk in (about.get("locks") or []) if isinstance(lk, dict)]
+    return tasks, locks, cpus
+
+
+def node_dict(n: Any) -> dict[str, Any]:
+    return {"id": n.id, "status": n.status, "verdict": n.verdict, "confidence": n.confidence,
+            "summary": n.summary, "hypothesis": n.hypothesis, "window_s": round(n.window_s, 3),
+            "observed_s": round(max(0.0, n.ended_at - n.started_at), 3) if n.started_at else 0.0,
+            "visit": n.visit, "interrupted": n.interrupted, "rule": n.rule,
+            "probes": n.probes, "errors": n.errors}
+
+
+def verdict_dict(n: Any) -> dict[str, Any]:
+    tasks, locks, cpus = _entities(n.about)
+    details = {k: v for k, v in n.about.items() if k not in ("tasks", "locks", "cpus")} \
+        if isinstance(n.about, dict) else n.about
+    return {"verdict": n.verdict, "node": n.id, "summary": n.summary, "confidence": n.confidence,
+            "tasks": tasks, "locks": locks, "cpus": cpus,
+            "evidence": {**n.values, **({"details": details} if details is not None else {})},
+            "partial": n.interrupted}
+
+
+def build(nodes: list[Any], *, playbook: str, complete: bool, started_at: str, duration_s: float,
+          kernel: dict[str, Any], interrupted_by: str | None = None,
+          timings: dict[str, float] | None = None, replayed: bool = False) -> dict[str, Any]:
+    rep: dict[str, Any] = {
+        "report_version": SCHEMA_VERSION,
+        "playbook": playbook,
+        "complete": complete,
+        "started_at": started_at,
+        "duration_s": round(duration_s, 3),
+        "kernel": kernel,
+        "nodes": [node_dict(n) for n in nodes],
+        "verdicts": [verdict_dict(n) for n in nodes if n.verdict in PROBLEM_VERDICTS],
+    }
+    if interrupted_by:
+        rep["interrupted_by"] = interrupted_by
+    if timings:
+        rep["timings"] = timings
+    if replayed:
+        rep["replayed"] = True
+    return rep
+
+
+def from_result(r: Any) -> dict[str, Any]:
+    return build(r.nodes, playbook=r.playbook.name, complete=r.complete, started_at=r.started_at,
+                 duration_s=r.duration_s, kernel=r.kernel, interrupted_by=r.interrupted_by,
+                 timings=r.timings)

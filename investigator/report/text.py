@@ -1,0 +1,99 @@
+"""The report for people: plain text for the terminal, Markdown for the bundle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ICONS = {"confirmed": "!!", "refuted": "ok", "inconclusive": "??", "unobservable": "--",
+         "error": "xx", "skipped": "..", "interrupted": "^C"}
+
+
+def render_text(rep: dict[str, Any], bundle: str | None = None) -> str:
+    out = []
+    head = f"investigator: {rep['playbook']}  ({rep['duration_s']:.1f} s"
+    head += ", INCOMPLETE: interrupted)" if not rep["complete"] else ")"
+    out.append(head)
+    verdicts = rep["verdicts"]
+    if verdicts:
+        out.append("")
+        out.append(f"VERDICTS ({len(verdicts)})")
+        for i, v in enumerate(verdicts, 1):
+            part = " [partial window]" if v.get("partial") else ""
+            out.append(f"  {i}. {v['verdict'].upper()}{part} ({v['node']}, confidence {v['confidence']}): "
+                       f"{v['summary']}")
+            for t in v["tasks"]:
+                out.append(f"       {t['role']:<9} tid {t['tid']:<7} pid {t['pid']:<7} {t['comm']}")
+            if v["cpus"]:
+                out.append(f"       cpu       {', '.join(map(str, v['cpus']))}")
+            for lk in v["locks"]:
+                out.append(f"       lock      {lk.get('kind', '?')} {lk.get('addr', '')}")
+            details = v["evidence"].get("details")
+            stack = details.get("stack") if isinstance(details, dict) else None
+            if stack:
+                out.append("       stack     " + "\n                 ".join(stack[:12]))
+    else:
+        out.append("")
+        out.append("No problem found by this playbook.")
+    out.append("")
+    out.append("NODES")
+    for n in rep["nodes"]:
+        icon = ICONS.get(n["status"], "  ")
+        v = f" -> {n['verdict']}" if n["verdict"] else ""
+        hooks = ", ".join(f"{p['probe']}@{p['hook']}" if p.get("hook") else f"{p['probe']}@none"
+                          for p in n["probes"])
+        out.append(f"  [{icon}] {n['id']}: {n['status']}{v}  ({n['observed_s']:.1f} s; {hooks})")
+        if n["summary"] and n["status"] != "confirmed":
+            out.append(f"       {n['summary']}")
+        for e in n["errors"]:
+            out.append(f"       note: {e}")
+    if bundle:
+        out.append("")
+        out.append(f"bundle: {bundle}")
+    return "\n".join(out) + "\n"
+
+
+def render_markdown(rep: dict[str, Any]) -> str:
+    out = [f"# Investigation: {rep['playbook']}", ""]
+    out.append(f"- started: {rep['started_at']}, duration {rep['duration_s']:.1f} s"
+               + ("" if rep["complete"] else f", **incomplete** ({rep.get('interrupted_by', '')})"))
+    k = rep["kernel"]
+    out.append(f"- kernel: {k.get('release')} ({k.get('machine')}), BTF {k.get('btf')}, libbpf {k.get('libbpf')}")
+    out.append("")
+    out.append("## Verdicts")
+    out.append("")
+    if not rep["verdicts"]:
+        out.append("No problem found by this playbook.")
+    for i, v in enumerate(rep["verdicts"], 1):
+        out.append(f"### {i}. {v['verdict']} ({v['node']}, confidence {v['confidence']})")
+        out.append("")
+        out.append(v["summary"])
+        out.append("")
+        if v["tasks"]:
+            out.append("| role | tid | pid | comm |")
+            out.append("|---|---|---|---|")
+            for t in v["tasks"]:
+                out.append(f"| {t['role']} | {t['tid']} | {t['pid']} | `{t['comm']}` |")
+            out.append("")
+        if v["cpus"]:
+            out.append(f"CPUs: {', '.join(map(str, v['cpus']))}")
+            out.append("")
+        for lk in v["locks"]:
+            out.append(f"Lock: {lk.get('kind')} at {lk.get('addr')}")
+        details = v["evidence"].get("details")
+        if isinstance(details, dict) and details.get("stack"):
+            out.append("```")
+            out.extend(details["stack"])
+            out.append("```")
+        vals = {key: val for key, val in v["evidence"].items() if key != "details"}
+        if vals:
+            out.append("")
+            out.append("Evidence: " + ", ".join(f"`{key}` = {val}" for key, val in vals.items()))
+        out.append("")
+    out.append("## Nodes")
+    out.append("")
+    out.append("| node | status | verdict | observed | probes (hook) |")
+    out.append("|---|---|---|---|---|")
+    for n in rep["nodes"]:
+        hooks = ", ".join(f"{p['probe']} ({p.get('hook') or 'not attached'})" for p in n["probes"])
+        out.append(f"| {n['id']} | {n['status']} | {n['verdict'] or ''} | {n['observed_s']:.1f} s | {hooks} |")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,1 @@
+"""Rule expressions (CEL) and explanation templates."""

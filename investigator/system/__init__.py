@@ -1,0 +1,1 @@
+"""What the OS tells us outside BPF: /proc, kallsyms, mounts, capabilities, doctor checks."""

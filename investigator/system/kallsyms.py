@@ -1,0 +1,53 @@
+"""Kernel symbolization from /proc/kallsyms (root sees real addresses)."""
+
+from __future__ import annotations
+
+import bisect
+from functools import lru_cache
+
+
+class Kallsyms:
+    def __init__(self, path: str = "/proc/kallsyms") -> None:
+        syms: list[tuple[int, str]] = []
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 3 or parts[1] in ("a", "A", "U"):
+                    continue
+                addr = int(parts[0], 16)
+                if addr:
+                    syms.append((addr, parts[2]))
+        syms.sort()
+        self._addrs = [a for a, _ in syms]
+        self._names = [n for _, n in syms]
+
+    @property
+    def readable(self) -> bool:
+        """False when kptr_restrict hides addresses (all zero) from this process."""
+        return bool(self._addrs)
+
+    def name(self, addr: int) -> str:
+        """``function+0xoff`` for an address, or the hex address when unknown."""
+        i = bisect.bisect_right(self._addrs, addr) - 1
+        if i < 0 or not self._addrs:
+            return hex(addr)
+        return f"{self._names[i]}+0x{addr - self._addrs[i]:x}"
+
+    def function(self, addr: int) -> str:
+        return self.name(addr).split("+", 1)[0]
+
+    def address(self, name: str) -> int | None:
+        try:
+            return self._addrs[self._names.index(name)]
+        except ValueError:
+            return None
+
+
+@lru_cache(maxsize=1)
+def kallsyms() -> Kallsyms:
+    return Kallsyms()
+
+
+def symbolize(addrs: list[int]) -> list[str]:
+    ks = kallsyms()
+    return [ks.name(a) for a in addrs]

@@ -1,0 +1,49 @@
+"""Small readers of /proc: task names, sched policies, CPU affinity, kernel settings."""
+
+from __future__ import annotations
+
+import os
+
+POLICIES = {0: "SCHED_OTHER", 1: "SCHED_FIFO", 2: "SCHED_RR", 3: "SCHED_BATCH", 5: "SCHED_IDLE",
+            6: "SCHED_DEADLINE", 7: "SCHED_EXT"}
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def comm(tid: int) -> str | None:
+    s = _read(f"/proc/{tid}/comm")
+    return s.rstrip("\n") if s is not None else None
+
+
+def tgid_of(tid: int) -> int | None:
+    s = _read(f"/proc/{tid}/status")
+    if s is None:
+        return None
+    for line in s.splitlines():
+        if line.startswith("Tgid:"):
+            return int(line.split()[1])
+    return None
+
+
+def sysctl(name: str) -> str | None:
+    s = _read("/proc/sys/" + name.replace(".", "/"))
+    return s.strip() if s is not None else None
+
+
+def rt_throttling() -> dict[str, int | None]:
+    """RT throttling settings: a SCHED_FIFO hog leaves (period - runtime) to others."""
+    def num(n: str) -> int | None:
+        v = sysctl(n)
+        return int(v) if v is not None and v.lstrip("-").isdigit() else None
+    return {"rt_runtime_us": num("kernel.sched_rt_runtime_us"),
+            "rt_period_us": num("kernel.sched_rt_period_us")}
+
+
+def online_cpus() -> int:
+    return os.cpu_count() or 1

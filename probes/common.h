@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Shared by every probe: task-state access across kernel versions and the event counter
+ * the overhead guard reads.  Kernel-version differences live here, each with a comment
+ * naming the kernel change. */
+#ifndef __INVESTIGATOR_COMMON_H
+#define __INVESTIGATOR_COMMON_H
+
+#define TASK_RUNNING            0x0000
+#define TASK_INTERRUPTIBLE      0x0001
+#define TASK_UNINTERRUPTIBLE    0x0002
+#define TASK_NOLOAD             0x0400
+#define TASK_COMM_LEN           16
+
+/* Linux 5.14 renamed task_struct::state to __state (commit 2f064a59a11f). */
+struct task_struct___o {
+	volatile long int state;
+} __attribute__((preserve_access_index));
+
+static __always_inline unsigned int get_task_state(void *task)
+{
+	struct task_struct *t = task;
+
+	if (bpf_core_field_exists(t->__state))
+		return BPF_CORE_READ(t, __state);
+	return BPF_CORE_READ((struct task_struct___o *)task, state);
+}
+
+/* Per-CPU counters every probe keeps: events seen (the overhead guard's input) and
+ * records dropped because a bounded map was full. */
+struct probe_stats {
+	__u64 events;
+	__u64 drops;
+};
+
+#define DEFINE_PROBE_STATS                                              \
+	struct {                                                        \
+		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);                \
+		__uint(max_entries, 1);                                 \
+		__type(key, __u32);                                     \
+		__type(value, struct probe_stats);                      \
+	} probe_stats SEC(".maps");                                     \
+	static __always_inline struct probe_stats *stats(void)          \
+	{                                                               \
+		__u32 zero = 0;                                         \
+		return bpf_map_lookup_elem(&probe_stats, &zero);        \
+	}
+
+#define COUNT_EVENT()   do { struct probe_stats *__s = stats(); if (__s) __s->events++; } while (0)
+#define COUNT_DROP()    do { struct probe_stats *__s = stats(); if (__s) __s->drops++; } while (0)
+
+static __always_inline __u32 log2_u64(__u64 v)
+{
+	__u32 r = 0;
+
+	if (v >> 32) { v >>= 32; r += 32; }
+	if (v >> 16) { v >>= 16; r += 16; }
+	if (v >> 8)  { v >>= 8;  r += 8; }
+	if (v >> 4)  { v >>= 4;  r += 4; }
+	if (v >> 2)  { v >>= 2;  r += 2; }
+	if (v >> 1)  { r += 1; }
+	return r;
+}
+
+#endif

@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Run-queue latency: how long runnable tasks wait for a CPU (wakeup or preemption ->
+ * switched in), per CPU as a log2 histogram, per task for waits >= min_wait_ns, and for
+ * each task's worst wait the task that held that CPU longest meanwhile (the candidate
+ * culprit), from a small per-CPU history of who ran.
+ *
+ * Twin programs: tp_btf (5.5+) preferred, raw_tp fallback; both call the same handlers. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "common.h"
+#include "runqlat.h"
+
+const volatile __u32 targ_tgid = 0;             /* 0: every process */
+const volatile __u64 min_wait_ns = 1000000;     /* per-task records from this wait up */
+const volatile __u64 over_ns = 100000000;       /* counted as "over threshold" */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u64);
+} start SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1024);              /* set to the number of possible CPUs at load */
+	__type(key, __u32);
+	__type(value, struct cpu_lat);
+} cpu_hist SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct task_lat);
+} task_lat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cpu_ring);
+} ring SEC(".maps");
+
+DEFINE_PROBE_STATS
+
+static __always_inline int enqueue(struct task_struct *p)
+{
+	__u32 tid = BPF_CORE_READ(p, pid);
+	__u64 ts;
+
+	if (!tid)
+		return 0;
+	if (targ_tgid && BPF_CORE_READ(p, tgid) != targ_tgid)
+		return 0;
+	ts = bpf_ktime_get_ns();
+	if (bpf_map_update_elem(&start, &tid, &ts, BPF_ANY))
+		COUNT_DROP();
+	return 0;
+}
+
+/* The rare path: the task that overlapped the wait [from, to] the longest on this CPU. */
+static __always_inline void find_culprit(struct cpu_ring *r, __u64 from, __u64 to,
+					 struct culprit *c)
+{
+	__u64 best = 0, best_task = 0;
+	__u32 best_tid = 0;
+	__s32 best_prio = 0;
+
+	for (int i = 0; i < RING_SLICES; i++) {
+		struct slice *s = &r->s[i];
+		__u64 lo = s->start > from ? s->start : from;
+		__u64 hi = s->end < to ? s->end : to;
+
+		if (!s->end || hi <= lo)
+			continue;
+		if (hi - lo > best) {
+			best = hi - lo;
+			best_tid = s->tid;
+			best_task = s->task;
+			best_prio = s->prio;
+		}
+	}
+	c->overlap_ns = best;
+	c->tid = best_tid;
+	c->prio = best_prio;
+	c->tgid = 0;
+	c->policy = 0;
+	__builtin_memset(c->comm, 0, sizeof(c->comm));
+	if (best_task && best_tid) {
+		struct task_struct *t = (void *)best_task;
+
+		/* the task may have exited since: these are checked reads, and user space
+		 * cross-checks the tid */
+		c->tgid = BPF_CORE_READ(t, tgid);
+		c->policy = BPF_CORE_READ(t, policy);
+		BPF_CORE_READ_STR_INTO(&c->comm, t, comm);
+	}
+}
+
+static __always_inline int on_switch(struct task_struct *prev, struct task_struct *next)
+{
+	__u64 now = bpf_ktime_get_ns(), *tsp, delta;
+	__u32 cpu = bpf_get_smp_processor_id(), zero = 0, tid;
+	struct cpu_ring *r;
+	struct cpu_lat *h;
+	struct task_lat *t;
+
+	COUNT_EVENT();
+	r = bpf_map_lookup_elem(&ring, &zero);
+	if (r) {
+		if (r->cur_start) {
+			struct slice *s = &r->s[r->head & (RING_SLICES - 1)];
+
+			s->start = r->cur_start;
+			s->end = now;
+			s->task = (__u64)prev;
+			s->tid = BPF_CORE_READ(prev, pid);
+			s->prio = BPF_CORE_READ(prev, prio);
+			r->head++;
+		}
+		r->cur_start = now;
+	}
+
+	if (get_task_state(prev) == TASK_RUNNING)      /* preempted: back to the run queue */
+		enqueue(prev);
+
+	tid = BPF_CORE_READ(next, pid);
+	if (!tid)
+		return 0;
+	tsp = bpf_map_lookup_elem(&start, &tid);
+	if (!tsp)
+		return 0;
+	delta = now - *tsp;
+	bpf_map_delete_elem(&start, &tid);
+	if ((__s64)delta < 0)
+		return 0;
+
+	h = bpf_map_lookup_elem(&cpu_hist, &cpu);
+	if (h) {
+		__u32 slot = log2_u64(delta / 1000);
+
+		if (slot >= HIST_SLOTS)
+			slot = HIST_SLOTS - 1;
+		h->slots[slot]++;
+		h->count++;
+		h->sum_ns += delta;
+		if (delta > h->max_ns) {
+			h->max_ns = delta;
+			h->max_tid = tid;
+		}
+		if (delta >= over_ns)
+			h->over++;
+	}
+
+	if (delta < min_wait_ns)
+		return 0;
+	t = bpf_map_lookup_elem(&task_lat, &tid);
+	if (!t) {
+		struct task_lat zero_rec = {};
+
+		zero_rec.tgid = BPF_CORE_READ(next, tgid);
+		BPF_CORE_READ_STR_INTO(&zero_rec.comm, next, comm);
+		bpf_map_update_elem(&task_lat, &tid, &zero_rec, BPF_NOEXIST);
+		t = bpf_map_lookup_elem(&task_lat, &tid);
+		if (!t) {
+			COUNT_DROP();
+			return 0;
+		}
+	}
+	__sync_fetch_and_add(&t->count, 1);
+	__sync_fetch_and_add(&t->total_ns, delta);
+	if (delta >= over_ns)
+		__sync_fetch_and_add(&t->over, 1);
+	if (delta > t->max_ns) {
+		t->max_ns = delta;
+		t->max_at_ns = now;
+		t->max_cpu = cpu;
+		t->prio = BPF_CORE_READ(next, prio);
+		t->policy = BPF_CORE_READ(next, policy);
+		if (r)
+			find_culprit(r, now - delta, now, &t->culprit);
+	}
+	return 0;
+}
+
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(btf_sched_wakeup, struct task_struct *p)
+{
+	return enqueue(p);
+}
+
+SEC("tp_btf/sched_wakeup_new")
+int BPF_PROG(btf_sched_wakeup_new, struct task_struct *p)
+{
+	return enqueue(p);
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(btf_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	return on_switch(prev, next);
+}
+
+SEC("raw_tp/sched_wakeup")
+int BPF_PROG(raw_sched_wakeup, struct task_struct *p)
+{
+	return enqueue(p);
+}
+
+SEC("raw_tp/sched_wakeup_new")
+int BPF_PROG(raw_sched_wakeup_new, struct task_struct *p)
+{
+	return enqueue(p);
+}
+
+SEC("raw_tp/sched_switch")
+int BPF_PROG(raw_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	return on_switch(prev, next);
+}
+
+char LICENSE[] SEC("license") = "GPL";
