@@ -174,6 +174,7 @@ class Program:
         return self._link(p, "uretprobe" if retprobe else "uprobe", f"{binary}:{func}", mark)
 
     def attach_perf_event(self, perf_fd: int, target: str = "perf_event") -> Link:
+        """Attach to an open perf event; on success the link owns perf_fd (closed on detach)."""
         mark = LOG.mark()
         C.set_errno(0)
         return self._link(lib().bpf_program__attach_perf_event(self._ptr, perf_fd),

@@ -25,6 +25,7 @@ class OptsBase(C.Structure):
 
 
 class ObjectOpenOpts(OptsBase):
+    _c_skip_ = ("_attach_prog_fd",)            # an unnamed 32-bit pad in C
     _fields_ = [
         ("sz", size_t),
         ("object_name", C.c_char_p),
@@ -89,6 +90,8 @@ class ProgLoadOpts(OptsBase):
 class BtfType(C.Structure):
     """struct btf_type (uapi/linux/btf.h): name_off, info, size-or-type."""
 
+    _c_names_ = {"size_or_type": "size"}
+
     _fields_ = [("name_off", u32), ("info", u32), ("size_or_type", u32)]
 
 
@@ -99,11 +102,17 @@ class BtfVarSecinfo(C.Structure):
 class BpfInsn(C.Structure):
     """struct bpf_insn: one eBPF instruction (code, dst:4/src:4, off, imm)."""
 
+    _c_skip_ = ("regs",)                        # dst_reg:4, src_reg:4 bitfields
+
     _fields_ = [("code", C.c_uint8), ("regs", C.c_uint8), ("off", C.c_int16), ("imm", C.c_int32)]
 
 
 class PerfEventAttr(C.Structure):
-    """struct perf_event_attr (uapi/linux/perf_event.h), PERF_ATTR_SIZE_VER8 = 136 bytes."""
+    """struct perf_event_attr (uapi/linux/perf_event.h), PERF_ATTR_SIZE_VER7 = 128 bytes (config3, 6.3+, is not needed)."""
+
+    _c_names_ = {"sample_period_or_freq": "sample_period", "_reserved_2": "__reserved_2",
+                 "_reserved_3": "__reserved_3"}
+    _c_skip_ = ("flags",)                       # 64 bits of bitfields in C
 
     _fields_ = [
         ("type", u32), ("size", u32), ("config", u64), ("sample_period_or_freq", u64),
@@ -112,7 +121,7 @@ class PerfEventAttr(C.Structure):
         ("sample_regs_user", u64), ("sample_stack_user", u32), ("clockid", i32),
         ("sample_regs_intr", u64), ("aux_watermark", u32), ("sample_max_stack", u16),
         ("_reserved_2", u16), ("aux_sample_size", u32), ("_reserved_3", u32),
-        ("sig_data", u64), ("config3", u64),
+        ("sig_data", u64),
     ]
 
 

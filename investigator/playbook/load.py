@@ -129,8 +129,7 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located, reg: dict[str, Pr
             for m_, nxt in enumerate(getattr(node.on, outcome)):
                 if nxt not in node_ids:
                     loc.error(base + ("on", outcome, m_), f"unknown node '{nxt}'{did_you_mean(nxt, node_ids)}")
-    if loc.diagnostics:
-        return  # graph checks on a broken graph would only add noise
+    # graph checks run on the valid part of the graph (unknown references are left out)
     from .graph import build_graph, unbounded_cycles, unreachable
     g = build_graph(spec)
     for nid in unreachable(g):

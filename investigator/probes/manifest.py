@@ -93,6 +93,12 @@ def _require(d: dict[str, Any], key: str, where: str) -> Any:
     return d[key]
 
 
+def _only_keys(d: dict[str, Any], allowed: set[str], where: str) -> None:
+    extra = set(d) - allowed
+    if extra:
+        raise ManifestError(f"{where}: unknown keys {sorted(extra)} (quote text that holds commas)")
+
+
 def load_manifest(path: Path) -> ProbeManifest:
     with open(path) as f:
         d = yaml.safe_load(f)
@@ -101,10 +107,13 @@ def load_manifest(path: Path) -> ProbeManifest:
                   for h in _require(d, "hooks", where))
     params = {}
     for name, p in (d.get("params") or {}).items():
+        _only_keys(p, {"global", "type", "default", "help"}, f"{where}: param {name}")
         if p["type"] not in PARAM_TYPES:
             raise ManifestError(f"{where}: param {name}: type must be one of {PARAM_TYPES}")
         params[name] = Param(name=name, global_name=p["global"], type=p["type"],
                              default=p.get("default"), help=p.get("help", ""))
+    for e in _require(d, "evidence", where):
+        _only_keys(e, {"path", "type", "unit", "help"}, f"{where}: evidence {e.get('path')}")
     evidence = tuple(EvidenceField(path=e["path"], type=e["type"], unit=e.get("unit", ""),
                                    help=e.get("help", "")) for e in _require(d, "evidence", where))
     obj = path.parent / _require(d, "object", where)

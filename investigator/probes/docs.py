@@ -1,0 +1,35 @@
+"""Generate docs/probes.md from the probe manifests: ``python -m investigator.probes.docs``."""
+
+from __future__ import annotations
+
+import sys
+
+from .manifest import registry
+
+
+def render() -> str:
+    out = ["# Probe reference", "",
+           "Generated from the manifests in `probes/*.yaml` by `python -m investigator.probes.docs`;",
+           "a test fails when this page and the manifests disagree. In rules, a probe's evidence is",
+           "named by its alias (or by the `as:` of the playbook's probe entry).", ""]
+    for m in registry().values():
+        out += [f"## `{m.name}` (evidence: `{m.alias}`)", "", m.summary, "", m.description.strip(), "",
+                f"- Kernel: {m.kernel}",
+                "- Hooks, in order of preference: " + " → ".join(
+                    f"`{h.kind}` ({', '.join(sorted(set(h.programs.values())))})" for h in m.hooks),
+                f"- Mode: {m.mode}"
+                + (" (aggregated in the kernel over the window)" if m.mode == "window"
+                   else " (task iterator when the window opens and when it closes)"),
+                "- Bounded maps: " + "; ".join(f"`{k}`: {v}" for k, v in m.maps.items()), ""]
+        if m.params:
+            out += ["| parameter | type | default | meaning |", "|---|---|---|---|"]
+            out += [f"| `{p.name}` | {p.type} | `{p.default}` | {p.help} |" for p in m.params.values()]
+            out.append("")
+        out += ["| evidence field | type | unit | meaning |", "|---|---|---|---|"]
+        out += [f"| `{m.alias}.{f.path}` | {f.type} | {f.unit} | {f.help} |" for f in m.evidence]
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())

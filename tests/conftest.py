@@ -1,0 +1,107 @@
+"""Shared fixtures: the tool as a subprocess, the kernel's own BPF listings, scenario
+processes that clean up after themselves."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+IS_ROOT = os.geteuid() == 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if IS_ROOT:
+        return
+    skip = pytest.mark.skip(reason="loads BPF into the kernel: needs root")
+    for item in items:
+        if "bpf" in item.keywords:
+            item.add_marker(skip)
+
+
+def investigate(*args: str, timeout: float = 120, check: bool = False,
+                cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed tool as a user would (``python -m investigator``)."""
+    p = subprocess.run([sys.executable, "-m", "investigator", *args], capture_output=True,
+                       text=True, timeout=timeout, cwd=cwd or REPO)
+    if check and p.returncode not in (0, 1):
+        raise AssertionError(f"investigate {args} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def kernel_bpf_listing() -> dict[str, list[dict[str, object]]]:
+    """Programs and links as the kernel lists them (bpftool walks the kernel's IDs)."""
+    bpftool = shutil.which("bpftool") or "/usr/sbin/bpftool"
+    out = {}
+    for what in ("prog", "link"):
+        p = subprocess.run([bpftool, "-j", what, "show"], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        out[what] = json.loads(p.stdout or "[]")
+    return out
+
+
+def bpf_ids_of_pid(pid: int) -> dict[str, set[int]]:
+    """IDs of the BPF programs and links a process holds, from the kernel's fdinfo."""
+    out: dict[str, set[int]] = {"prog": set(), "link": set()}
+    try:
+        fds = os.listdir(f"/proc/{pid}/fdinfo")
+    except OSError:
+        return out
+    for fd in fds:
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                info = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        if "link_id" in info:
+            out["link"].add(int(info["link_id"]))
+        elif "prog_id" in info:
+            out["prog"].add(int(info["prog_id"]))
+    return out
+
+
+def programs_of_pid(pid: int) -> list[dict[str, object]]:
+    """Programs (as the kernel lists them) whose fds a process holds."""
+    ids = bpf_ids_of_pid(pid)
+    return [p for p in kernel_bpf_listing()["prog"] if p["id"] in ids["prog"]]
+
+
+def still_loaded(ids: dict[str, set[int]]) -> dict[str, set[int]]:
+    """Which of these program and link IDs the kernel still lists."""
+    listing = kernel_bpf_listing()
+    return {k: ids[k] & {int(e["id"]) for e in listing[k]} for k in ("prog", "link")}  # type: ignore[call-overload]
+
+
+@pytest.fixture
+def bundle_dir(tmp_path: Path) -> Path:
+    return tmp_path / "bundle"
+
+
+def repo_probe_names() -> set[str]:
+    """Names of every BPF program in the project's objects (bpftool shows 15 chars)."""
+    from investigator.bpf import BpfObject
+    names = set()
+    for obj in sorted((REPO / "probes").glob("*.bpf.o")):
+        with BpfObject(obj) as o:
+            names |= {n[:15] for n in o.programs}
+    return names
+
+
+def wait_unloaded(ids: dict[str, set[int]], timeout: float = 10) -> dict[str, set[int]]:
+    """Poll until none of these IDs is listed (the kernel frees programs after an RCU
+    grace period); returns what is still listed."""
+    import time
+    deadline = time.monotonic() + timeout
+    left = still_loaded(ids)
+    while any(left.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = still_loaded(ids)
+    return left

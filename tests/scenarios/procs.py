@@ -1,0 +1,104 @@
+"""Scenario processes: started with a hard deadline of their own (they exit by
+themselves), and killed by PID on teardown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+RT_HOG = """
+import os, time
+os.sched_setaffinity(0, {{{cpu}}})
+os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param({rtprio}))
+end = time.monotonic() + {seconds}
+while time.monotonic() < end:
+    pass
+"""
+
+PERIODIC = """
+import os, time
+os.sched_setaffinity(0, {{{cpu}}})
+end = time.monotonic() + {seconds}
+while time.monotonic() < end:
+    time.sleep({period})
+"""
+
+NORMAL_HOG = """
+import os, time
+os.sched_setaffinity(0, {{{cpu}}})
+end = time.monotonic() + {seconds}
+x = 0
+while time.monotonic() < end:
+    x += 1
+"""
+
+
+class Procs:
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, code: str, **fmt: object) -> subprocess.Popen[bytes]:
+        p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code.format(**fmt))],
+                             stdin=subprocess.DEVNULL)
+        self.procs.append(p)
+        return p
+
+    def spawn_argv(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        self.procs.append(p)
+        return p
+
+    def kill_all(self) -> None:
+        for p in self.procs:          # grandchildren first (a vfork child, a forked worker)
+            for kid in children_of(p.pid):
+                try:
+                    os.kill(kid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for p in self.procs:
+            if p.poll() is None:
+                try:
+                    os.kill(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of a process, by PID, from /proc (all its threads)."""
+    kids: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return kids
+
+
+@contextmanager
+def processes() -> Iterator[Procs]:
+    ps = Procs()
+    try:
+        yield ps
+    finally:
+        ps.kill_all()
+
+
+def wait_alive(p: subprocess.Popen[bytes], seconds: float) -> None:
+    """Sleep, failing early if the process died (a scenario that did not start)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if p.poll() is not None:
+            raise RuntimeError(f"scenario process {p.args!r} exited early with {p.returncode}")
+        time.sleep(0.05)

@@ -1,0 +1,138 @@
+"""The command line as a user meets it: validation errors as file:line:col with a
+non-zero exit and no traceback, the JSON contract, graph/schema/probes/doctor, replay."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import REPO, investigate
+
+BROKEN = "tests/fixtures/playbooks/broken.yaml"
+
+
+def test_broken_playbook_lists_every_error_located() -> None:
+    p = investigate("validate", BROKEN)
+    assert p.returncode == 2
+    assert "Traceback" not in p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith(BROKEN + ":")]
+    expected = {
+        (5, 25): "unknown node 'nowhere'",
+        (11, 26): "expected a duration",
+        (11, 41): "has no parameter 'colour'",
+        (12, 23): "expected a duration",
+        (14, 15): "no evidence field 'runq.worst.wiat_ms' (did you mean 'wait_ms'?)",
+        (15, 18): "got string 'starvaton' (did you mean 'starvation'?)",
+        (16, 28): "expression does not parse",
+        (18, 3): "node 'orphan' is unreachable from start",
+    }
+    found = {}
+    for ln in lines:
+        _, line, col, msg = ln.split(":", 3)
+        found[(int(line), int(col))] = msg
+    for pos, text in expected.items():
+        assert pos in found and text in found[pos], (pos, text, lines)
+
+
+def test_running_a_broken_playbook_attaches_nothing() -> None:
+    p = investigate(BROKEN)
+    assert p.returncode == 2
+    assert "nothing was attached" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("a: [1,\n", "1:1: YAML syntax"),  # located at the end of input on line 2 or 1
+    ("- 1\n- 2\n", "a playbook is a mapping"),
+    ("\0\0binary", "binary data"),
+    ("", "empty document"),
+])
+def test_unreadable_playbooks_are_clean_errors(tmp_path: Path, text: str, msg: str) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_bytes(text.encode())
+    p = investigate("validate", str(f))
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert msg.split(":")[-1].strip() in p.stderr
+
+
+def test_missing_file_is_a_clean_error() -> None:
+    p = investigate("validate", "no/such/playbook.yaml")
+    assert p.returncode == 2 and "cannot read" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_shipped_playbooks_validate() -> None:
+    books = sorted(str(p.relative_to(REPO)) for p in (REPO / "playbooks").glob("*.yaml"))
+    p = investigate("validate", *books)
+    assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.parametrize("fmt,marker", [("mermaid", "flowchart TD"), ("dot", "digraph playbook"),
+                                        ("text", "cpu-starvation:")])
+def test_graph_renders(fmt: str, marker: str) -> None:
+    p = investigate("graph", "playbooks/freeze.yaml", "--format", fmt)
+    assert p.returncode == 0 and marker in p.stdout and "blocked-tasks" in p.stdout
+
+
+def test_schema_is_json_schema_of_the_playbook() -> None:
+    p = investigate("schema")
+    s = json.loads(p.stdout)
+    assert s["$ref"] == "#/$defs/Playbook"
+    node = s["$defs"]["Node"]
+    assert {"hypothesis", "probes", "conclude"} <= set(node["required"])
+    assert node["additionalProperties"] is False
+
+
+def test_probes_lists_the_library() -> None:
+    p = investigate("probes")
+    assert "sched.runqlat" in p.stdout and "sched.blocked" in p.stdout
+    p = investigate("probes", "sched.runqlat")
+    assert "runq.worst.culprit.tid" in p.stdout and "tp_btf -> raw_tp" in p.stdout
+
+
+@pytest.mark.bpf
+def test_doctor_reports_hooks() -> None:
+    p = investigate("doctor")
+    assert p.returncode == 0, p.stdout
+    for word in ("BTF", "hook tp_btf", "hook kprobe", "lockdown", "libbpf"):
+        assert word in p.stdout
+
+
+@pytest.mark.bpf
+def test_json_report_contract_and_replay(tmp_path: Path) -> None:
+    b = tmp_path / "bundle"
+    p = investigate("playbooks/freeze.yaml", "--window", "1", "--json", "--out", str(b))
+    assert p.returncode in (0, 1), p.stderr
+    rep = json.loads(p.stdout)          # stdout is the JSON document and nothing else
+    assert {"playbook", "complete", "started_at", "duration_s", "kernel", "nodes", "verdicts"} <= set(rep)
+    assert rep["playbook"] == "freeze" and rep["complete"] is True
+    assert isinstance(rep["duration_s"], float)
+    for n in rep["nodes"]:
+        assert {"id", "status", "verdict"} <= set(n)
+        assert all(pr["hook"] in ("tp_btf", "iter") for pr in n["probes"])
+    for v in rep["verdicts"]:
+        assert {"verdict", "node", "summary", "tasks", "locks", "cpus", "evidence"} <= set(v)
+    assert sorted(f.name for f in b.iterdir()) == sorted(["report.json", "report.md", "evidence.json",
+                                                           "events.jsonl", "playbook.yaml"])
+    assert oct(b.stat().st_mode & 0o777) == "0o700"
+    events = [json.loads(line)["event"] for line in (b / "events.jsonl").read_text().splitlines()]
+    for e in ("run_started", "node_started", "probe_attached", "window_closed", "node_concluded", "run_finished"):
+        assert e in events
+    r = investigate("replay", str(b), "--json")
+    again = json.loads(r.stdout)
+    assert again["replayed"] is True
+    assert [(n["id"], n["status"], n["verdict"]) for n in again["nodes"]] == \
+        [(n["id"], n["status"], n["verdict"]) for n in rep["nodes"]]
+    assert again["verdicts"] == rep["verdicts"]
+
+
+@pytest.mark.bpf
+def test_replay_with_an_edited_playbook_changes_the_verdict(tmp_path: Path) -> None:
+    b = tmp_path / "bundle"
+    investigate("playbooks/freeze.yaml", "--window", "1", "--json", "--out", str(b))
+    edited = tmp_path / "edited.yaml"
+    edited.write_text((REPO / "playbooks/freeze.yaml").read_text().replace(
+        "runq.worst.wait_ms >= 200.0", "runq.worst.wait_ms >= 0.0").replace(
+        "runq.worst.culprit.tid != 0 &&", "").replace("runq.worst.culprit.share >= 0.5", "true"))
+    r = investigate("replay", str(b), "--playbook", str(edited), "--json")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert [v["verdict"] for v in json.loads(r.stdout)["verdicts"]].count("starvation") == 1

@@ -1,0 +1,18 @@
+"""Docs that are generated stay generated: docs/probes.md matches the manifests."""
+
+from pathlib import Path
+
+from investigator.probes.docs import render
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_probe_reference_is_up_to_date() -> None:
+    assert (REPO / "docs" / "probes.md").read_text() == render(), \
+        "regenerate: python -m investigator.probes.docs > docs/probes.md"
+
+
+def test_readme_has_the_two_commands_ci_uses() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert "sudo make run" in readme and "sudo make test" in readme
+    assert "make test" in (REPO / ".ci" / "run").read_text()

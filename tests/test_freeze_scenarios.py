@@ -1,0 +1,82 @@
+"""freeze.yaml against real conditions, each started before the investigation (the
+incident is already under way): the verdict *and* its entities must be right."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from conftest import investigate
+from scenarios.build import c_helper
+from scenarios.procs import NORMAL_HOG, PERIODIC, RT_HOG, processes, wait_alive
+
+pytestmark = [pytest.mark.bpf, pytest.mark.cpu_heavy]
+
+
+def _verdicts(p: object, kind: str) -> list[dict]:  # type: ignore[type-arg]
+    rep = json.loads(p.stdout)  # type: ignore[attr-defined]
+    return [v for v in rep["verdicts"] if v["verdict"] == kind]
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a second CPU to starve")
+def test_rt_hog_starves_a_periodic_task(tmp_path: Path) -> None:
+    """SCHED_FIFO busy loop + a normal task waking every 5 ms, both pinned to CPU 1.
+    RT throttling leaves the victim ~50 ms a second: its waits are ~950 ms, against a
+    rule threshold of 200 ms."""
+    with processes() as ps:
+        hog = ps.spawn(RT_HOG, cpu=1, rtprio=10, seconds=25)
+        victim = ps.spawn(PERIODIC, cpu=1, period=0.005, seconds=25)
+        wait_alive(victim, 2.5)
+        p = investigate("playbooks/freeze.yaml", "--window", "3", "--json", "--out", str(tmp_path / "b"))
+        assert hog.poll() is None and victim.poll() is None, "the scenario must outlive the run"
+    assert p.returncode == 1, p.stderr
+    st = _verdicts(p, "starvation")
+    assert len(st) == 1, p.stdout
+    v = st[0]
+    roles = {t["role"]: t for t in v["tasks"]}
+    assert roles["victim"]["tid"] == victim.pid and roles["victim"]["pid"] == victim.pid
+    assert roles["culprit"]["tid"] == hog.pid
+    assert v["cpus"] == [1]
+    d = v["evidence"]["details"]
+    assert d["wait_ms"] >= 400
+    assert d["culprit"]["policy"] == "SCHED_FIFO" and d["culprit"]["rt_priority"] == 10
+    assert str(victim.pid) in v["summary"] and str(hog.pid) in v["summary"]
+
+
+def test_mildly_busy_healthy_machine_has_no_verdict(tmp_path: Path) -> None:
+    """Normal-priority load on every CPU plus periodic tasks: busy, but nothing is starved
+    or stuck -- no verdict at all."""
+    with processes() as ps:
+        for cpu in range(os.cpu_count() or 1):
+            ps.spawn(NORMAL_HOG, cpu=cpu, seconds=20)
+            ps.spawn(PERIODIC, cpu=cpu, period=0.01, seconds=20)
+        time.sleep(1.0)
+        p = investigate("playbooks/freeze.yaml", "--window", "3", "--json", "--out", str(tmp_path / "b"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    rep = json.loads(p.stdout)
+    assert rep["verdicts"] == []
+    assert {n["id"]: n["status"] for n in rep["nodes"]} == {"cpu-starvation": "refuted",
+                                                          "blocked-tasks": "refuted"}
+
+
+def test_task_blocked_in_d_state_is_a_hung_task(tmp_path: Path) -> None:
+    """A vfork() parent sits in D state (wait_for_vfork_done) while its child sleeps; it
+    began 11 s before the investigation, which must name it and show where it waits."""
+    exe = c_helper("vfork_wait", tmp_path)
+    with processes() as ps:
+        parent = ps.spawn_argv([str(exe), "40"])
+        wait_alive(parent, 11.0)
+        p = investigate("playbooks/freeze.yaml", "--window", "2", "--json", "--out", str(tmp_path / "b"))
+    assert p.returncode == 1, p.stdout + p.stderr
+    hung = _verdicts(p, "hung-task")
+    assert len(hung) == 1, p.stdout
+    v = hung[0]
+    waiter = next(t for t in v["tasks"] if t["role"] == "waiter")
+    assert waiter["tid"] == parent.pid
+    d = v["evidence"]["details"]
+    assert d["blocked_s"] >= 10.0
+    assert any("vfork" in frame for frame in d["stack"]), d["stack"]
+    assert not _verdicts(p, "starvation")

@@ -1,0 +1,169 @@
+"""The playbook loader and validator as units: what is accepted, what is refused, where
+the error points; and a fuzz of mutated playbooks that must never raise anything but a
+located PlaybookError."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from investigator.playbook import PlaybookError, load_playbook
+from investigator.probes.units import format_ns, parse_duration_ns
+from investigator.rules.expr import Expr, ExprError, references
+from investigator.rules.template import render
+
+REPO = Path(__file__).resolve().parent.parent
+FREEZE = (REPO / "playbooks" / "freeze.yaml").read_text()
+
+
+def errors_of(text: str) -> list[str]:
+    try:
+        load_playbook("t.yaml", text=text)
+    except PlaybookError as e:
+        return [str(d) for d in e.diagnostics]
+    return []
+
+
+def test_freeze_is_valid() -> None:
+    lp = load_playbook(REPO / "playbooks" / "freeze.yaml")
+    assert set(lp.spec.nodes) == {"cpu-starvation", "blocked-tasks"}
+    assert lp.window_ns(lp.spec.nodes["cpu-starvation"]) == 5_000_000_000
+
+
+def test_unknown_key_points_at_the_key_with_a_hint() -> None:
+    errs = errors_of(FREEZE.replace("    hypothesis: Runnable", "    hypotesis: Runnable"))
+    assert any(":16:5: unknown key 'hypotesis' (did you mean 'hypothesis'?)" in e for e in errs), errs
+
+
+def test_wrong_api_version() -> None:
+    errs = errors_of(FREEZE.replace("investigator/v1", "investigator/v9"))
+    assert any("unsupported apiVersion" in e for e in errs)
+
+
+def test_cycle_without_bound_is_refused_and_accepted_with_one() -> None:
+    looped = FREEZE.replace("        verdict: refuted\n        explain: \"No task waited",
+                            "        verdict: refuted\n        next: [cpu-starvation]\n        explain: \"No task waited")
+    errs = errors_of(looped)
+    assert any("cycle cpu-starvation -> cpu-starvation has no bound" in e for e in errs), errs
+    bounded = looped.replace("  cpu-starvation:\n", "  cpu-starvation:\n    max_visits: 3\n")
+    assert errors_of(bounded) == []
+
+
+def test_field_check_stops_inside_lists() -> None:
+    ok = FREEZE.replace("blocked.stuck_count == 0", "blocked.tasks.all(t, t.anything == 1)")
+    assert errors_of(ok) == []
+
+
+def test_yaml_bomb_is_bounded() -> None:
+    bomb = "a: &a [" + ",".join(["x"] * 50) + "]\n"
+    for i in range(1, 6):
+        bomb += f"{chr(97 + i)}: &{chr(97 + i)} [" + ",".join([f"*{chr(96 + i)}"] * 50) + "]\n"
+    errs = errors_of(bomb)
+    assert len(errs) == 1 and "YAML nodes" in errs[0]
+
+
+@pytest.mark.parametrize("text,ns", [("10ms", 10_000_000), ("5s", 5_000_000_000), ("250us", 250_000),
+                                     ("1.5s", 1_500_000_000), ("2m", 120_000_000_000)])
+def test_durations(text: str, ns: int) -> None:
+    assert parse_duration_ns(text) == ns
+
+
+@pytest.mark.parametrize("bad", ["5", 5, "5 parsecs", "", None, True, "-1s"])
+def test_bad_durations(bad: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration_ns(bad)
+
+
+def test_format_ns_round_trips() -> None:
+    for ns in (1, 1000, 10_000_000, 5_000_000_000):
+        assert parse_duration_ns(format_ns(ns)) == ns
+
+
+def test_expression_references_skip_strings_methods_and_bound_names() -> None:
+    refs = [r for r, _ in references('a.b > 1 && "x.y" == c.d && e.list.exists(t, t.z) && size(f.g) > 0')]
+    assert refs == ["a.b", "c.d", "e.list", "f.g"]
+
+
+def test_expressions_are_typed_and_safe() -> None:
+    assert Expr("x > 1").evaluate({"x": 2}) is True
+    with pytest.raises(ExprError):
+        Expr("__import__('os').system('true')").evaluate({})
+    with pytest.raises(ExprError):
+        Expr("x" * 3000)
+
+
+def test_template_renders_paths_and_marks_missing() -> None:
+    env = {"r": {"a": 1.5, "l": [{"t": 7}], "s": "x"}}
+    assert render("{r.a} {r.l.0.t} {r.s} {r.nope}", env) == "1.5 7 x {r.nope?}"
+    assert render("{r.a:.0f}", env) == "2"
+
+
+# ---------------------------------------------------------------- fuzz
+
+def _mutations(doc: object) -> st.SearchStrategy[object]:
+    leaves = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=False),
+                       st.text(string.printable, max_size=20), st.sampled_from(["5s", "10ms", "runq.max_ms > 1",
+                                                                                "sched.runqlat", "starvation"]))
+    return st.recursive(leaves, lambda c: st.one_of(st.lists(c, max_size=4),
+                                                     st.dictionaries(st.text(string.ascii_letters, max_size=8), c,
+                                                                     max_size=4)), max_leaves=12)
+
+
+BASE = yaml.safe_load(FREEZE)
+
+
+def _paths(d: object, prefix: tuple = ()) -> list[tuple]:  # type: ignore[type-arg]
+    out = [prefix]
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out += _paths(v, prefix + (k,))
+    elif isinstance(d, list):
+        for i, v in enumerate(d):
+            out += _paths(v, prefix + (i,))
+    return out
+
+
+PATHS = _paths(BASE)
+
+
+def _set(doc: object, path: tuple, value: object) -> object:  # type: ignore[type-arg]
+    import copy
+    doc = copy.deepcopy(doc)
+    if not path:
+        return value
+    cur = doc
+    for p in path[:-1]:
+        cur = cur[p]  # type: ignore[index]
+    if value == "__delete__":
+        del cur[path[-1]]  # type: ignore[union-attr]
+    else:
+        cur[path[-1]] = value  # type: ignore[index]
+    return doc
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(PATHS), st.one_of(_mutations(None), st.just("__delete__")))
+def test_fuzz_mutated_playbooks_never_traceback(path: tuple, value: object) -> None:  # type: ignore[type-arg]
+    if value == "__delete__" and not path:
+        return
+    text = yaml.safe_dump(_set(BASE, path, value), sort_keys=False)
+    try:
+        load_playbook("fuzz.yaml", text=text)
+    except PlaybookError as e:
+        assert e.diagnostics
+        for d in e.diagnostics:
+            assert d.line >= 1 and d.col >= 1 and d.message
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_fuzz_random_text_never_tracebacks(text: str) -> None:
+    try:
+        load_playbook("random.yaml", text=text)
+    except PlaybookError as e:
+        assert all(d.line >= 1 and d.col >= 1 for d in e.diagnostics)

@@ -1,0 +1,92 @@
+"""The shipped CO-RE objects: rebuilt from their sources they are byte-identical to the
+committed ones; every manifest names programs, globals and maps its object has; the
+collectors' ctypes records match the structs in the object's BTF."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from investigator.bpf import BpfObject
+from investigator.probes.manifest import probes_dir, registry
+
+REPO = Path(__file__).resolve().parent.parent
+SRC = REPO / "probes"
+
+
+def test_committed_objects_match_their_sources(tmp_path: Path) -> None:
+    if not shutil.which("clang"):
+        pytest.fail("clang is needed to rebuild the probes (scripts/setup.sh test installs it)")
+    sources = sorted(SRC.glob("*.bpf.c"))
+    assert sources
+    subprocess.run(["sh", str(SRC / "build.sh"), "-o", str(tmp_path), *map(str, sources)],
+                   check=True, capture_output=True)
+    stale = [s.name for s in sources
+             if (tmp_path / (s.name[:-2] + ".o")).read_bytes() != (SRC / (s.name[:-2] + ".o")).read_bytes()]
+    assert not stale, f"rebuild and commit (make probes): {stale}"
+
+
+def test_installed_package_ships_every_object_and_manifest() -> None:
+    shipped = probes_dir()
+    for s in SRC.glob("*.bpf.c"):
+        obj = s.name[:-2] + ".o"
+        assert (shipped / obj).read_bytes() == (SRC / obj).read_bytes(), obj
+    assert {p.name for p in SRC.glob("*.yaml")} <= {p.name for p in shipped.glob("*.yaml")}
+
+
+@pytest.mark.parametrize("name", sorted(registry()))
+def test_manifest_matches_its_object(name: str) -> None:
+    m = registry()[name]
+    with BpfObject(m.object_path) as o:
+        progs = set(o.programs)
+        for alt in m.hooks:
+            assert set(alt.programs) <= progs, f"{alt.kind}: {set(alt.programs) - progs}"
+            for p in alt.programs:
+                assert o.programs[p].kind == alt.kind
+        rodata = o.globals() if any(n.endswith(".rodata") for n in o.maps) else {}
+        for p in m.params.values():
+            assert p.global_name in rodata, p.global_name
+        for mp in m.maps:
+            assert mp in o.maps, mp
+        assert "probe_stats" in o.maps, "every probe counts its events for the overhead guard"
+    assert m.evidence and all(f.help for f in m.evidence)
+
+
+_STRUCT = re.compile(r"^\[\d+\] STRUCT '(\w+)' size=(\d+) vlen=\d+")
+_MEMBER = re.compile(r"^\s+'(\w+)' type_id=\d+ bits_offset=(\d+)")
+
+
+def _btf_structs(obj: Path) -> dict[str, tuple[int, dict[str, int]]]:
+    out = subprocess.run(["bpftool", "btf", "dump", "file", str(obj)], check=True,
+                         capture_output=True, text=True).stdout
+    structs: dict[str, tuple[int, dict[str, int]]] = {}
+    cur = None
+    for line in out.splitlines():
+        if (m := _STRUCT.match(line)):
+            cur = m.group(1)
+            structs[cur] = (int(m.group(2)), {})
+        elif cur and (m := _MEMBER.match(line)):
+            structs[cur][1][m.group(1)] = int(m.group(2)) // 8
+        elif not line.startswith("\t"):
+            cur = None
+    return structs
+
+
+@pytest.mark.parametrize("name", sorted(registry()))
+def test_collector_records_match_object_btf(name: str) -> None:
+    m = registry()[name]
+    mod = importlib.import_module(f"investigator.probes.collectors.{m.collector}")
+    structs = _btf_structs(m.object_path)
+    assert mod.LAYOUTS
+    for cname, cls in mod.LAYOUTS.items():
+        assert cname in structs, f"struct {cname} not in {m.object_path.name}'s BTF"
+        size, members = structs[cname]
+        import ctypes
+        assert ctypes.sizeof(cls) == size, f"sizeof {cname}"
+        for fname, _ in cls._fields_:
+            assert members.get(fname) == getattr(cls, fname).offset, f"{cname}.{fname}"
