@@ -192,7 +192,9 @@ def run_playbook(lp: LoadedPlaybook, opts: RunOptions, events: EventLog | None =
                                           "attach_ms": round(inst.attach_ms, 2),
                                           "attempts": inst.attempts, "links": inst.links})
             if "attached_s" not in timings:
+                from ..system.procfs import seconds_since_exec
                 timings["attached_s"] = round(time.monotonic() - t_start, 4)
+                timings["launch_to_attached_s"] = round(seconds_since_exec(), 3)
                 events.emit("wave_attached", nodes=[n.id for n in active],
                             since_launch_s=timings["attached_s"])
                 if opts.out_dir is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 POLICIES = {0: "SCHED_OTHER", 1: "SCHED_FIFO", 2: "SCHED_RR", 3: "SCHED_BATCH", 5: "SCHED_IDLE",
             6: "SCHED_DEADLINE", 7: "SCHED_EXT"}
@@ -47,3 +48,14 @@ def rt_throttling() -> dict[str, int | None]:
 
 def online_cpus() -> int:
     return os.cpu_count() or 1
+
+
+def seconds_since_exec() -> float:
+    """How long this process has existed (from /proc/self/stat's start time)."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        start = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - start
+    except (OSError, ValueError, IndexError):
+        return float("nan")
