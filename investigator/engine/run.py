@@ -1,10 +1,14 @@
-"""Walk a playbook's graph: attach the probes of every ready node (each distinct probe
-once, shared by the nodes that need it), observe the nodes' windows at the same time,
-conclude each node when its window closes, follow the edges, and detach everything on
-every exit path.
+"""Walk a playbook's graph.
 
-Interrupts (SIGINT, SIGTERM) end the run early: nodes still observing are concluded on
-what they gathered so far, marked interrupted, and the report says ``complete: false``.
+Nodes start as soon as they are ready: their probes are attached (each distinct probe +
+parameters + targets once, shared by every running node that needs it), they observe for
+their own window, and conclude when it closes; their successors start right then while
+other nodes keep observing.  A probe is detached when the last node using it concludes,
+and everything is detached on every exit path.
+
+Interrupts (SIGINT, SIGTERM, SIGHUP) end the run early: nodes still observing are
+concluded on what they gathered so far, marked interrupted, and the report says
+``complete: false``.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ class NodeRun:
     hypothesis: str
     window_s: float
     status: str = "pending"            # pending, observing, confirmed, refuted, inconclusive,
-    verdict: str | None = None         # unobservable, error, interrupted, skipped
+    verdict: str | None = None         # unobservable, error, skipped
     confidence: str | None = None
     summary: str = ""
     rule: int | None = None
@@ -58,6 +62,7 @@ class NodeRun:
     visit: int = 1
     interrupted: bool = False
     next: list[str] = field(default_factory=list)
+    insts: list[tuple[str, ProbeInstance]] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -85,165 +90,202 @@ def kernel_info() -> dict[str, Any]:
 
 
 class _Pool:
-    """Probe instances keyed by (probe, parameters, targets): each attached once."""
+    """Probe instances keyed by (probe, parameters, targets): each attached once, shared by
+    every running node that needs it, detached when the last of them concludes."""
 
     def __init__(self, events: EventLog, targets: Targets) -> None:
         self.events = events
         self.targets = targets
-        self.instances: dict[tuple[Any, ...], ProbeInstance | ProbeUnavailable] = {}
+        self.instances: dict[tuple[Any, ...], ProbeInstance] = {}
+        self.users: dict[tuple[Any, ...], set[str]] = {}
 
     @staticmethod
     def key(name: str, params: dict[str, Any], targets: Targets) -> tuple[Any, ...]:
         return (name, tuple(sorted((k, str(v)) for k, v in params.items())), targets.key())
 
-    def get(self, manifest: Any, params: dict[str, Any], node: str) -> ProbeInstance | ProbeUnavailable:
+    def acquire(self, manifest: Any, params: dict[str, Any], node: str) -> ProbeInstance | ProbeUnavailable:
         k = self.key(manifest.name, params, self.targets)
         if k in self.instances:
             inst = self.instances[k]
-            self.events.emit("probe_shared", node=node, probe=manifest.name,
-                             hook=getattr(inst, "hook", None))
+            self.events.emit("probe_shared", node=node, probe=manifest.name, hook=inst.hook,
+                             with_nodes=sorted(self.users[k]))
+            self.users[k].add(node)
             return inst
         inst = ProbeInstance(manifest, params, self.targets)
         self.events.emit("probe_attaching", node=node, probe=manifest.name)
         try:
             inst.attach()
-            self.events.emit("probe_attached", node=node, probe=manifest.name, hook=inst.hook,
-                             links=inst.links, attach_ms=round(inst.attach_ms, 2),
-                             fallbacks=inst.attempts)
-            self.instances[k] = inst
-            return inst
         except ProbeUnavailable as e:
             self.events.emit("probe_unavailable", node=node, probe=manifest.name, reason=str(e),
                              attempts=e.attempts)
-            self.instances[k] = e
             return e
         except (OSError, ValueError, KeyError) as e:
             inst.close()
             err = ProbeUnavailable(manifest.name, inst.attempts + [{"hook": inst.hook or "?", "reason": str(e)}])
             self.events.emit("probe_unavailable", node=node, probe=manifest.name, reason=str(err))
-            self.instances[k] = err
             return err
+        self.events.emit("probe_attached", node=node, probe=manifest.name, hook=inst.hook,
+                         links=inst.links, attach_ms=round(inst.attach_ms, 2), fallbacks=inst.attempts,
+                         notes=inst.notes)
+        self.instances[k] = inst
+        self.users[k] = {node}
+        return inst
+
+    def release(self, inst: ProbeInstance, node: str) -> None:
+        for k, i in list(self.instances.items()):
+            if i is inst:
+                self.users[k].discard(node)
+                if not self.users[k]:
+                    inst.close()
+                    del self.instances[k], self.users[k]
+                    self.events.emit("probe_detached", probe=inst.name, last_node=node)
+                return
 
     def close_all(self) -> None:
         for inst in self.instances.values():
-            if isinstance(inst, ProbeInstance):
-                inst.close()
+            inst.close()
         self.instances.clear()
+        self.users.clear()
+
+
+class _Walk:
+    """One investigation's walk of the graph (see the module's docstring)."""
+
+    def __init__(self, lp: LoadedPlaybook, opts: RunOptions, events: EventLog) -> None:
+        self.lp, self.opts, self.events = lp, opts, events
+        self.t_start = time.monotonic()
+        self.deadline = self.t_start + opts.max_time_s
+        self.pool = _Pool(events, opts.targets)
+        self.done: list[NodeRun] = []
+        self.active: list[NodeRun] = []
+        self.visits: dict[str, int] = {}
+        self.ready: list[str] = list(dict.fromkeys(lp.spec.start))
+        self.timings: dict[str, float] = {}
+
+    def run(self) -> None:
+        while self.ready or self.active:
+            while self.ready:
+                self._start(self.ready.pop(0))
+            if "attached_s" not in self.timings and self.active:
+                self._first_attached()
+            if not self.active:
+                continue
+            nr = min(self.active, key=lambda n: n.started_at + n.window_s)
+            _sleep_until(nr.started_at + nr.window_s)
+            self.active.remove(nr)
+            self._conclude(nr)
+
+    def _first_attached(self) -> None:
+        from ..system.procfs import seconds_since_exec
+        self.timings["attached_s"] = round(time.monotonic() - self.t_start, 4)
+        self.timings["launch_to_attached_s"] = round(seconds_since_exec(), 3)
+        self.events.emit("first_attached", nodes=[n.id for n in self.active],
+                         since_launch_s=self.timings["launch_to_attached_s"])
+        if self.opts.out_dir is not None:
+            self.events.start_file(self.opts.out_dir / "events.jsonl")
+
+    def _start(self, nid: str) -> None:
+        lp = self.lp
+        node = lp.spec.nodes[nid]
+        if any(n.id == nid for n in self.active):
+            return  # already observing: its conclusion serves both paths
+        self.visits[nid] = self.visits.get(nid, 0) + 1
+        if self.visits[nid] > node.max_visits:
+            self.events.emit("node_skipped", node=nid, reason=f"max_visits {node.max_visits} reached")
+            return
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.done.append(NodeRun(nid, node.hypothesis, 0, status="skipped", visit=self.visits[nid],
+                                     errors=["the run's time budget (--max-time) was used up"]))
+            self.events.emit("node_skipped", node=nid, reason="max-time")
+            return
+        win = self.opts.window_s if self.opts.window_s is not None else lp.window_ns(node) / 1e9
+        nr = NodeRun(nid, node.hypothesis, max(0.0, min(win, left)), visit=self.visits[nid])
+        self.events.emit("node_started", node=nid, hypothesis=nr.hypothesis, window_s=nr.window_s,
+                         visit=nr.visit)
+        for use in node.probes:
+            alias = use.as_ or lp.alias_of(nid, use.use)
+            m = lp.probes[nid][alias]
+            inst = self.pool.acquire(m, use.with_, nid)
+            if isinstance(inst, ProbeUnavailable):
+                nr.probes.append({"probe": m.name, "as": alias, "hook": None, "error": str(inst),
+                                  "attempts": inst.attempts})
+                nr.errors.append(str(inst))
+                nr.status = "unobservable"
+            else:
+                nr.insts.append((alias, inst))
+                nr.probes.append({"probe": m.name, "as": alias, "hook": inst.hook,
+                                  "attach_ms": round(inst.attach_ms, 2), "attempts": inst.attempts,
+                                  "links": inst.links, "notes": inst.notes})
+        nr.started_at = time.monotonic()
+        if nr.status == "unobservable":
+            self._release(nr)
+            nr.ended_at = nr.started_at
+            nr.next = list(node.on.unobservable)
+            self.events.emit("node_concluded", node=nid, status="unobservable", reason="; ".join(nr.errors))
+            self.done.append(nr)
+            self._follow(nr)
+            return
+        nr.status = "observing"
+        self.active.append(nr)
+
+    def _release(self, nr: NodeRun) -> None:
+        for _, inst in nr.insts:
+            self.pool.release(inst, nr.id)
+        nr.insts.clear()
+
+    def _conclude(self, nr: NodeRun, interrupted: bool = False) -> None:
+        nr.interrupted = interrupted
+        try:
+            _conclude(self.lp, nr, self.events)
+        finally:
+            self._release(nr)
+        self.done.append(nr)
+        if not interrupted:
+            self._follow(nr)
+
+    def _follow(self, nr: NodeRun) -> None:
+        for nxt in nr.next:
+            if nxt not in self.ready:
+                self.ready.append(nxt)
+
+    def interrupt(self) -> None:
+        for nr in list(self.active):
+            self.active.remove(nr)
+            self._conclude(nr, interrupted=True)
 
 
 def run_playbook(lp: LoadedPlaybook, opts: RunOptions, events: EventLog | None = None) -> RunResult:
     events = events or EventLog()
     if opts.on_event:
         events.listeners.append(opts.on_event)
-    t_start = time.monotonic()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    deadline = t_start + opts.max_time_s
-    pool = _Pool(events, opts.targets)
-    done: list[NodeRun] = []
-    visits: dict[str, int] = {}
-    ready = list(dict.fromkeys(lp.spec.start))
     interrupted_by: str | None = None
-    timings: dict[str, float] = {}
     kernel = kernel_info()
 
     def on_signal(signum: int, _frame: Any) -> None:
         raise Interrupted(signum)
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    events.emit("run_started", playbook=lp.name, start=ready, kernel=kernel)
-    active: list[NodeRun] = []
+    walk = _Walk(lp, opts, events)
+    events.emit("run_started", playbook=lp.name, start=list(walk.ready), kernel=kernel)
     try:
-        while ready:
-            if time.monotonic() >= deadline:
-                for nid in ready:
-                    done.append(NodeRun(nid, lp.spec.nodes[nid].hypothesis, 0, status="skipped",
-                                        errors=["the run's time budget (--max-time) was used up"]))
-                    events.emit("node_skipped", node=nid, reason="max-time")
-                break
-            wave, ready = ready, []
-            active = []
-            for nid in wave:
-                node = lp.spec.nodes[nid]
-                visits[nid] = visits.get(nid, 0) + 1
-                if visits[nid] > node.max_visits:
-                    events.emit("node_skipped", node=nid, reason="max_visits reached")
-                    continue
-                win = opts.window_s if opts.window_s is not None else lp.window_ns(node) / 1e9
-                win = max(0.0, min(win, deadline - time.monotonic()))
-                nr = NodeRun(nid, node.hypothesis, win, visit=visits[nid])
-                active.append(nr)
-            # attach every probe of the wave first, then observe all windows together
-            for nr in active:
-                node = lp.spec.nodes[nr.id]
-                events.emit("node_started", node=nr.id, hypothesis=nr.hypothesis, window_s=nr.window_s)
-                nr._insts = []  # type: ignore[attr-defined]
-                for use in node.probes:
-                    m = lp.probes[nr.id][use.as_ or _alias(lp, nr.id, use)]
-                    inst = pool.get(m, use.with_, nr.id)
-                    alias = use.as_ or m.alias
-                    if isinstance(inst, ProbeUnavailable):
-                        nr.probes.append({"probe": m.name, "as": alias, "hook": None,
-                                          "error": str(inst), "attempts": inst.attempts})
-                        nr.status = "unobservable"
-                        nr.errors.append(str(inst))
-                    else:
-                        nr._insts.append((alias, inst))  # type: ignore[attr-defined]
-                        nr.probes.append({"probe": m.name, "as": alias, "hook": inst.hook,
-                                          "attach_ms": round(inst.attach_ms, 2),
-                                          "attempts": inst.attempts, "links": inst.links})
-            if "attached_s" not in timings:
-                from ..system.procfs import seconds_since_exec
-                timings["attached_s"] = round(time.monotonic() - t_start, 4)
-                timings["launch_to_attached_s"] = round(seconds_since_exec(), 3)
-                events.emit("wave_attached", nodes=[n.id for n in active],
-                            since_launch_s=timings["attached_s"])
-                if opts.out_dir is not None:
-                    events.start_file(opts.out_dir / "events.jsonl")
-            now = time.monotonic()
-            for nr in active:
-                nr.started_at = now
-                if nr.status == "pending":
-                    nr.status = "observing"
-            # conclude nodes as their windows close, in order of closing
-            for nr in sorted(active, key=lambda n: n.window_s):
-                if nr.status == "unobservable":
-                    _finish_unobservable(lp, nr, events)
-                    done.append(nr)
-                    ready.extend(nr.next)
-                    continue
-                _sleep_until(nr.started_at + nr.window_s)
-                _conclude(lp, nr, events)
-                done.append(nr)
-                ready.extend(x for x in nr.next if x not in ready)
-            active = []
-            pool.close_all()
-    except Interrupted as e:
-        interrupted_by = str(e)
-        events.emit("interrupted", signal=interrupted_by)
-        for nr in active:
-            if nr in done:
-                continue
-            if nr.status == "unobservable":
-                _finish_unobservable(lp, nr, events)
-            else:
-                nr.interrupted = True
-                _conclude(lp, nr, events)
-            done.append(nr)
+        try:
+            walk.run()
+        except Interrupted as e:
+            interrupted_by = str(e)
+            events.emit("interrupted", signal=interrupted_by)
+            for s in old:   # a second signal while concluding must not lose the partial report
+                signal.signal(s, signal.SIG_IGN)
+            walk.interrupt()
     finally:
-        pool.close_all()
+        walk.pool.close_all()
         for s, h in old.items():
             signal.signal(s, h)
-    duration = time.monotonic() - t_start
+    duration = time.monotonic() - walk.t_start
     events.emit("run_finished", duration_s=round(duration, 3), complete=interrupted_by is None)
-    return RunResult(lp, done, started_at, duration, interrupted_by is None, kernel,
-                     interrupted_by, timings)
-
-
-def _alias(lp: LoadedPlaybook, nid: str, use: Any) -> str:
-    for alias, m in lp.probes[nid].items():
-        if m.name == use.use:
-            return alias
-    raise KeyError(use.use)
+    return RunResult(lp, walk.done, started_at, duration, interrupted_by is None, kernel,
+                     interrupted_by, walk.timings)
 
 
 def _sleep_until(t: float) -> None:
@@ -254,17 +296,11 @@ def _sleep_until(t: float) -> None:
         time.sleep(min(left, 0.1))
 
 
-def _finish_unobservable(lp: LoadedPlaybook, nr: NodeRun, events: EventLog) -> None:
-    nr.ended_at = time.monotonic()
-    nr.next = list(lp.spec.nodes[nr.id].on.unobservable)
-    events.emit("node_concluded", node=nr.id, status="unobservable", reason="; ".join(nr.errors))
-
-
 def _conclude(lp: LoadedPlaybook, nr: NodeRun, events: EventLog) -> None:
     from ..rules.conclude import conclude
 
     env: dict[str, Any] = {}
-    for alias, inst in getattr(nr, "_insts", []):
+    for alias, inst in nr.insts:
         try:
             env[alias] = inst.collect()
         except Exception as e:  # a probe that cannot be read degrades the node, not the run
@@ -273,7 +309,7 @@ def _conclude(lp: LoadedPlaybook, nr: NodeRun, events: EventLog) -> None:
     nr.evidence = env
     events.emit("window_closed", node=nr.id, observed_s=round(nr.ended_at - nr.started_at, 3),
                 probes={a: e.get("probe") for a, e in env.items()})
-    if nr.errors and len(env) < len(getattr(nr, "_insts", [])):
+    if nr.errors and len(env) < len(nr.insts):
         nr.status = "error"
         events.emit("node_concluded", node=nr.id, status="error", errors=nr.errors)
         return

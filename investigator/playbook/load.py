@@ -35,6 +35,13 @@ class LoadedPlaybook:
     def name(self) -> str:
         return self.spec.metadata.name
 
+    def alias_of(self, node_id: str, probe_name: str) -> str:
+        """The evidence name of a node's probe entry that has no `as:`."""
+        for alias, m in self.probes[node_id].items():
+            if m.name == probe_name:
+                return alias
+        raise KeyError(probe_name)
+
     def window_ns(self, node: Node) -> int:
         return parse_duration_ns(node.observe.window or self.spec.defaults.window)
 

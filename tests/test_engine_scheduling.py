@@ -1,0 +1,53 @@
+"""The scheduler on the real kernel: nodes that need the same probe share one attachment
+(the kernel's own listing shows it once) and observe at the same time; a successor starts
+as soon as its predecessor concludes, reusing the attachment still held by a running node."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, bpf_ids_of_pid, kernel_bpf_listing, wait_unloaded
+
+pytestmark = pytest.mark.bpf
+
+
+def test_shared_probe_is_attached_once_and_windows_overlap(tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    p = subprocess.Popen([sys.executable, "-m", "investigator", "tests/fixtures/playbooks/shared.yaml",
+                          "--json", "--out", str(out)], cwd=REPO, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    samples = []
+    seen: dict[str, set[int]] = {"prog": set(), "link": set()}
+    while p.poll() is None:
+        ids = bpf_ids_of_pid(p.pid)
+        if ids["link"]:
+            listing = {e["id"]: e for e in kernel_bpf_listing()["prog"]}
+            names = sorted(str(listing[i]["name"]) for i in ids["prog"] if i in listing)
+            samples.append((time.monotonic(), names))
+            seen["prog"] |= ids["prog"]
+            seen["link"] |= ids["link"]
+        time.sleep(0.1)
+    stdout, stderr = p.communicate()
+    assert p.returncode == 0, stderr
+    # while first and second observe together: one sched_switch program, not two
+    assert samples, "never saw the tool's programs"
+    for _, names in samples:
+        assert names.count("btf_sched_switc") <= 1, names
+    rep = json.loads(stdout)
+    assert [n["id"] for n in rep["nodes"]] == ["first", "third", "second"]
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    t = {(e["event"], e.get("node")): e["t"] for e in events}
+    # overlapping windows: second started before first concluded
+    assert t[("node_started", "second")] < t[("node_concluded", "first")]
+    # the successor started when first concluded, while second was still observing
+    assert t[("node_concluded", "first")] <= t[("node_started", "third")] < t[("node_concluded", "second")]
+    shared = [e for e in events if e["event"] == "probe_shared"]
+    assert {e["node"] for e in shared} == {"second", "third"}
+    attached = [e for e in events if e["event"] == "probe_attached"]
+    assert sorted(e["probe"] for e in attached) == ["sched.blocked", "sched.runqlat"]
+    assert wait_unloaded(seen) == {"prog": set(), "link": set()}
