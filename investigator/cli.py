@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--max-time", type=float, default=600.0, metavar="SECONDS",
                    help="time budget of the whole run (default 600)")
     r.add_argument("--pid", type=int, default=0, help="only observe this process (in-kernel filter)")
+    r.add_argument("--comm", default="", help="only observe tasks with this command name (in-kernel filter)")
+    r.add_argument("--cgroup", default="", metavar="PATH",
+                   help="only observe tasks of this cgroup v2 (in-kernel filter)")
     r.add_argument("--json", action="store_true", help="print the JSON report on stdout, nothing else")
     r.add_argument("--out", type=Path, metavar="DIR", help="bundle directory (default ./investigations/NAME-TIME)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
@@ -115,9 +118,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .evidence import bundle
     from .probes.instance import Targets
 
+    from .system.procfs import cgroup2_id
+    try:
+        targets = Targets(pid=args.pid, comm=args.comm, cgroup_id=cgroup2_id(args.cgroup) if args.cgroup else 0)
+    except ValueError as e:
+        _err(str(e))
+        return exitcodes.USAGE
+    if len(args.comm.encode()) > 15:
+        _err(f"note: the kernel keeps 15 bytes of a command name; matching '{args.comm[:15]}'")
     out_dir = bundle.prepare(args.out or bundle.default_dir(lp.name))
     progress = None if (args.quiet or args.json) else _progress_printer()
-    opts = RunOptions(window_s=args.window, max_time_s=args.max_time, targets=Targets(pid=args.pid),
+    opts = RunOptions(window_s=args.window, max_time_s=args.max_time, targets=targets,
                       out_dir=out_dir, on_event=progress)
     result = run_playbook(lp, opts)
     return _finish(result, out_dir, args.json)

@@ -12,7 +12,6 @@
 #include "common.h"
 #include "blocked.h"
 
-const volatile __u32 targ_tgid = 0;
 const volatile bool include_sleeping = false;
 const volatile __u64 min_sleep_ns = 10000000000ULL;    /* S-state tasks: not run for 10 s */
 
@@ -70,7 +69,7 @@ int dump_blocked(struct bpf_iter__task *ctx)
 		return 0;
 	COUNT_EVENT();
 	state = get_task_state(task);
-	if (targ_tgid && BPF_CORE_READ(task, tgid) != targ_tgid)
+	if (!task_selected(task))
 		return 0;
 	rec = bpf_map_lookup_elem(&scratch, &zero);
 	if (!rec)

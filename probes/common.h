@@ -25,6 +25,33 @@ static __always_inline unsigned int get_task_state(void *task)
 	return BPF_CORE_READ((struct task_struct___o *)task, state);
 }
 
+/* Target selectors (investigate --pid/--comm/--cgroup), set before load; 0 = any.  A
+ * probe applies them to the task its records are about (the waiter, the blocked task). */
+const volatile __u32 targ_tgid = 0;
+const volatile char targ_comm[TASK_COMM_LEN] = {};
+const volatile __u64 targ_cgroup = 0;       /* cgroup v2 id (the cgroup folder's inode) */
+
+static __always_inline bool task_selected(struct task_struct *t)
+{
+	if (targ_tgid && BPF_CORE_READ(t, tgid) != targ_tgid)
+		return false;
+	if (targ_comm[0]) {
+		char comm[TASK_COMM_LEN];
+
+		BPF_CORE_READ_STR_INTO(&comm, t, comm);
+		for (int i = 0; i < TASK_COMM_LEN; i++) {
+			if (comm[i] != targ_comm[i])
+				return false;
+			if (!comm[i])
+				break;
+		}
+	}
+	/* kernfs_node::id is a u64 since 5.5 (commit 67c0496e87d1) */
+	if (targ_cgroup && BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id) != targ_cgroup)
+		return false;
+	return true;
+}
+
 /* Per-CPU counters every probe keeps: events seen (the overhead guard's input) and
  * records dropped because a bounded map was full. */
 struct probe_stats {

@@ -12,7 +12,6 @@
 #include "common.h"
 #include "runqlat.h"
 
-const volatile __u32 targ_tgid = 0;             /* 0: every process */
 const volatile __u64 min_wait_ns = 1000000;     /* per-task records from this wait up */
 const volatile __u64 over_ns = 100000000;       /* counted as "over threshold" */
 
@@ -53,7 +52,7 @@ static __always_inline int enqueue(struct task_struct *p)
 
 	if (!tid)
 		return 0;
-	if (targ_tgid && BPF_CORE_READ(p, tgid) != targ_tgid)
+	if (!task_selected(p))
 		return 0;
 	ts = bpf_ktime_get_ns();
 	if (bpf_map_update_elem(&start, &tid, &ts, BPF_ANY))

@@ -27,11 +27,15 @@ def test_rt_hog_starves_a_periodic_task(tmp_path: Path) -> None:
     RT throttling leaves the victim ~50 ms a second: its waits are ~950 ms, against a
     rule threshold of 200 ms."""
     with processes() as ps:
-        hog = ps.spawn(RT_HOG, cpu=1, rtprio=10, seconds=25)
-        victim = ps.spawn(PERIODIC, cpu=1, period=0.005, seconds=25)
+        hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=25)
+        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, seconds=25)
         wait_alive(victim, 2.5)
         p = investigate("playbooks/freeze.yaml", "--window", "3", "--json", "--out", str(tmp_path / "b"))
         assert hog.poll() is None and victim.poll() is None, "the scenario must outlive the run"
+    # the bundle of the live run replays to the same verdicts
+    r = investigate("replay", str(tmp_path / "b"), "--json")
+    assert r.returncode == 1
+    assert json.loads(r.stdout)["verdicts"] == json.loads(p.stdout)["verdicts"]
     assert p.returncode == 1, p.stderr
     st = _verdicts(p, "starvation")
     assert len(st) == 1, p.stdout
@@ -43,7 +47,47 @@ def test_rt_hog_starves_a_periodic_task(tmp_path: Path) -> None:
     d = v["evidence"]["details"]
     assert d["wait_ms"] >= 400
     assert d["culprit"]["policy"] == "SCHED_FIFO" and d["culprit"]["rt_priority"] == 10
+    assert roles["victim"]["comm"] == "periodic" and roles["culprit"]["comm"] == "rt-hog"
     assert str(victim.pid) in v["summary"] and str(hog.pid) in v["summary"]
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a second CPU to starve")
+def test_target_selectors_filter_in_the_kernel(tmp_path: Path) -> None:
+    """--pid, --comm and --cgroup select which tasks' waits are recorded: the starved task
+    is found when selected and ignored when it is not."""
+    cg_root = Path("/sys/fs/cgroup/unified") if Path("/sys/fs/cgroup/unified/cgroup.procs").exists() \
+        else Path("/sys/fs/cgroup")
+    cg = cg_root / f"investigator-test-{os.getpid()}"
+    with processes() as ps:
+        ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=30)
+        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, seconds=30)
+        cg.mkdir()
+        try:
+            (cg / "cgroup.procs").write_text(str(victim.pid))
+            wait_alive(victim, 2.0)
+            runs = {
+                "pid": investigate("playbooks/freeze.yaml", "--window", "2.5", "--json", "--pid", str(victim.pid),
+                                   "--out", str(tmp_path / "pid")),
+                "comm": investigate("playbooks/freeze.yaml", "--window", "2.5", "--json", "--comm", "nobody-here",
+                                    "--out", str(tmp_path / "comm")),
+                "cgroup": investigate("playbooks/freeze.yaml", "--window", "2.5", "--json", "--cgroup", str(cg),
+                                      "--out", str(tmp_path / "cgroup")),
+            }
+        finally:
+            ps.kill_all()
+            for _ in range(50):
+                try:
+                    cg.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+    for how in ("pid", "cgroup"):
+        st = _verdicts(runs[how], "starvation")
+        assert len(st) == 1, (how, runs[how].stdout, runs[how].stderr)
+        assert {t["role"]: t["tid"] for t in st[0]["tasks"]}["victim"] == victim.pid
+    assert _verdicts(runs["comm"], "starvation") == []
+    rep = json.loads(runs["comm"].stdout)
+    assert next(n for n in rep["nodes"] if n["id"] == "cpu-starvation")["status"] == "refuted"
 
 
 def test_mildly_busy_healthy_machine_has_no_verdict(tmp_path: Path) -> None:

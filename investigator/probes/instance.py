@@ -29,13 +29,21 @@ class Collector(Protocol):
     def finish(self, inst: ProbeInstance) -> dict[str, Any]: ...
 
 
-@dataclass
+@dataclass(frozen=True)
 class Targets:
-    """In-kernel filters a run passes to every probe that supports them."""
+    """In-kernel filters a run passes to every probe (``task_selected()`` in
+    probes/common.h): a process, a command name, a cgroup v2 id; empty = everything."""
     pid: int = 0
+    comm: str = ""
+    cgroup_id: int = 0
 
-    def key(self) -> tuple[int]:
-        return (self.pid,)
+    def key(self) -> tuple[int, str, int]:
+        return (self.pid, self.comm, self.cgroup_id)
+
+    def globals(self) -> dict[str, int | bytes]:
+        return {"targ_tgid": self.pid,
+                "targ_comm": self.comm.encode()[:15].ljust(16, b"\0"),
+                "targ_cgroup": self.cgroup_id}
 
 
 def resolve_params(manifest: ProbeManifest, given: dict[str, Any]) -> dict[str, int]:
@@ -79,8 +87,10 @@ class ProbeInstance:
             prog.autoload = pname in chosen
         for pname, p in m.params.items():
             obj.set_global(p.global_name, self.values[pname])
-        if self.targets.pid and "targ_tgid" in obj.globals():
-            obj.set_global("targ_tgid", self.targets.pid)
+        present = obj.globals()
+        for gname, value in self.targets.globals().items():
+            if value and gname in present:
+                obj.set_global(gname, value)
         for mname, mp in obj.maps.items():
             if m.maps.get(mname) == "ncpu":
                 mp.set_max_entries(num_possible_cpus())

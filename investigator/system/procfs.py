@@ -59,3 +59,18 @@ def seconds_since_exec() -> float:
         return time.clock_gettime(time.CLOCK_BOOTTIME) - start
     except (OSError, ValueError, IndexError):
         return float("nan")
+
+
+def cgroup2_id(path: str) -> int:
+    """The cgroup v2 id of a cgroup folder (its inode number), as the kernel's
+    kernfs_node::id; accepts a path under the cgroup2 mount or relative to it."""
+    from .mounts import mounted_types
+    roots = [m for m, t in mounted_types().items() if t == "cgroup2"]
+    if not roots:
+        raise ValueError("no cgroup2 filesystem is mounted (cgroup v2 is needed for --cgroup)")
+    cands = [path] if path.startswith("/") else [os.path.join(r, path) for r in roots]
+    for c in cands:
+        real = os.path.realpath(c)
+        if any(real == r or real.startswith(r.rstrip("/") + "/") for r in roots) and os.path.isdir(real):
+            return os.stat(real).st_ino
+    raise ValueError(f"{path}: not a cgroup v2 folder (cgroup2 is mounted at {', '.join(roots)})")

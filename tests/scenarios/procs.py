@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 RT_HOG = """
 import os, time
+open("/proc/self/comm", "w").write("{name}")
 os.sched_setaffinity(0, {{{cpu}}})
 os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param({rtprio}))
 end = time.monotonic() + {seconds}
@@ -23,6 +24,7 @@ while time.monotonic() < end:
 
 PERIODIC = """
 import os, time
+open("/proc/self/comm", "w").write("{name}")
 os.sched_setaffinity(0, {{{cpu}}})
 end = time.monotonic() + {seconds}
 while time.monotonic() < end:
@@ -31,6 +33,7 @@ while time.monotonic() < end:
 
 NORMAL_HOG = """
 import os, time
+open("/proc/self/comm", "w").write("{name}")
 os.sched_setaffinity(0, {{{cpu}}})
 end = time.monotonic() + {seconds}
 x = 0
@@ -43,7 +46,8 @@ class Procs:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def spawn(self, code: str, **fmt: object) -> subprocess.Popen[bytes]:
+    def spawn(self, code: str, name: str = "scenario", **fmt: object) -> subprocess.Popen[bytes]:
+        fmt["name"] = name[:15]
         p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code.format(**fmt))],
                              stdin=subprocess.DEVNULL)
         self.procs.append(p)
