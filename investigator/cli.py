@@ -20,7 +20,7 @@ from typing import Any
 
 from . import exitcodes
 
-COMMANDS = ("run", "validate", "doctor", "graph", "schema", "probes", "replay")
+COMMANDS = ("run", "validate", "doctor", "graph", "schema", "probes", "replay", "test")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("bundle", type=Path)
     rp.add_argument("--playbook", type=Path, help="an edited playbook to evaluate instead")
     rp.add_argument("--json", action="store_true")
+    t = sub.add_parser("test", help="replay a playbook's recorded fixtures and check their verdicts")
+    t.add_argument("playbook", type=Path)
+    t.add_argument("--fixtures", type=Path, metavar="DIR",
+                   help="fixture folder (default: tests/<playbook name>/ beside the playbook)")
+    t.add_argument("--record", type=Path, metavar="BUNDLE", help="add a run's bundle as a new fixture")
+    t.add_argument("--name", help="name of the recorded fixture")
     return p
 
 
@@ -255,6 +261,35 @@ def cmd_replay(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render_text(rep))
     return exitcodes.PROBLEM if rep["verdicts"] else exitcodes.OK
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from .evidence import fixtures
+    lp = _load(str(args.playbook))
+    if lp is None:
+        return exitcodes.USAGE
+    folder = args.fixtures or fixtures.fixtures_dir(args.playbook, lp.name)
+    if args.record:
+        try:
+            case = fixtures.record(args.record, folder, args.name or args.record.name)
+        except (OSError, ValueError) as e:
+            _err(f"cannot record {args.record}: {e}")
+            return exitcodes.USAGE
+        print(f"recorded {case} (review {case / 'expect.yaml'})")
+        return exitcodes.OK
+    found = fixtures.cases(folder)
+    if not found:
+        _err(f"no fixtures in {folder} (record one: investigate test {args.playbook} --record BUNDLE --name NAME)")
+        return exitcodes.USAGE
+    failed = 0
+    for case in found:
+        r = fixtures.check_case(case, args.playbook)
+        print(f"{'PASS' if r.ok else 'FAIL'}  {r.name}")
+        for p in r.problems:
+            print(f"      {p}")
+        failed += not r.ok
+    print(f"{len(found) - failed} of {len(found)} fixtures passed")
+    return exitcodes.PROBLEM if failed else exitcodes.OK
 
 
 if __name__ == "__main__":  # pragma: no cover

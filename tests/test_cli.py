@@ -136,3 +136,31 @@ def test_replay_with_an_edited_playbook_changes_the_verdict(tmp_path: Path) -> N
     r = investigate("replay", str(b), "--playbook", str(edited), "--json")
     assert r.returncode == 1, r.stdout + r.stderr
     assert [v["verdict"] for v in json.loads(r.stdout)["verdicts"]].count("starvation") == 1
+
+
+def test_playbook_fixtures_pass_and_catch_a_regression(tmp_path: Path) -> None:
+    p = investigate("test", "playbooks/freeze.yaml")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "PASS  rt-hog" in p.stdout and "PASS  vfork-d-state" in p.stdout and "PASS  healthy-busy" in p.stdout
+    # the same fixtures against a playbook whose starvation threshold went wrong
+    edited = tmp_path / "freeze.yaml"
+    edited.write_text((REPO / "playbooks/freeze.yaml").read_text().replace(
+        "runq.worst.wait_ms >= 200.0", "runq.worst.wait_ms >= 2000.0"))
+    p = investigate("test", str(edited), "--fixtures", str(REPO / "playbooks/tests/freeze"))
+    assert p.returncode == 1
+    assert "FAIL  rt-hog" in p.stdout and "PASS  healthy-busy" in p.stdout
+
+
+def test_recording_a_fixture_from_a_bundle(tmp_path: Path) -> None:
+    src = REPO / "playbooks/tests/freeze/rt-hog"
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    for f in ("report.json", "evidence.json"):
+        (bundle / f).write_text((src / f).read_text())
+    (bundle / "playbook.yaml").write_text((REPO / "playbooks/freeze.yaml").read_text())
+    fx = tmp_path / "fx"
+    p = investigate("test", "playbooks/freeze.yaml", "--fixtures", str(fx), "--record", str(bundle),
+                    "--name", "again")
+    assert p.returncode == 0, p.stderr
+    p = investigate("test", "playbooks/freeze.yaml", "--fixtures", str(fx))
+    assert p.returncode == 0 and "PASS  again" in p.stdout
