@@ -6,6 +6,7 @@ attached to a ticket and replayed offline.
     evidence.json   every node's evidence as its rules saw it
     events.jsonl    the structured event log (structlog, one JSON object a line)
     playbook.yaml   the playbook as it was run
+    imports.json    the files it imported nodes from, if any (path -> text)
 
 Files are written atomically (temp file + rename) and the folder is private to root
 (0700): it holds process names and stacks.
@@ -56,4 +57,6 @@ def read(path: Path) -> dict[str, Any]:
     with open(path / "evidence.json") as f:
         out["evidence"] = json.load(f)
     out["playbook_text"] = (path / "playbook.yaml").read_text()
+    imports = path / "imports.json"
+    out["imports"] = json.loads(imports.read_text()) if imports.exists() else {}
     return out

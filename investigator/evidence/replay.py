@@ -12,7 +12,8 @@ from ..rules.conclude import conclude
 
 
 def replay(b: dict[str, Any], playbook: Path | None, bundled_name: str) -> dict[str, Any]:
-    lp = load_playbook(playbook) if playbook else load_playbook(bundled_name, text=b["playbook_text"])
+    lp = load_playbook(playbook) if playbook else \
+        load_playbook(bundled_name, text=b["playbook_text"], imports=b.get("imports", {}))
     old = b["report"]
     nodes = []
     for n in old["nodes"]:

@@ -18,7 +18,10 @@ from ..rules.expr import Expr, ExprError
 from ..rules.template import placeholders
 from . import yamlpos
 from .diagnostics import Diagnostic, PlaybookError, did_you_mean
-from .schema import API_VERSION, Node, Playbook, build
+from .schema import API_VERSION, Import, Node, NodeLibrary, Playbook, build
+
+
+MAX_IMPORTS = 32
 
 
 @dataclass
@@ -30,6 +33,8 @@ class LoadedPlaybook:
     probes: dict[str, dict[str, ProbeManifest]] = field(default_factory=dict)  # node -> alias -> manifest
     exprs: dict[tuple[str, int, str], Expr] = field(default_factory=dict)       # (node, rule, when|about)
     warnings: list[Diagnostic] = field(default_factory=list)
+    imported: dict[str, str] = field(default_factory=dict)   # relative path -> text of imported files
+    origin: dict[str, str] = field(default_factory=dict)     # node id -> file it comes from
 
     @property
     def name(self) -> str:
@@ -46,74 +51,143 @@ class LoadedPlaybook:
         return parse_duration_ns(node.observe.window or self.spec.defaults.window)
 
 
-def load_playbook(path: str | Path, text: str | None = None,
-                  probes: dict[str, ProbeManifest] | None = None) -> LoadedPlaybook:
-    """Parse and validate; raises PlaybookError listing every problem."""
-    path = Path(path)
-    fname = str(path)
-    if text is None:
-        try:
-            if path.stat().st_size > yamlpos.MAX_BYTES:
-                raise PlaybookError([Diagnostic(fname, 1, 1, f"file is larger than {yamlpos.MAX_BYTES} bytes")])
-            raw = path.read_bytes()
-        except OSError as e:
-            raise PlaybookError([Diagnostic(fname, 1, 1, f"cannot read: {e.strerror}")]) from None
-        data, loc = yamlpos.load(raw, fname)
-        text = raw.decode("utf-8", errors="replace")
-    else:
-        data, loc = yamlpos.load(text, fname)
+def _read(path: Path, fname: str) -> str:
+    try:
+        if path.stat().st_size > yamlpos.MAX_BYTES:
+            raise PlaybookError([Diagnostic(fname, 1, 1, f"file is larger than {yamlpos.MAX_BYTES} bytes")])
+        raw = path.read_bytes()
+    except OSError as e:
+        raise PlaybookError([Diagnostic(fname, 1, 1, f"cannot read: {e.strerror}")]) from None
+    yamlpos.load(raw, fname)  # located errors for binary or non-UTF-8 input
+    return raw.decode("utf-8")
+
+
+def _parse(text: str, fname: str, what: str) -> tuple[dict[str, Any], yamlpos.Located]:
+    data, loc = yamlpos.load(text, fname)
+    loc.text_lines = text.splitlines()  # type: ignore[attr-defined]
     if not isinstance(data, dict):
-        raise PlaybookError([Diagnostic(fname, 1, 1, "a playbook is a mapping (apiVersion, kind, metadata, start, nodes)")])
+        raise PlaybookError([Diagnostic(fname, 1, 1, f"a {what} is a mapping (apiVersion, kind, metadata, ...)")])
     if data.get("apiVersion") not in (None, API_VERSION):
         loc.error(("apiVersion",), f"unsupported apiVersion {data.get('apiVersion')!r}; this version reads {API_VERSION}")
         data = {**data, "apiVersion": API_VERSION}
+    return data, loc
+
+
+def load_playbook(path: str | Path, text: str | None = None,
+                  probes: dict[str, ProbeManifest] | None = None,
+                  imports: dict[str, str] | None = None) -> LoadedPlaybook:
+    """Parse and validate; raises PlaybookError listing every problem.
+
+    ``text`` replaces reading ``path``; ``imports`` (relative path -> text) replaces reading
+    imported files (replay of a bundle, which carries them)."""
+    path = Path(path)
+    fname = str(path)
+    if text is None:
+        text = _read(path, fname)
+    data, loc = _parse(text, fname, "playbook")
     spec: Playbook = build(Playbook, data, (), loc)
     lp = LoadedPlaybook(path=path, spec=spec, text=text)
-    loc.text_lines = text.splitlines()  # type: ignore[attr-defined]
-    _check_semantics(lp, loc, probes if probes is not None else registry())
-    errors = [d for d in loc.diagnostics if d.severity == "error"]
-    lp.warnings = [d for d in loc.diagnostics if d.severity != "error"]
-    if errors:
-        raise PlaybookError(loc.diagnostics)
+    where: dict[str, tuple[yamlpos.Located, tuple[Any, ...]]] = {nid: (loc, ("nodes", nid)) for nid in spec.nodes}
+    locs = [loc]
+    for i, imp in enumerate(spec.imports[:MAX_IMPORTS]):
+        _import(lp, imp, ("imports", i), loc, where, locs, imports)
+    if len(spec.imports) > MAX_IMPORTS:
+        loc.error(("imports",), f"at most {MAX_IMPORTS} imports")
+    _check_semantics(lp, loc, where, probes if probes is not None else registry())
+    diags = [d for lc in locs for d in lc.diagnostics]
+    lp.warnings = [d for d in diags if d.severity != "error"]
+    if any(d.severity == "error" for d in diags):
+        raise PlaybookError(diags)
     return lp
 
 
-def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located, reg: dict[str, ProbeManifest]) -> None:
+def _import(lp: LoadedPlaybook, imp: Import, ipath: tuple[Any, ...], loc: yamlpos.Located,
+            where: dict[str, tuple[yamlpos.Located, tuple[Any, ...]]], locs: list[yamlpos.Located],
+            given: dict[str, str] | None) -> None:
+    rel = imp.file
+    base = lp.path.resolve().parent
+    target = (base / rel).resolve()
+    if Path(rel).is_absolute() or not target.is_relative_to(base):
+        loc.error(ipath + ("file",), f"import '{rel}' is outside the playbook's folder")
+        return
+    fname = str(lp.path.parent / rel)
+    try:
+        text = given[rel] if given is not None and rel in given else _read(target, fname)
+        data, iloc = _parse(text, fname, "node library")
+    except PlaybookError as e:
+        lines = "; ".join(str(d) for d in e.diagnostics)
+        loc.error(ipath + ("file",), f"cannot import '{rel}': {lines}")
+        return
+    except KeyError:
+        loc.error(ipath + ("file",), f"the bundle does not carry '{rel}'")
+        return
+    locs.append(iloc)
+    if data.get("kind") == "Playbook":   # nodes may come from another playbook as well
+        data = {k: v for k, v in data.items() if k in ("apiVersion", "metadata", "nodes")}
+        data["kind"] = "NodeLibrary"
+    lib: NodeLibrary = build(NodeLibrary, data, (), iloc)
+    if data.get("imports"):
+        iloc.error(("imports",), "imported files cannot import further")
+    wanted = list(lib.nodes) if imp.nodes is None else list(imp.nodes)
+    for j, nid in enumerate(imp.nodes or []):
+        if nid not in lib.nodes:
+            loc.error(ipath + ("nodes", j), f"'{rel}' has no node '{nid}'{did_you_mean(nid, lib.nodes)}")
+    # nodes the wanted ones lead to come along
+    seen: set[str] = set()
+    while wanted:
+        nid = wanted.pop()
+        if nid in seen or nid not in lib.nodes:
+            continue
+        seen.add(nid)
+        n = lib.nodes[nid]
+        wanted += [x for r in n.conclude for x in r.next]
+        wanted += [x for o in ("confirmed", "refuted", "inconclusive", "unobservable") for x in getattr(n.on, o)]
+    for nid in sorted(seen):
+        if nid in lp.spec.nodes:
+            loc.error(ipath, f"node '{nid}' from '{rel}' clashes with a node of the same name")
+            continue
+        lp.spec.nodes[nid] = lib.nodes[nid]
+        lp.origin[nid] = rel
+        where[nid] = (iloc, ("nodes", nid))
+    lp.imported[rel] = text
+
+
+def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
+                     where: dict[str, tuple[yamlpos.Located, tuple[Any, ...]]],
+                     reg: dict[str, ProbeManifest]) -> None:
     spec = lp.spec
     node_ids = set(spec.nodes)
-    if not spec.nodes and "nodes" in (loc.pos and {p[0] for p in loc.pos if p}):
-        loc.error(("nodes",), "a playbook needs at least one node")
     for i, nid in enumerate(spec.start):
         if nid not in node_ids:
             loc.error(("start", i), f"unknown node '{nid}'{did_you_mean(nid, node_ids)}")
     for nid, node in spec.nodes.items():
-        base = ("nodes", nid)
+        nloc, base = where[nid]
         if node.max_visits < 1:
-            loc.error(base + ("max_visits",), "max_visits must be at least 1")
+            nloc.error(base + ("max_visits",), "max_visits must be at least 1")
         if node.observe.window is not None and parse_duration_ns(node.observe.window) <= 0:
-            loc.error(base + ("observe", "window"), "the window must be longer than 0")
+            nloc.error(base + ("observe", "window"), "the window must be longer than 0")
         if not node.probes:
-            loc.error(base + ("probes",), "a node needs at least one probe")
+            nloc.error(base + ("probes",), "a node needs at least one probe")
         aliases: dict[str, ProbeManifest] = {}
         broken = False
         for j, use in enumerate(node.probes):
             upath = base + ("probes", j)
             m = reg.get(use.use)
             if m is None:
-                loc.error(upath + ("use",), f"unknown probe '{use.use}'{did_you_mean(use.use, reg)}")
+                nloc.error(upath + ("use",), f"unknown probe '{use.use}'{did_you_mean(use.use, reg)}")
                 broken = True
                 continue
             alias = use.as_ or m.alias
             if alias in aliases:
-                loc.error(upath, f"two probes of this node use the evidence name '{alias}' (set 'as')")
+                nloc.error(upath, f"two probes of this node use the evidence name '{alias}' (set 'as')")
             aliases[alias] = m
             for pname, pval in use.with_.items():
                 p = m.params.get(pname)
                 if p is None:
-                    loc.error(upath + ("with", pname), f"probe {m.name} has no parameter '{pname}'"
-                              f"{did_you_mean(pname, m.params)}", key=True)
+                    nloc.error(upath + ("with", pname), f"probe {m.name} has no parameter '{pname}'"
+                               f"{did_you_mean(pname, m.params)}", key=True)
                     continue
-                _check_param(loc, upath + ("with", pname), p.type, pval)
+                _check_param(nloc, upath + ("with", pname), p.type, pval)
         lp.probes[nid] = aliases
         for k, rule in enumerate(node.conclude):
             rpath = base + ("conclude", k)
@@ -121,29 +195,33 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located, reg: dict[str, Pr
                 src = getattr(rule, attr)
                 if src is None:
                     continue
-                e = _compile(loc, rpath + (attr,), src)
+                e = _compile(nloc, rpath + (attr,), src)
                 if e is not None:
                     lp.exprs[(nid, k, attr)] = e
                     if not broken:
-                        _check_refs(loc, rpath + (attr,), e.references(), aliases)
+                        _check_refs(nloc, rpath + (attr,), e.references(), aliases)
             if not broken:
                 for name, col in placeholders(rule.explain):
-                    _check_refs(loc, rpath + ("explain",), [(name, col)], aliases, template=True)
+                    _check_refs(nloc, rpath + ("explain",), [(name, col)], aliases, template=True)
             for m_, nxt in enumerate(rule.next):
                 if nxt not in node_ids:
-                    loc.error(rpath + ("next", m_), f"unknown node '{nxt}'{did_you_mean(nxt, node_ids)}")
+                    nloc.error(rpath + ("next", m_), f"unknown node '{nxt}'{did_you_mean(nxt, node_ids)}")
         for outcome in ("confirmed", "refuted", "inconclusive", "unobservable"):
             for m_, nxt in enumerate(getattr(node.on, outcome)):
                 if nxt not in node_ids:
-                    loc.error(base + ("on", outcome, m_), f"unknown node '{nxt}'{did_you_mean(nxt, node_ids)}")
+                    nloc.error(base + ("on", outcome, m_), f"unknown node '{nxt}'{did_you_mean(nxt, node_ids)}")
+    if not spec.nodes:
+        loc.error(("nodes",), "a playbook needs at least one node (its own or imported)")
     # graph checks run on the valid part of the graph (unknown references are left out)
     from .graph import build_graph, unbounded_cycles, unreachable
     g = build_graph(spec)
     for nid in unreachable(g):
-        loc.error(("nodes", nid), f"node '{nid}' is unreachable from start", key=True)
+        nloc, base = where[nid]
+        nloc.error(base, f"node '{nid}' is unreachable from start", key=True)
     for cyc in unbounded_cycles(g):
-        loc.error(("nodes", cyc[0]), "cycle " + " -> ".join(cyc + [cyc[0]])
-                  + " has no bound: set max_visits > 1 on one of its nodes", key=True)
+        nloc, base = where[cyc[0]]
+        nloc.error(base, "cycle " + " -> ".join(cyc + [cyc[0]])
+                   + " has no bound: set max_visits > 1 on one of its nodes", key=True)
 
 
 def _check_param(loc: yamlpos.Located, path: tuple[Any, ...], ptype: str, value: Any) -> None:

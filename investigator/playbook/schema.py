@@ -90,6 +90,14 @@ class Node:
 
 
 @dataclass
+class Import:
+    file: str = doc("A node library (kind: NodeLibrary) or another playbook, relative to this "
+                    "playbook's folder and inside it.")
+    nodes: list[str] | None = doc("Which of its nodes to use (default: all); nodes they lead to "
+                                  "come along.", default=None)
+
+
+@dataclass
 class Defaults:
     window: Duration = doc("Observation window of nodes that do not set one.", default=Duration("5s"))
 
@@ -100,8 +108,18 @@ class Playbook:
     kind: Literal["Playbook"] = doc("Always Playbook.")
     metadata: Metadata = doc("Name, description, owners, maturity.")
     start: list[str] = doc("Nodes that run first, at the same time.")
-    nodes: dict[str, Node] = doc("The graph's nodes by id.")
+    nodes: dict[str, Node] = doc("The graph's nodes by id (imported nodes join them).", default_factory=dict)
     defaults: Defaults = doc("Defaults for every node.", default_factory=Defaults)
+    imports: list[Import] = doc("Nodes reused from other files (shared building blocks).",
+                                default_factory=list)
+
+
+@dataclass
+class NodeLibrary:
+    apiVersion: Literal["investigator/v1"] = doc("Schema version: investigator/v1.")
+    kind: Literal["NodeLibrary"] = doc("A file of reusable nodes, imported by playbooks.")
+    metadata: Metadata = doc("Name, description, owners, maturity.")
+    nodes: dict[str, Node] = doc("The reusable nodes by id.")
 
 
 # --------------------------------------------------------------------------- validation
