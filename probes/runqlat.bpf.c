@@ -2,7 +2,7 @@
 /* Run-queue latency: how long runnable tasks wait for a CPU (wakeup or preemption ->
  * switched in), per CPU as a log2 histogram, per task for waits >= min_wait_ns, and for
  * each task's worst wait the task that held that CPU longest meanwhile (the candidate
- * culprit), from a small per-CPU history of who ran.
+ * culprit), from a small per-CPU history of the last slices of at least min_slice_ns.
  *
  * Twin programs: tp_btf (5.5+) preferred, raw_tp fallback; both call the same handlers. */
 #include "vmlinux.h"
@@ -14,6 +14,11 @@
 
 const volatile __u64 min_wait_ns = 1000000;     /* per-task records from this wait up */
 const volatile __u64 over_ns = 100000000;       /* counted as "over threshold" */
+const volatile __u64 min_slice_ns = 1000000;    /* slices shorter than this are not kept for
+						 * culprit attribution: they cannot explain a
+						 * long wait, and a burst of them (kworkers
+						 * after RT throttling) would push the hog's
+						 * slice out of the ring */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -45,7 +50,11 @@ struct {
 
 DEFINE_PROBE_STATS
 
-static __always_inline int enqueue(struct task_struct *p)
+/* A wakeup starts a wait unless one is already under way: try_to_wake_up() on a task
+ * that is already queued (ttwu_runnable) fires sched_wakeup again, and overwriting would
+ * restart the clock of a task that keeps waiting (a kworker woken for each new work item
+ * while a hog holds its CPU).  A preemption always starts a new wait. */
+static __always_inline int enqueue(struct task_struct *p, __u64 flags)
 {
 	__u32 tid = BPF_CORE_READ(p, pid);
 	__u64 ts;
@@ -55,31 +64,75 @@ static __always_inline int enqueue(struct task_struct *p)
 	if (!task_selected(p))
 		return 0;
 	ts = bpf_ktime_get_ns();
-	if (bpf_map_update_elem(&start, &tid, &ts, BPF_ANY))
+	if (bpf_map_update_elem(&start, &tid, &ts, flags) && flags == BPF_ANY)
 		COUNT_DROP();
 	return 0;
 }
 
-/* The rare path: the task that overlapped the wait [from, to] the longest on this CPU. */
+#define CANDIDATES 4
+
+struct candidates {
+	struct {
+		__u64 sum;
+		__u64 task;
+		__u32 tid;
+		__s32 prio;
+	} c[CANDIDATES];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct candidates);
+} scratch SEC(".maps");
+
+/* The rare path (a task's new worst wait): the task that held this CPU the longest in
+ * total during the wait [from, to], summing its slices (an RT hog's run is split when a
+ * stop-class or higher-priority task preempts it briefly).  Up to CANDIDATES distinct
+ * tasks are summed; a slice of a further task replaces the smallest sum. */
 static __always_inline void find_culprit(struct cpu_ring *r, __u64 from, __u64 to,
 					 struct culprit *c)
 {
 	__u64 best = 0, best_task = 0;
-	__u32 best_tid = 0;
+	__u32 best_tid = 0, zero = 0;
 	__s32 best_prio = 0;
+	struct candidates *cd = bpf_map_lookup_elem(&scratch, &zero);
 
+	if (!cd)
+		return;
+	__builtin_memset(cd, 0, sizeof(*cd));
 	for (int i = 0; i < RING_SLICES; i++) {
 		struct slice *s = &r->s[i];
 		__u64 lo = s->start > from ? s->start : from;
 		__u64 hi = s->end < to ? s->end : to;
+		int slot = -1, smallest = 0;
 
 		if (!s->end || hi <= lo)
 			continue;
-		if (hi - lo > best) {
-			best = hi - lo;
-			best_tid = s->tid;
-			best_task = s->task;
-			best_prio = s->prio;
+		for (int k = 0; k < CANDIDATES; k++) {
+			if (cd->c[k].sum && cd->c[k].tid == s->tid) {
+				slot = k;
+				break;
+			}
+			if (cd->c[k].sum < cd->c[smallest & (CANDIDATES - 1)].sum)
+				smallest = k;
+		}
+		if (slot < 0) {
+			slot = smallest & (CANDIDATES - 1);
+			cd->c[slot].sum = 0;
+			cd->c[slot].tid = s->tid;
+			cd->c[slot].task = s->task;
+			cd->c[slot].prio = s->prio;
+		}
+		cd->c[slot & (CANDIDATES - 1)].sum += hi - lo;
+	}
+	for (int k = 0; k < CANDIDATES; k++) {
+		if (cd->c[k].sum > best) {
+			best = cd->c[k].sum;
+			best_tid = cd->c[k].tid;
+			best_task = cd->c[k].task;
+			best_prio = cd->c[k].prio;
 		}
 	}
 	c->overlap_ns = best;
@@ -110,7 +163,7 @@ static __always_inline int on_switch(struct task_struct *prev, struct task_struc
 	COUNT_EVENT();
 	r = bpf_map_lookup_elem(&ring, &zero);
 	if (r) {
-		if (r->cur_start) {
+		if (r->cur_start && now - r->cur_start >= min_slice_ns) {
 			struct slice *s = &r->s[r->head & (RING_SLICES - 1)];
 
 			s->start = r->cur_start;
@@ -123,8 +176,14 @@ static __always_inline int on_switch(struct task_struct *prev, struct task_struc
 		r->cur_start = now;
 	}
 
-	if (get_task_state(prev) == TASK_RUNNING)      /* preempted: back to the run queue */
-		enqueue(prev);
+	if (get_task_state(prev) == TASK_RUNNING) {    /* preempted: back to the run queue */
+		enqueue(prev, BPF_ANY);
+	} else {
+		/* going to sleep: forget a wakeup that arrived while it was still running */
+		__u32 ptid = BPF_CORE_READ(prev, pid);
+
+		bpf_map_delete_elem(&start, &ptid);
+	}
 
 	tid = BPF_CORE_READ(next, pid);
 	if (!tid)
@@ -188,13 +247,13 @@ static __always_inline int on_switch(struct task_struct *prev, struct task_struc
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(btf_sched_wakeup, struct task_struct *p)
 {
-	return enqueue(p);
+	return enqueue(p, BPF_NOEXIST);
 }
 
 SEC("tp_btf/sched_wakeup_new")
 int BPF_PROG(btf_sched_wakeup_new, struct task_struct *p)
 {
-	return enqueue(p);
+	return enqueue(p, BPF_NOEXIST);
 }
 
 SEC("tp_btf/sched_switch")
@@ -206,13 +265,13 @@ int BPF_PROG(btf_sched_switch, bool preempt, struct task_struct *prev, struct ta
 SEC("raw_tp/sched_wakeup")
 int BPF_PROG(raw_sched_wakeup, struct task_struct *p)
 {
-	return enqueue(p);
+	return enqueue(p, BPF_NOEXIST);
 }
 
 SEC("raw_tp/sched_wakeup_new")
 int BPF_PROG(raw_sched_wakeup_new, struct task_struct *p)
 {
-	return enqueue(p);
+	return enqueue(p, BPF_NOEXIST);
 }
 
 SEC("raw_tp/sched_switch")

@@ -202,6 +202,8 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
                         _check_refs(nloc, rpath + (attr,), e.references(), aliases)
             if not broken:
                 for name, col in placeholders(rule.explain):
+                    if name.split(".")[0] == "about" and rule.about is not None:
+                        continue  # the rule's own finding: free-form, checked when it renders
                     _check_refs(nloc, rpath + ("explain",), [(name, col)], aliases, template=True)
             for m_, nxt in enumerate(rule.next):
                 if nxt not in node_ids:

@@ -63,8 +63,9 @@ def conclude(lp: LoadedPlaybook, node_id: str, env: dict[str, Any]) -> Conclusio
                 values[ref] = v
         status = outcome_of(rule.verdict)
         nxt = list(rule.next) + list(getattr(node.on, status))
+        summary = render(rule.explain, {**env, "about": about} if about is not None else env)
         return Conclusion(status=status, verdict=rule.verdict, rule=i, confidence=rule.confidence,
-                          summary=" ".join(render(rule.explain, env).split()), about=about,
+                          summary=" ".join(summary.split()), about=about,
                           evidence=values, errors=errors, next=nxt)
     status = outcome_of(node.otherwise)
     if errors and status == "inconclusive":

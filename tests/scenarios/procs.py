@@ -31,6 +31,19 @@ while time.monotonic() < end:
     time.sleep({period})
 """
 
+STAT_REFRESH = """
+import os, time
+open("/proc/self/comm", "w").write("{name}")
+os.sched_setaffinity(0, {{{cpu}}})
+end = time.monotonic() + {seconds}
+while time.monotonic() < end:
+    # vmstat_refresh(): schedule_on_each_cpu(refresh_vm_stats) -- per-CPU kernel work on
+    # every CPU, and this writer waits in D state until all of it has run
+    with open("/proc/sys/vm/stat_refresh", "w") as f:
+        f.write("1")
+    time.sleep({period})
+"""
+
 NORMAL_HOG = """
 import os, time
 open("/proc/self/comm", "w").write("{name}")

@@ -90,8 +90,18 @@ class Collector:
                      + ([{**{k: w["culprit"][k] for k in ("tid", "pid", "comm")}, "role": "culprit"}]
                         if w["culprit"]["tid"] else []),
                      "cpus": [w["cpu"]]}
+        by_cpu = []
+        for cpu in sorted({t["cpu"] for t in tasks}):
+            w = next(t for t in tasks if t["cpu"] == cpu)      # tasks are sorted by worst wait
+            victim = {k: w[k] for k in ("tid", "pid", "comm", "prio", "rt_priority", "policy")}
+            tasks_roles = [{**victim, "role": "victim"}]
+            if w["culprit"]["tid"]:
+                tasks_roles.append({**{k: w["culprit"][k] for k in ("tid", "pid", "comm")}, "role": "culprit"})
+            by_cpu.append({"cpu": cpu, "wait_ms": w["max_ms"], "victim": victim, "culprit": w["culprit"],
+                           "tasks": tasks_roles})
         return {
             "count": total,
+            "by_cpu": by_cpu,
             "max_ms": _ms(max_ns),
             "avg_ms": _ms(sum_ns // total) if total else 0.0,
             "p99_ms": hist_quantile(merged, 0.99) / 1000,
