@@ -4,6 +4,7 @@ located PlaybookError."""
 
 from __future__ import annotations
 
+import os
 import string
 from pathlib import Path
 
@@ -146,7 +147,8 @@ def _set(doc: object, path: tuple, value: object) -> object:  # type: ignore[typ
     return doc
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 1500)), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(st.sampled_from(PATHS), st.one_of(_mutations(None), st.just("__delete__")))
 def test_fuzz_mutated_playbooks_never_traceback(path: tuple, value: object) -> None:  # type: ignore[type-arg]
     if value == "__delete__" and not path:
@@ -160,10 +162,31 @@ def test_fuzz_mutated_playbooks_never_traceback(path: tuple, value: object) -> N
             assert d.line >= 1 and d.col >= 1 and d.message
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 1000)), deadline=None, derandomize=True)
 @given(st.text(max_size=300))
 def test_fuzz_random_text_never_tracebacks(text: str) -> None:
     try:
         load_playbook("random.yaml", text=text)
     except PlaybookError as e:
         assert all(d.line >= 1 and d.col >= 1 for d in e.diagnostics)
+
+
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 1000)), deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(0, len(FREEZE) - 1), st.sampled_from(["ins", "del", "dup"]),
+                          st.sampled_from(list(":-[]{}&*!|>'\"#%@` \n\t.,?0aZ"))), min_size=1, max_size=6))
+def test_fuzz_text_edits_never_traceback(edits: list[tuple[int, str, str]]) -> None:
+    text = FREEZE
+    for pos, op, ch in edits:
+        pos = min(pos, len(text) - 1)
+        if op == "ins":
+            text = text[:pos] + ch + text[pos:]
+        elif op == "del":
+            text = text[:pos] + text[pos + 1:]
+        else:
+            start = text.rfind("\n", 0, pos) + 1
+            end = text.find("\n", pos) + 1 or len(text)
+            text = text[:end] + text[start:end] + text[end:]
+    try:
+        load_playbook("edited.yaml", text=text)
+    except PlaybookError as e:
+        assert e.diagnostics and all(d.line >= 1 and d.col >= 1 and d.message for d in e.diagnostics)
