@@ -51,3 +51,17 @@ def test_shared_probe_is_attached_once_and_windows_overlap(tmp_path: Path) -> No
     attached = [e for e in events if e["event"] == "probe_attached"]
     assert sorted(e["probe"] for e in attached) == ["sched.blocked", "sched.runqlat"]
     assert wait_unloaded(seen) == {"prog": set(), "link": set()}
+
+
+def test_max_time_bounds_the_whole_run(tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "investigator", "tests/fixtures/playbooks/shared.yaml",
+                        "--json", "--max-time", "1.5", "--out", str(tmp_path / "b")], cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+    elapsed = time.monotonic() - t0
+    assert p.returncode == 0, p.stderr
+    rep = json.loads(p.stdout)
+    status = {n["id"]: n["status"] for n in rep["nodes"]}
+    assert status == {"first": "refuted", "second": "refuted", "third": "skipped"}
+    assert all(n["window_s"] <= 1.5 for n in rep["nodes"])
+    assert rep["duration_s"] < 2.5 and elapsed < 10
