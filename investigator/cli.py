@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print the JSON report on stdout, nothing else")
     r.add_argument("--out", type=Path, metavar="DIR", help="bundle directory (default ./investigations/NAME-TIME)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    r.add_argument("--max-overhead", type=float, default=5.0, metavar="PERCENT",
+                   help="detach probes whose estimated CPU cost exceeds this share of the machine (default 5)")
     v = sub.add_parser("validate", help="validate playbooks without running them")
     v.add_argument("playbooks", nargs="+")
     sub.add_parser("doctor", help="check what this machine lets the tool do")
@@ -135,7 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out_dir = bundle.prepare(args.out or bundle.default_dir(lp.name))
     progress = None if (args.quiet or args.json) else _progress_printer()
     opts = RunOptions(window_s=args.window, max_time_s=args.max_time, targets=targets,
-                      out_dir=out_dir, on_event=progress)
+                      out_dir=out_dir, on_event=progress, max_overhead_percent=args.max_overhead)
     result = run_playbook(lp, opts)
     return _finish(result, out_dir, args.json)
 
@@ -181,6 +183,8 @@ def _progress_printer() -> Any:
             line = f"node {f['node']}: observing {f['window_s']:.1f} s -- {f['hypothesis']}"
         elif event == "node_concluded":
             line = f"node {f['node']}: {f['status']}" + (f" -> {f['verdict']}" if f.get("verdict") else "")
+        elif event == "overhead_guard":
+            line = f"overhead guard detached {f['probe']}: {f['reason']}"
         elif event == "interrupted":
             line = f"interrupted by {f['signal']}: concluding on what was gathered so far"
         if line:

@@ -25,6 +25,7 @@ from typing import Any
 from ..evidence.events import EventLog
 from ..playbook.load import LoadedPlaybook
 from ..probes.instance import ProbeInstance, ProbeUnavailable, Targets
+from .guard import DEFAULT_MAX_OVERHEAD_PERCENT, OverheadGuard
 
 
 class Interrupted(Exception):
@@ -39,6 +40,7 @@ class RunOptions:
     max_time_s: float = 600.0          # total budget for the run
     targets: Targets = field(default_factory=Targets)
     out_dir: Path | None = None
+    max_overhead_percent: float = DEFAULT_MAX_OVERHEAD_PERCENT
     on_event: Callable[[str, dict[str, Any]], None] | None = None
 
 
@@ -75,6 +77,7 @@ class RunResult:
     kernel: dict[str, Any]
     interrupted_by: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    overhead_guard: list[dict[str, Any]] = field(default_factory=list)
 
 
 def kernel_info() -> dict[str, Any]:
@@ -161,6 +164,7 @@ class _Walk:
         self.visits: dict[str, int] = {}
         self.ready: list[str] = list(dict.fromkeys(lp.spec.start))
         self.timings: dict[str, float] = {}
+        self.guard = OverheadGuard(opts.max_overhead_percent)
 
     def run(self) -> None:
         while self.ready or self.active:
@@ -171,9 +175,18 @@ class _Walk:
             if not self.active:
                 continue
             nr = min(self.active, key=lambda n: n.started_at + n.window_s)
-            _sleep_until(nr.started_at + nr.window_s)
+            self._observe_until(nr.started_at + nr.window_s)
             self.active.remove(nr)
             self._conclude(nr)
+
+    def _observe_until(self, t: float) -> None:
+        """Sleep until t, letting the overhead guard look at the probes meanwhile."""
+        while True:
+            self.guard.check(list(self.pool.instances.values()), self.events.emit)
+            left = t - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.1))
 
     def _first_attached(self) -> None:
         from ..system.procfs import seconds_since_exec
@@ -285,15 +298,7 @@ def run_playbook(lp: LoadedPlaybook, opts: RunOptions, events: EventLog | None =
     duration = time.monotonic() - walk.t_start
     events.emit("run_finished", duration_s=round(duration, 3), complete=interrupted_by is None)
     return RunResult(lp, walk.done, started_at, duration, interrupted_by is None, kernel,
-                     interrupted_by, walk.timings)
-
-
-def _sleep_until(t: float) -> None:
-    while True:
-        left = t - time.monotonic()
-        if left <= 0:
-            return
-        time.sleep(min(left, 0.1))
+                     interrupted_by, walk.timings, walk.guard.tripped)
 
 
 def _conclude(lp: LoadedPlaybook, nr: NodeRun, events: EventLog) -> None:
@@ -307,6 +312,10 @@ def _conclude(lp: LoadedPlaybook, nr: NodeRun, events: EventLog) -> None:
             nr.errors.append(f"reading {inst.name}: {type(e).__name__}: {e}")
     nr.ended_at = time.monotonic()
     nr.evidence = env
+    for _, inst in nr.insts:
+        if inst.guard:
+            nr.errors.append(f"{inst.name} was detached by the overhead guard after {inst.guard['after_s']} s: "
+                             f"{inst.guard['reason']}; concluded on what it gathered")
     events.emit("window_closed", node=nr.id, observed_s=round(nr.ended_at - nr.started_at, 3),
                 probes={a: e.get("probe") for a, e in env.items()})
     if nr.errors and len(env) < len(nr.insts):

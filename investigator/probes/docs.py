@@ -20,7 +20,9 @@ def render() -> str:
                 f"- Mode: {m.mode}"
                 + (" (aggregated in the kernel over the window)" if m.mode == "window"
                    else " (task iterator when the window opens and when it closes)"),
-                "- Bounded maps: " + "; ".join(f"`{k}`: {v}" for k, v in m.maps.items()), ""]
+                "- Bounded maps: " + "; ".join(f"`{k}`: {v}" for k, v in m.maps.items()),
+                f"- Overhead budget: detached above {m.budget.events_per_s:,.0f} events/s; "
+                f"estimated {m.budget.cost_ns:.0f} ns of CPU per event (counts toward --max-overhead)", ""]
         if m.params:
             out += ["| parameter | type | default | meaning |", "|---|---|---|---|"]
             out += [f"| `{p.name}` | {p.type} | `{p.default}` | {p.help} |" for p in m.params.values()]

@@ -74,6 +74,7 @@ class ProbeInstance:
     collector: Collector | None = None
     values: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)      # what was done on the way (mounts)
+    guard: dict[str, Any] | None = None                 # set when the overhead guard detached it
 
     @property
     def name(self) -> str:
@@ -146,12 +147,20 @@ class ProbeInstance:
             dr += int.from_bytes(v[8:16], "little")
         return {"events": ev, "drops": dr}
 
+    def detach_for_guard(self, why: dict[str, Any]) -> None:
+        """Detach every link (the probe stops costing anything) but keep the maps, so the
+        evidence gathered so far can still be read."""
+        if self.obj is not None:
+            self.obj.detach()
+        self.guard = {**why, "after_s": round(time.monotonic() - self.attached_at, 3)}
+
     def collect(self) -> dict[str, Any]:
         """The evidence gathered since attach, as plain JSON-able data."""
         assert self.collector is not None and self.obj is not None
         ev = self.collector.finish(self)
         ev["probe"] = {"name": self.name, "hook": self.hook, "attempts": list(self.attempts),
-                       "observed_s": round(time.monotonic() - self.attached_at, 3), **self.stats()}
+                       "observed_s": round(time.monotonic() - self.attached_at, 3), **self.stats(),
+                       "detached_by_guard": self.guard}
         return ev
 
     def close(self) -> None:

@@ -36,6 +36,12 @@ class HookAlternative:
 
 
 @dataclass(frozen=True)
+class Budget:
+    events_per_s: float = 500_000.0   # the probe is detached above this event rate
+    cost_ns: float = 300.0            # estimated CPU time per event (bench/ measures it)
+
+
+@dataclass(frozen=True)
 class EvidenceField:
     path: str                       # relative to the probe's alias: "worst.wait_ms"
     type: str                       # int, float, str, bool, list, object
@@ -59,6 +65,7 @@ class ProbeManifest:
     evidence: tuple[EvidenceField, ...]
     kernel: str = ""                # kernel requirements, in words
     manifest_path: Path = field(default=Path())
+    budget: Budget = field(default_factory=Budget)
 
     def field_paths(self) -> set[str]:
         """Every path a rule may name, parents included (worst, worst.victim, worst.victim.tid)."""
@@ -117,12 +124,15 @@ def load_manifest(path: Path) -> ProbeManifest:
     evidence = tuple(EvidenceField(path=e["path"], type=e["type"], unit=e.get("unit", ""),
                                    help=e.get("help", "")) for e in _require(d, "evidence", where))
     obj = path.parent / _require(d, "object", where)
+    b = d.get("budget") or {}
+    _only_keys(b, {"events_per_s", "cost_ns"}, f"{where}: budget")
+    budget = Budget(**{k: float(v) for k, v in b.items()})
     return ProbeManifest(
         name=_require(d, "name", where), alias=_require(d, "alias", where),
         summary=_require(d, "summary", where), description=d.get("description", ""),
         object_path=obj, source_path=obj.with_suffix(".c"), collector=_require(d, "collector", where),
         mode=d.get("mode", "window"), hooks=hooks, params=params, maps=dict(d.get("maps") or {}),
-        evidence=evidence, kernel=d.get("kernel", ""), manifest_path=path)
+        evidence=evidence, kernel=d.get("kernel", ""), manifest_path=path, budget=budget)
 
 
 @lru_cache(maxsize=4)

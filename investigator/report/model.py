@@ -50,7 +50,8 @@ def verdict_dict(n: Any) -> dict[str, Any]:
 
 def build(nodes: list[Any], *, playbook: str, complete: bool, started_at: str, duration_s: float,
           kernel: dict[str, Any], interrupted_by: str | None = None,
-          timings: dict[str, float] | None = None, replayed: bool = False) -> dict[str, Any]:
+          timings: dict[str, float] | None = None, replayed: bool = False,
+          overhead_guard: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     rep: dict[str, Any] = {
         "report_version": SCHEMA_VERSION,
         "playbook": playbook,
@@ -67,10 +68,12 @@ def build(nodes: list[Any], *, playbook: str, complete: bool, started_at: str, d
         rep["timings"] = timings
     if replayed:
         rep["replayed"] = True
+    if overhead_guard:
+        rep["overhead_guard"] = overhead_guard
     return rep
 
 
 def from_result(r: Any) -> dict[str, Any]:
     return build(r.nodes, playbook=r.playbook.name, complete=r.complete, started_at=r.started_at,
                  duration_s=r.duration_s, kernel=r.kernel, interrupted_by=r.interrupted_by,
-                 timings=r.timings)
+                 timings=r.timings, overhead_guard=r.overhead_guard)
