@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print the JSON report on stdout, nothing else")
     r.add_argument("--out", type=Path, metavar="DIR", help="bundle directory (default ./investigations/NAME-TIME)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    r.add_argument("--btf", metavar="FILE", help="BTF of the running kernel, for kernels built without "
+                   "/sys/kernel/btf/vmlinux (e.g. from BTFHub)")
     r.add_argument("--max-overhead", type=float, default=5.0, metavar="PERCENT",
                    help="detach probes whose estimated CPU cost exceeds this share of the machine (default 5)")
     v = sub.add_parser("validate", help="validate playbooks without running them")
@@ -110,10 +112,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     lp = _load(args.playbook)
     if lp is None:
         return exitcodes.USAGE
-    if os.geteuid() != 0:
-        _err("needs root (BPF programs are loaded into the kernel): run it with sudo. "
-             "'investigate doctor' shows what this machine allows; 'validate', 'graph' and "
-             "'replay' work without root.")
+    from .system.doctor import can_load_bpf
+    if not can_load_bpf():
+        who = "root" if os.geteuid() == 0 else f"uid {os.geteuid()}"
+        _err(f"needs root with CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) to load BPF programs; "
+             f"running as {who} without them: run it with sudo. 'investigate doctor' shows what this "
+             "machine allows; 'validate', 'graph', 'test' and 'replay' work without root.")
         return exitcodes.ENVIRONMENT
     from .bpf.errors import LibbpfMissing
     try:
@@ -122,7 +126,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     except LibbpfMissing as e:
         _err(str(e))
         return exitcodes.ENVIRONMENT
+    from .bpf import features
     from .engine.run import RunOptions, run_playbook
+    if args.btf:
+        features.CUSTOM_BTF = os.path.abspath(args.btf)
     from .evidence import bundle
     from .probes.instance import Targets
 

@@ -67,3 +67,48 @@ def test_sigint_writes_a_partial_report(tmp_path: Path) -> None:
         assert (tmp_path / "b" / f).stat().st_size > 0
     assert "INCOMPLETE" in out
     assert wait_unloaded(ids) == {"prog": set(), "link": set()}
+
+
+OUR_PROGRAMS = None
+
+
+def _our_program_names() -> set[str]:
+    global OUR_PROGRAMS
+    if OUR_PROGRAMS is None:
+        from conftest import repo_probe_names
+        OUR_PROGRAMS = repo_probe_names()
+    return OUR_PROGRAMS
+
+
+def _ours_loaded() -> list[dict[str, object]]:
+    from conftest import kernel_bpf_listing
+    names = _our_program_names()
+    return [p for p in kernel_bpf_listing()["prog"] if str(p.get("name")) in names]
+
+
+def test_sigkill_at_random_moments_never_leaves_anything(tmp_path: Path) -> None:
+    """Kill the tool at 20 points spread over start-up, attach, observation and read-out;
+    afterwards the kernel lists none of the project's programs."""
+    import random
+    rng = random.Random(1234)
+    assert _ours_loaded() == [], "a previous test left programs loaded"
+    delays = sorted(rng.uniform(0.0, 1.6) for _ in range(20))
+    seen: dict[str, set[int]] = {"prog": set(), "link": set()}
+    for i, delay in enumerate(delays):
+        p = subprocess.Popen([sys.executable, "-m", "investigator", "playbooks/freeze.yaml", "--window", "0.6",
+                              "-q", "--out", str(tmp_path / f"b{i}")], cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        end = time.monotonic() + delay
+        while time.monotonic() < end and p.poll() is None:
+            ids = bpf_ids_of_pid(p.pid)
+            seen["prog"] |= ids["prog"]
+            seen["link"] |= ids["link"]
+            time.sleep(0.01)
+        p.kill()
+        p.wait(timeout=10)
+    assert seen["link"], "no kill happened while probes were attached"
+    assert wait_unloaded(seen) == {"prog": set(), "link": set()}
+    deadline = time.monotonic() + 10
+    while _ours_loaded() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _ours_loaded() == []

@@ -59,15 +59,32 @@ def _try_load(prog_type: int, attach_type: int = 0, btf_id: int = 0) -> Support:
     return Support(False, why)
 
 
+@lru_cache(maxsize=None)
+def kernel_btf() -> Support:
+    """The kernel's own BTF, which BTF-typed attach targets (tp_btf, fentry, iterators)
+    need; a custom BTF file serves CO-RE relocations only."""
+    if os.path.exists("/sys/kernel/btf/vmlinux"):
+        return Support(True)
+    return Support(False, "needs the kernel's own BTF (/sys/kernel/btf/vmlinux)")
+
+
 def _vmlinux_btf_id(name: str, attach_type: int) -> int:
     return int(lib().libbpf_find_vmlinux_btf_id(name.encode(), attach_type))
 
 
+CUSTOM_BTF: str | None = None   # a vmlinux BTF file for kernels built without one (BTFHub)
+
+
 @lru_cache(maxsize=None)
 def btf() -> Support:
+    if CUSTOM_BTF:
+        if os.path.isfile(CUSTOM_BTF):
+            return Support(True)
+        return Support(False, f"custom BTF {CUSTOM_BTF} not found")
     if os.path.exists("/sys/kernel/btf/vmlinux"):
         return Support(True)
-    return Support(False, "no /sys/kernel/btf/vmlinux (kernel built without CONFIG_DEBUG_INFO_BTF)")
+    return Support(False, "no /sys/kernel/btf/vmlinux (kernel built without CONFIG_DEBUG_INFO_BTF); "
+                          "CO-RE probes need it, or a BTF file for this kernel given with --btf")
 
 
 @lru_cache(maxsize=None)
@@ -82,8 +99,8 @@ def tracefs() -> str | None:
 @lru_cache(maxsize=None)
 def tp_btf(tracepoint: str) -> Support:
     """``tp_btf/<tracepoint>``: BTF-typed raw tracepoint (kernel >= 5.5)."""
-    if not btf():
-        return btf()
+    if not kernel_btf():
+        return kernel_btf()
     bid = _vmlinux_btf_id(tracepoint, ATTACH_RAW_TP)
     if bid < 0:
         return Support(False, f"tracepoint {tracepoint} not in this kernel's BTF")
@@ -95,7 +112,7 @@ def raw_tp(tracepoint: str = "") -> Support:
     s = _try_load(PROG_RAW_TP)
     if not s or not tracepoint:
         return s
-    if btf() and _vmlinux_btf_id(tracepoint, ATTACH_RAW_TP) < 0 and not _tracefs_event_exists(tracepoint):
+    if kernel_btf() and _vmlinux_btf_id(tracepoint, ATTACH_RAW_TP) < 0 and not _tracefs_event_exists(tracepoint):
         return Support(False, f"no tracepoint {tracepoint} in this kernel")
     return s
 
@@ -124,8 +141,8 @@ def tracepoint(category: str = "", name: str = "") -> Support:
 @lru_cache(maxsize=None)
 def fentry(func: str = "schedule") -> Support:
     """fentry/fexit need BPF trampolines; lockdown=integrity refuses them on some kernels."""
-    if not btf():
-        return btf()
+    if not kernel_btf():
+        return kernel_btf()
     bid = _vmlinux_btf_id(func, ATTACH_FENTRY)
     if bid < 0:
         return Support(False, f"function {func} not in this kernel's BTF")
@@ -148,8 +165,8 @@ def uprobe() -> Support:
 
 @lru_cache(maxsize=None)
 def iter_task() -> Support:
-    if not btf():
-        return btf()
+    if not kernel_btf():
+        return kernel_btf()
     bid = _vmlinux_btf_id("task", ATTACH_ITER)
     if bid < 0:
         return Support(False, "no bpf_iter_task in this kernel (needs >= 5.8)")

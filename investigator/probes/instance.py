@@ -101,6 +101,9 @@ class ProbeInstance:
         """Load and attach the first hook alternative this kernel accepts."""
         t0 = time.perf_counter()
         self.values = resolve_params(self.manifest, self.params)
+        if not features.btf():   # every probe of the library is CO-RE
+            self.attempts.append({"hook": "any", "reason": features.btf().reason})
+            raise ProbeUnavailable(self.name, self.attempts)
         for i, alt in enumerate(self.manifest.hooks):
             if alt.kind == "tracepoint" and features.tracefs() is None:
                 from ..system.mounts import ensure_mounted

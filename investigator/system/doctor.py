@@ -30,6 +30,12 @@ def effective_caps() -> int:
     return 0
 
 
+def can_load_bpf() -> bool:
+    """CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON (tracing programs, 5.8+), in effect."""
+    caps = effective_caps()
+    return bool(caps >> 21 & 1) or (bool(caps >> 39 & 1) and bool(caps >> 38 & 1))
+
+
 def lockdown_mode() -> str:
     """The active lockdown mode ([none], integrity, confidentiality) or why unknown."""
     ok, msg = mounts.ensure_mounted("securityfs")
@@ -57,7 +63,7 @@ def checks() -> list[Check]:
     out.append(Check("root", euid == 0, f"euid {euid}", "" if euid == 0 else "run as root (sudo)"))
     caps = effective_caps()
     have = [n for b, n in CAPS.items() if caps >> b & 1]
-    need_ok = bool(caps >> 21 & 1) or (bool(caps >> 39 & 1) and bool(caps >> 38 & 1))
+    need_ok = can_load_bpf()
     out.append(Check("capabilities", need_ok, ", ".join(have) or "none",
                      "" if need_ok else "needs CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN"))
     try:
