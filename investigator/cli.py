@@ -39,12 +39,17 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print the JSON report on stdout, nothing else")
     r.add_argument("--out", type=Path, metavar="DIR", help="bundle directory (default ./investigations/NAME-TIME)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    r.add_argument("--allow-custom-probes", action="store_true",
+                   help="allow probes from the playbook's folder (local/NAME): BPF objects that did "
+                   "not ship with investigator")
     r.add_argument("--btf", metavar="FILE", help="BTF of the running kernel, for kernels built without "
                    "/sys/kernel/btf/vmlinux (e.g. from BTFHub)")
     r.add_argument("--max-overhead", type=float, default=5.0, metavar="PERCENT",
                    help="detach probes whose estimated CPU cost exceeds this share of the machine (default 5)")
     v = sub.add_parser("validate", help="validate playbooks without running them")
     v.add_argument("playbooks", nargs="+")
+    v.add_argument("--allow-custom-probes", action="store_true",
+                   help="check playbooks that use probes from their own folder")
     sub.add_parser("doctor", help="check what this machine lets the tool do")
     g = sub.add_parser("graph", help="render a playbook's graph")
     g.add_argument("playbook")
@@ -83,10 +88,10 @@ def _err(msg: str) -> None:
     sys.stderr.write(f"investigate: {msg}\n")
 
 
-def _load(path: str) -> Any:
+def _load(path: str, allow_custom_probes: bool = False) -> Any:
     from .playbook import PlaybookError, load_playbook
     try:
-        return load_playbook(path)
+        return load_playbook(path, allow_custom_probes=allow_custom_probes)
     except PlaybookError as e:
         for d in e.diagnostics:
             sys.stderr.write(f"{d}\n")
@@ -98,7 +103,7 @@ def _load(path: str) -> Any:
 def cmd_validate(args: argparse.Namespace) -> int:
     rc = exitcodes.OK
     for path in args.playbooks:
-        lp = _load(path)
+        lp = _load(path, args.allow_custom_probes)
         if lp is None:
             rc = exitcodes.USAGE
             continue
@@ -109,7 +114,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    lp = _load(args.playbook)
+    lp = _load(args.playbook, args.allow_custom_probes)
     if lp is None:
         return exitcodes.USAGE
     from .system.doctor import can_load_bpf

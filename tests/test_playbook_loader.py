@@ -190,3 +190,22 @@ def test_fuzz_text_edits_never_traceback(edits: list[tuple[int, str, str]]) -> N
         load_playbook("edited.yaml", text=text)
     except PlaybookError as e:
         assert e.diagnostics and all(d.line >= 1 and d.col >= 1 and d.message for d in e.diagnostics)
+
+
+def test_expensive_expressions_are_refused() -> None:
+    deep = "runq.tasks.map(a, runq.tasks.map(b, runq.tasks.map(c, runq.tasks.map(d, 1)))) == []"
+    errs = errors_of(FREEZE.replace("runq.max_ms < 50.0", deep))
+    assert any("nested 4 deep" in e for e in errs), errs
+    ok = "runq.tasks.all(a, runq.tasks.exists(b, b.tid == a.tid))"
+    assert errors_of(FREEZE.replace("runq.max_ms < 50.0", ok)) == []
+
+
+def test_deep_nesting_and_huge_files_are_refused(tmp_path: Path) -> None:
+    deep = "a: " + "[" * 70 + "]" * 70 + "\n"
+    errs = errors_of(deep)
+    assert len(errs) == 1 and "nested deeper than 64" in errs[0]
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("# " + "x" * (1 << 20) + "\n" + FREEZE)
+    with pytest.raises(PlaybookError) as ei:
+        load_playbook(huge)
+    assert "larger than" in str(ei.value)

@@ -107,3 +107,50 @@ nodes:
 def test_doctor_never_tracebacks() -> None:
     p = investigate("doctor")
     assert "Traceback" not in p.stdout + p.stderr
+
+
+def _custom_probe_playbook(tmp_path: Path) -> Path:
+    (tmp_path / "probes").mkdir()
+    shutil.copy(REPO / "probes" / "runqlat.bpf.o", tmp_path / "probes" / "mine.bpf.o")
+    text = (REPO / "probes" / "runqlat.yaml").read_text()
+    text = text.replace("name: sched.runqlat", "name: local/mine").replace("object: runqlat.bpf.o",
+                                                                           "object: mine.bpf.o")
+    (tmp_path / "probes" / "mine.yaml").write_text(text)
+    book = tmp_path / "custom.yaml"
+    book.write_text("""apiVersion: investigator/v1
+kind: Playbook
+metadata: {name: custom}
+start: [mine]
+nodes:
+  mine:
+    hypothesis: a team's own probe
+    probes: [{use: local/mine}]
+    conclude: [{when: "runq.count >= 0", verdict: refuted}]
+""")
+    return book
+
+
+def test_custom_bpf_objects_need_an_explicit_flag(tmp_path: Path) -> None:
+    book = _custom_probe_playbook(tmp_path)
+    p = investigate(str(book), "--window", "1")
+    assert p.returncode == 2 and "--allow-custom-probes" in p.stderr and "nothing was attached" in p.stderr
+    p = investigate("validate", str(book))
+    assert p.returncode == 2
+    p = investigate("validate", "--allow-custom-probes", str(book))
+    assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.bpf
+def test_custom_probe_runs_with_the_flag(tmp_path: Path) -> None:
+    book = _custom_probe_playbook(tmp_path)
+    p = investigate(str(book), "--window", "1", "--allow-custom-probes", "--json", "--out", str(tmp_path / "b"))
+    assert p.returncode == 0, p.stderr
+    node = json.loads(p.stdout)["nodes"][0]
+    assert node["status"] == "refuted" and node["probes"][0]["hook"] == "tp_btf"
+
+
+def test_custom_probe_outside_the_folder_is_refused(tmp_path: Path) -> None:
+    book = _custom_probe_playbook(tmp_path)
+    book.write_text(book.read_text().replace("local/mine", "local/../../etc/x"))
+    p = investigate("validate", "--allow-custom-probes", str(book))
+    assert p.returncode == 2 and "expected local/NAME" in p.stderr

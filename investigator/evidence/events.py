@@ -30,7 +30,9 @@ class EventLog:
     def start_file(self, path: Path) -> None:
         import structlog
 
-        self._file = open(path, "a", buffering=1)
+        import os
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)   # stacks and names: root only
+        self._file = os.fdopen(fd, "a", buffering=1)
         self._logger = structlog.wrap_logger(
             structlog.PrintLogger(self._file),
             processors=[structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),

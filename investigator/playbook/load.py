@@ -73,13 +73,19 @@ def _parse(text: str, fname: str, what: str) -> tuple[dict[str, Any], yamlpos.Lo
     return data, loc
 
 
+LOCAL_PREFIX = "local/"
+
+
 def load_playbook(path: str | Path, text: str | None = None,
                   probes: dict[str, ProbeManifest] | None = None,
-                  imports: dict[str, str] | None = None) -> LoadedPlaybook:
+                  imports: dict[str, str] | None = None,
+                  allow_custom_probes: bool = False) -> LoadedPlaybook:
     """Parse and validate; raises PlaybookError listing every problem.
 
     ``text`` replaces reading ``path``; ``imports`` (relative path -> text) replaces reading
-    imported files (replay of a bundle, which carries them)."""
+    imported files (replay of a bundle, which carries them).  Probes named ``local/NAME``
+    are the playbook folder's own (``probes/NAME.yaml`` beside it): they load BPF objects
+    that did not ship with the tool, so they are refused unless ``allow_custom_probes``."""
     path = Path(path)
     fname = str(path)
     if text is None:
@@ -93,12 +99,52 @@ def load_playbook(path: str | Path, text: str | None = None,
         _import(lp, imp, ("imports", i), loc, where, locs, imports)
     if len(spec.imports) > MAX_IMPORTS:
         loc.error(("imports",), f"at most {MAX_IMPORTS} imports")
-    _check_semantics(lp, loc, where, probes if probes is not None else registry())
+    reg = dict(probes if probes is not None else registry())
+    _add_local_probes(lp, loc, where, reg, allow_custom_probes)
+    _check_semantics(lp, loc, where, reg)
     diags = [d for lc in locs for d in lc.diagnostics]
     lp.warnings = [d for d in diags if d.severity != "error"]
     if any(d.severity == "error" for d in diags):
         raise PlaybookError(diags)
     return lp
+
+
+def _add_local_probes(lp: LoadedPlaybook, loc: yamlpos.Located,
+                      where: dict[str, tuple[yamlpos.Located, tuple[Any, ...]]],
+                      reg: dict[str, ProbeManifest], allowed: bool) -> None:
+    from ..probes.manifest import ManifestError, load_manifest
+    base = lp.path.resolve().parent
+    for nid, node in lp.spec.nodes.items():
+        nloc, npath = where[nid]
+        for j, use in enumerate(node.probes):
+            if not use.use.startswith(LOCAL_PREFIX) or use.use in reg:
+                continue
+            upath = npath + ("probes", j, "use")
+            name = use.use[len(LOCAL_PREFIX):]
+            manifest = (base / "probes" / f"{name}.yaml").resolve()
+            if not name or "/" in name or not manifest.is_relative_to(base):
+                nloc.error(upath, f"custom probe '{use.use}': expected local/NAME for probes/NAME.yaml "
+                                  "beside the playbook")
+                continue
+            if not allowed:
+                nloc.error(upath, f"custom probe '{use.use}' loads a BPF object from the playbook's folder "
+                                  "that did not ship with investigator: run with --allow-custom-probes "
+                                  "to allow it")
+                continue
+            try:
+                m = load_manifest(manifest)
+            except (OSError, ManifestError, ValueError, KeyError, TypeError) as e:
+                nloc.error(upath, f"custom probe '{use.use}': {e}")
+                continue
+            if not m.object_path.resolve().is_relative_to(base):
+                nloc.error(upath, f"custom probe '{use.use}': its object is outside the playbook's folder")
+                continue
+            from ..probes.manifest import COLLECTORS
+            if m.collector not in COLLECTORS:   # playbooks never bring Python code
+                nloc.error(upath, f"custom probe '{use.use}': collector '{m.collector}' is not one of "
+                                  f"investigator's ({', '.join(COLLECTORS)})")
+                continue
+            reg[use.use] = m
 
 
 def _import(lp: LoadedPlaybook, imp: Import, ipath: tuple[Any, ...], loc: yamlpos.Located,

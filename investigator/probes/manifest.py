@@ -18,6 +18,9 @@ from typing import Any
 import yaml
 
 PARAM_TYPES = ("duration", "int", "bool")
+# The collectors (investigator/probes/collectors/): a custom probe must produce records one
+# of them decodes, since a playbook never brings code.
+COLLECTORS = ("runqlat", "blocked", "workqueue")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 MAX_LEN = 2000
+MAX_MACRO_DEPTH = 3     # list macros nested deeper than this could cost len(list)**depth
 MACROS = ("all", "exists", "exists_one", "map", "filter")
 
 
@@ -61,6 +62,10 @@ class Expr:
     def __init__(self, source: str) -> None:
         if len(source) > MAX_LEN:
             raise ExprError(f"expression longer than {MAX_LEN} characters")
+        depth = macro_depth(source)
+        if depth > MAX_MACRO_DEPTH:
+            raise ExprError(f"list macros ({', '.join(MACROS)}) nested {depth} deep; at most "
+                            f"{MAX_MACRO_DEPTH}, so that evaluation stays cheap")
         self.source = source
         try:
             self._prog = _cel().compile(source)
@@ -116,6 +121,33 @@ def references(source: str) -> list[tuple[str, int]]:
             continue
         out.append((".".join(parts), m.start() + 1))
     return out
+
+
+_MACRO_CALL = re.compile(r"\.\s*(?:" + "|".join(MACROS) + r")\s*\(\Z")
+
+
+def macro_depth(source: str) -> int:
+    """How deeply list macros nest (strings skipped)."""
+    stack: list[bool] = []
+    depth = best = 0
+    i = 0
+    while i < len(source):
+        ch = source[i]
+        if ch in "\"'":
+            j = i + 1
+            while j < len(source) and source[j] != ch:
+                j += 2 if source[j] == "\\" else 1
+            i = j + 1
+            continue
+        if ch == "(":
+            is_macro = bool(_MACRO_CALL.search(source[max(0, i - 40):i + 1]))
+            stack.append(is_macro)
+            depth += is_macro
+            best = max(best, depth)
+        elif ch == ")" and stack:
+            depth -= stack.pop()
+        i += 1
+    return best
 
 
 def truthy(value: Any) -> bool:
