@@ -102,14 +102,21 @@ static __always_inline void find_culprit(struct cpu_ring *r, __u64 from, __u64 t
 	if (!cd)
 		return;
 	__builtin_memset(cd, 0, sizeof(*cd));
-	for (int i = 0; i < RING_SLICES; i++) {
-		struct slice *s = &r->s[i];
+	/* the oldest slice still in the ring: longer slices that started before it were
+	 * evicted and are looked for in top[] */
+	__u64 ring_from = r->s[r->head & (RING_SLICES - 1)].start;
+
+	for (int i = 0; i < RING_SLICES + TOP_SLICES; i++) {
+		struct slice *s = i < RING_SLICES ? &r->s[i & (RING_SLICES - 1)]
+						  : &r->top[(i - RING_SLICES) & (TOP_SLICES - 1)];
 		__u64 lo = s->start > from ? s->start : from;
 		__u64 hi = s->end < to ? s->end : to;
 		int slot = -1, smallest = 0;
 
 		if (!s->end || hi <= lo)
 			continue;
+		if (i >= RING_SLICES && (!ring_from || s->start >= ring_from))
+			continue;       /* still in the ring (or the ring never wrapped): counted */
 		for (int k = 0; k < CANDIDATES; k++) {
 			if (cd->c[k].sum && cd->c[k].tid == s->tid) {
 				slot = k;
@@ -152,6 +159,30 @@ static __always_inline void find_culprit(struct cpu_ring *r, __u64 from, __u64 t
 	}
 }
 
+/* Keep the slice in top[] if it is longer than one there, or one there is too old. */
+static __always_inline void keep_if_long(struct cpu_ring *r, struct slice *s, __u64 now)
+{
+	__u64 len = s->end - s->start;
+	int victim = -1;
+	__u64 shortest = len;
+
+	for (int k = 0; k < TOP_SLICES; k++) {
+		struct slice *t = &r->top[k];
+		__u64 tlen = t->end - t->start;
+
+		if (!t->end || now - t->end > TOP_WINDOW_NS) {
+			victim = k;
+			break;
+		}
+		if (tlen < shortest) {
+			shortest = tlen;
+			victim = k;
+		}
+	}
+	if (victim >= 0)
+		r->top[victim & (TOP_SLICES - 1)] = *s;
+}
+
 static __always_inline int on_switch(struct task_struct *prev, struct task_struct *next)
 {
 	__u64 now = bpf_ktime_get_ns(), *tsp, delta;
@@ -172,6 +203,7 @@ static __always_inline int on_switch(struct task_struct *prev, struct task_struc
 			s->tid = BPF_CORE_READ(prev, pid);
 			s->prio = BPF_CORE_READ(prev, prio);
 			r->head++;
+			keep_if_long(r, s, now);
 		}
 		r->cur_start = now;
 	}

@@ -6,6 +6,8 @@
 
 #define HIST_SLOTS      32      /* log2 buckets of microseconds */
 #define RING_SLICES     32      /* per-CPU history of who ran, for culprit attribution */
+#define TOP_SLICES      4       /* and its longest slices of the last TOP_WINDOW_NS */
+#define TOP_WINDOW_NS   5000000000ULL
 
 struct cpu_lat {
 	__u64 slots[HIST_SLOTS];
@@ -53,6 +55,9 @@ struct cpu_ring {
 	__u32 head;
 	__u32 pad;
 	struct slice s[RING_SLICES];
+	/* A burst of short slices (more than RING_SLICES) can push a hog's long slice out
+	 * of the ring before the wait it caused ends; the longest recent slices stay here. */
+	struct slice top[TOP_SLICES];
 };
 
 #endif

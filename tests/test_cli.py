@@ -131,8 +131,8 @@ def test_replay_with_an_edited_playbook_changes_the_verdict(tmp_path: Path) -> N
     investigate("playbooks/freeze.yaml", "--window", "1", "--json", "--out", str(b))
     edited = tmp_path / "edited.yaml"
     edited.write_text((REPO / "playbooks/freeze.yaml").read_text().replace(
-        "runq.worst.wait_ms >= 100.0", "runq.worst.wait_ms >= 0.0").replace(
-        "runq.worst.culprit.tid != 0 &&", "").replace("runq.worst.culprit.share >= 0.5", "true"))
+        "runq.starved.wait_ms >= 100.0 && runq.starved.culprit.tid != 0", "runq.max_ms >= 0.0").replace(
+        "about: runq.starved", "about: runq.worst"))
     r = investigate("replay", str(b), "--playbook", str(edited), "--json")
     assert r.returncode == 1, r.stdout + r.stderr
     assert [v["verdict"] for v in json.loads(r.stdout)["verdicts"]].count("starvation") == 1
@@ -145,7 +145,7 @@ def test_playbook_fixtures_pass_and_catch_a_regression(tmp_path: Path) -> None:
     # the same fixtures against a playbook whose starvation threshold went wrong
     edited = tmp_path / "freeze.yaml"
     edited.write_text((REPO / "playbooks/freeze.yaml").read_text().replace(
-        "runq.worst.wait_ms >= 100.0", "runq.worst.wait_ms >= 2000.0"))
+        "runq.starved.wait_ms >= 100.0", "runq.starved.wait_ms >= 2000.0"))
     p = investigate("test", str(edited), "--fixtures", str(REPO / "playbooks/tests/freeze"))
     assert p.returncode == 1
     assert "FAIL  rt-hog" in p.stdout and "PASS  healthy-busy" in p.stdout

@@ -15,5 +15,5 @@ def c_helper(name: str, out_dir: Path) -> Path:
         raise RuntimeError("no C compiler: scripts/setup.sh test installs gcc")
     exe = out_dir / name
     if not exe.exists():
-        subprocess.run([cc, "-O1", "-o", str(exe), str(HERE / f"{name}.c")], check=True)
+        subprocess.run([cc, "-O1", "-pthread", "-o", str(exe), str(HERE / f"{name}.c")], check=True)
     return exe

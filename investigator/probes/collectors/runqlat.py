@@ -37,9 +37,23 @@ def _ms(ns: int) -> float:
     return round(ns / 1e6, 3)
 
 
+ATTRIBUTED_SHARE = 0.5   # a culprit explains a wait when it held the CPU this much of it
+
+
+def _finding(w: dict[str, Any]) -> dict[str, Any]:
+    """A task's worst wait as a finding: victim, culprit, CPU, and the tasks with roles."""
+    victim = {k: w[k] for k in ("tid", "pid", "comm", "prio", "rt_priority", "policy")}
+    roles = [{**victim, "role": "victim"}]
+    if w["culprit"]["tid"]:
+        roles.append({**{k: w["culprit"][k] for k in ("tid", "pid", "comm")}, "role": "culprit"})
+    return {"wait_ms": w["max_ms"], "cpu": w["cpu"], "victim": victim, "culprit": w["culprit"],
+            "count_over": w["over_count"], "tasks": roles, "cpus": [w["cpu"]]}
+
+
 def empty_worst() -> dict[str, Any]:
-    return {"wait_ms": 0.0, "cpu": -1, "victim": task_entity(0, 0, ""),
-            "culprit": {**task_entity(0, 0, ""), "held_ms": 0.0, "share": 0.0}, "tasks": [], "cpus": []}
+    return {"wait_ms": 0.0, "cpu": -1, "victim": {**task_entity(0, 0, "", 0, 0)},
+            "culprit": {**task_entity(0, 0, "", 0, 0), "held_ms": 0.0, "share": 0.0}, "count_over": 0,
+            "tasks": [], "cpus": []}
 
 
 class Collector:
@@ -80,25 +94,14 @@ class Collector:
                           "over_count": t.over, "cpu": t.max_cpu, "culprit": culprit})
         tasks.sort(key=lambda t: t["max_ms"], reverse=True)
 
-        worst = empty_worst()
-        if tasks:
-            w = tasks[0]
-            victim = {k: w[k] for k in ("tid", "pid", "comm", "prio", "rt_priority", "policy")}
-            worst = {"wait_ms": w["max_ms"], "cpu": w["cpu"], "victim": victim,
-                     "culprit": w["culprit"], "count_over": w["over_count"],
-                     "tasks": [{**victim, "role": "victim"}]
-                     + ([{**{k: w["culprit"][k] for k in ("tid", "pid", "comm")}, "role": "culprit"}]
-                        if w["culprit"]["tid"] else []),
-                     "cpus": [w["cpu"]]}
+        attributed = [t for t in tasks if t["culprit"]["tid"] and t["culprit"]["share"] >= ATTRIBUTED_SHARE]
+        worst = _finding(tasks[0]) if tasks else empty_worst()
+        starved = _finding(attributed[0]) if attributed else empty_worst()
         by_cpu = []
         for cpu in sorted({t["cpu"] for t in tasks}):
-            w = next(t for t in tasks if t["cpu"] == cpu)      # tasks are sorted by worst wait
-            victim = {k: w[k] for k in ("tid", "pid", "comm", "prio", "rt_priority", "policy")}
-            tasks_roles = [{**victim, "role": "victim"}]
-            if w["culprit"]["tid"]:
-                tasks_roles.append({**{k: w["culprit"][k] for k in ("tid", "pid", "comm")}, "role": "culprit"})
-            by_cpu.append({"cpu": cpu, "wait_ms": w["max_ms"], "victim": victim, "culprit": w["culprit"],
-                           "tasks": tasks_roles})
+            # per CPU: its longest wait that one culprit explains, else its longest wait
+            w = next((t for t in attributed if t["cpu"] == cpu), None) or next(t for t in tasks if t["cpu"] == cpu)
+            by_cpu.append(_finding(w))
         return {
             "count": total,
             "by_cpu": by_cpu,
@@ -111,5 +114,6 @@ class Collector:
             "tasks": tasks[:TOP_TASKS],
             "tasks_over_min": len(tasks),
             "worst": worst,
+            "starved": starved,
             "rt_throttling": procfs.rt_throttling(),
         }
