@@ -106,7 +106,10 @@ class _Pool:
     def key(name: str, params: dict[str, Any], targets: Targets) -> tuple[Any, ...]:
         return (name, tuple(sorted((k, str(v)) for k, v in params.items())), targets.key())
 
-    def acquire(self, manifest: Any, params: dict[str, Any], node: str) -> ProbeInstance | ProbeUnavailable:
+    def acquire(self, manifest: Any, use: Any, node: str) -> ProbeInstance | ProbeUnavailable:
+        params = use.with_
+        if use.bpftrace is not None:     # a program of this node's own: never shared
+            return self._acquire_bpftrace(manifest, use.bpftrace, node)
         k = self.key(manifest.name, params, self.targets)
         if k in self.instances:
             inst = self.instances[k]
@@ -131,6 +134,22 @@ class _Pool:
                          links=inst.links, attach_ms=round(inst.attach_ms, 2), fallbacks=inst.attempts,
                          notes=inst.notes)
         self.instances[k] = inst
+        self.users[k] = {node}
+        return inst
+
+    def _acquire_bpftrace(self, manifest: Any, program: str, node: str) -> Any:
+        from ..probes.bpftrace import BpftraceInstance
+        inst = BpftraceInstance(manifest, program, node)
+        self.events.emit("probe_attaching", node=node, probe="bpftrace")
+        try:
+            inst.attach()
+        except ProbeUnavailable as e:
+            self.events.emit("probe_unavailable", node=node, probe="bpftrace", reason=str(e), attempts=e.attempts)
+            return e
+        self.events.emit("probe_attached", node=node, probe="bpftrace", hook="bpftrace", links=inst.links,
+                         attach_ms=round(inst.attach_ms, 2), fallbacks=[], notes=inst.notes)
+        k = ("bpftrace", node, program)
+        self.instances[k] = inst  # type: ignore[assignment]
         self.users[k] = {node}
         return inst
 
@@ -219,7 +238,7 @@ class _Walk:
         for use in node.probes:
             alias = use.as_ or lp.alias_of(nid, use.use)
             m = lp.probes[nid][alias]
-            inst = self.pool.acquire(m, use.with_, nid)
+            inst = self.pool.acquire(m, use, nid)
             if isinstance(inst, ProbeUnavailable):
                 nr.probes.append({"probe": m.name, "as": alias, "hook": None, "error": str(inst),
                                   "attempts": inst.attempts})

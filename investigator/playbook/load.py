@@ -42,6 +42,8 @@ class LoadedPlaybook:
 
     def alias_of(self, node_id: str, probe_name: str) -> str:
         """The evidence name of a node's probe entry that has no `as:`."""
+        if not probe_name:
+            return "bt"
         for alias, m in self.probes[node_id].items():
             if m.name == probe_name:
                 return alias
@@ -117,7 +119,7 @@ def _add_local_probes(lp: LoadedPlaybook, loc: yamlpos.Located,
     for nid, node in lp.spec.nodes.items():
         nloc, npath = where[nid]
         for j, use in enumerate(node.probes):
-            if not use.use.startswith(LOCAL_PREFIX) or use.use in reg:
+            if not use.use or not use.use.startswith(LOCAL_PREFIX) or use.use in reg:
                 continue
             upath = npath + ("probes", j, "use")
             name = use.use[len(LOCAL_PREFIX):]
@@ -218,6 +220,22 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
         broken = False
         for j, use in enumerate(node.probes):
             upath = base + ("probes", j)
+            if (use.bpftrace is None) == (not use.use):
+                nloc.error(upath, "a probe entry needs exactly one of 'use' (a probe of the library) "
+                                  "and 'bpftrace' (a program)")
+                broken = True
+                continue
+            if use.bpftrace is not None:
+                from ..probes.manifest import bpftrace_manifest
+                alias = use.as_ or "bt"
+                if alias in aliases:
+                    nloc.error(upath, f"two probes of this node use the evidence name '{alias}' (set 'as')")
+                if len(use.bpftrace) > 20000 or not use.bpftrace.strip():
+                    nloc.error(upath + ("bpftrace",), "a bpftrace program of 1 to 20000 characters")
+                if use.with_:
+                    nloc.error(upath + ("with",), "a bpftrace program takes no parameters")
+                aliases[alias] = bpftrace_manifest()
+                continue
             m = reg.get(use.use)
             if m is None:
                 nloc.error(upath + ("use",), f"unknown probe '{use.use}'{did_you_mean(use.use, reg)}")
@@ -239,8 +257,8 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
             rpath = base + ("conclude", k)
             for attr in ("when", "about"):
                 src = getattr(rule, attr)
-                if src is None:
-                    continue
+                if not src:
+                    continue  # missing or of the wrong type: reported by the schema already
                 e = _compile(nloc, rpath + (attr,), src)
                 if e is not None:
                     lp.exprs[(nid, k, attr)] = e
@@ -306,6 +324,8 @@ def _check_refs(loc: yamlpos.Located, path: tuple[Any, ...], refs: list[tuple[st
                 f"(available: {', '.join(sorted(aliases)) or 'none'}){did_you_mean(root, aliases)}")
             continue
         m = aliases[root]
+        if m.freeform:
+            continue
         known = m.field_paths()
         types = {f.path: f.type for f in m.evidence}
         for i in range(1, len(parts)):

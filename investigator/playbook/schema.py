@@ -48,9 +48,13 @@ class Metadata:
 
 @dataclass
 class ProbeUse:
-    use: str = doc("A probe from the library (see `investigate probes`), e.g. sched.runqlat.")
-    as_: str | None = doc("Name of its evidence in rules (default: the probe's alias, e.g. runq).",
-                          key="as", default=None)
+    use: str = doc("A probe from the library (see `investigate probes`), e.g. sched.runqlat; "
+                   "local/NAME for the playbook folder's own (needs --allow-custom-probes).", default="")
+    bpftrace: str | None = doc("Instead of `use`: a bpftrace program, for quick hypotheses. Its maps "
+                               "become evidence (`@name` as `<as>.name`), its printf lines `<as>.output`.",
+                               default=None)
+    as_: str | None = doc("Name of its evidence in rules (default: the probe's alias, e.g. runq; bt for "
+                          "bpftrace).", key="as", default=None)
     with_: dict[str, Any] = doc("Probe parameters (durations as 10ms, 5s).", key="with", default_factory=dict)
 
 

@@ -22,6 +22,19 @@ PARAM_TYPES = ("duration", "int", "bool")
 # of them decodes, since a playbook never brings code.
 COLLECTORS = ("runqlat", "blocked", "workqueue")
 
+BPFTRACE = "bpftrace"
+
+
+def bpftrace_manifest() -> ProbeManifest:
+    """The pseudo-probe of a node's bpftrace program: no object, free-form evidence."""
+    return ProbeManifest(
+        name=BPFTRACE, alias="bt", summary="A bpftrace program given in the playbook.",
+        description="bpftrace -f json runs the program; its maps (and printf output) are the evidence.",
+        object_path=Path(), source_path=Path(), collector=BPFTRACE, mode="bpftrace",
+        hooks=(HookAlternative(kind=BPFTRACE, programs={}),), params={}, maps={},
+        evidence=(EvidenceField(path="output", type="list", unit="", help="printf lines (up to 1000)."),),
+        kernel="bpftrace installed", freeform=True)
+
 
 @dataclass(frozen=True)
 class Param:
@@ -69,6 +82,7 @@ class ProbeManifest:
     kernel: str = ""                # kernel requirements, in words
     manifest_path: Path = field(default=Path())
     budget: Budget = field(default_factory=Budget)
+    freeform: bool = False          # evidence fields are not known statically (bpftrace)
 
     def field_paths(self) -> set[str]:
         """Every path a rule may name, parents included (worst, worst.victim, worst.victim.tid)."""
