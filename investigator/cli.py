@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="only observe tasks of this cgroup v2 (in-kernel filter)")
     r.add_argument("--json", action="store_true", help="print the JSON report on stdout, nothing else")
     r.add_argument("--out", type=Path, metavar="DIR", help="bundle directory (default ./investigations/NAME-TIME)")
-    r.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    r.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    r.add_argument("--plain", action="store_true", help="progress as plain lines even on a terminal")
     r.add_argument("--allow-custom-probes", action="store_true",
                    help="allow probes from the playbook's folder (local/NAME): BPF objects that did "
                    "not ship with investigator")
@@ -147,10 +148,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     if len(args.comm.encode()) > 15:
         _err(f"note: the kernel keeps 15 bytes of a command name; matching '{args.comm[:15]}'")
     out_dir = bundle.prepare(args.out or bundle.default_dir(lp.name))
-    progress = None if (args.quiet or args.json) else _progress_printer()
+    view: Any = None
+    progress = None
+    if not (args.quiet or args.json):
+        from .report.live import LiveView, plain_printer
+        live = sys.stderr.isatty() and os.environ.get("TERM") != "dumb" and not args.plain
+        progress = view = LiveView(lp) if live else None
+        if view is None:
+            progress = plain_printer()
     opts = RunOptions(window_s=args.window, max_time_s=args.max_time, targets=targets,
                       out_dir=out_dir, on_event=progress, max_overhead_percent=args.max_overhead)
-    result = run_playbook(lp, opts)
+    try:
+        result = run_playbook(lp, opts)
+    finally:
+        if view is not None:
+            view.close()
     return _finish(result, out_dir, args.json)
 
 
@@ -179,30 +191,6 @@ def _finish(result: Any, out_dir: Path, as_json: bool) -> int:
         _err("no node could observe anything on this machine; see 'investigate doctor'")
         return exitcodes.ENVIRONMENT
     return exitcodes.OK
-
-
-def _progress_printer() -> Any:
-    def show(event: str, f: dict[str, Any]) -> None:
-        t = f.get("t", 0.0)
-        line = None
-        if event == "probe_attached":
-            line = f"attached {f['probe']} via {f['hook']} ({f['attach_ms']:.0f} ms)"
-            if f.get("fallbacks"):
-                line += " after " + "; ".join(f"{a['hook']}: {a['reason']}" for a in f["fallbacks"])
-        elif event == "probe_unavailable":
-            line = f"cannot attach {f['probe']}: {f['reason']}"
-        elif event == "node_started":
-            line = f"node {f['node']}: observing {f['window_s']:.1f} s -- {f['hypothesis']}"
-        elif event == "node_concluded":
-            line = f"node {f['node']}: {f['status']}" + (f" -> {f['verdict']}" if f.get("verdict") else "")
-        elif event == "overhead_guard":
-            line = f"overhead guard detached {f['probe']}: {f['reason']}"
-        elif event == "interrupted":
-            line = f"interrupted by {f['signal']}: concluding on what was gathered so far"
-        if line:
-            sys.stderr.write(f"[{t:6.2f}s] {line}\n")
-            sys.stderr.flush()
-    return show
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
