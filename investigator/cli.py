@@ -175,6 +175,8 @@ def _finish(result: Any, out_dir: Path, as_json: bool) -> int:
     bundle.write_json(out_dir / "report.json", rep)
     bundle.write_json(out_dir / "evidence.json", {n.id: n.evidence for n in result.nodes})
     bundle.write_atomic(out_dir / "report.md", render_markdown(rep))
+    from .report.html import render_html
+    bundle.write_atomic(out_dir / "report.html", render_html(rep, {n.id: n.evidence for n in result.nodes}))
     bundle.write_atomic(out_dir / "playbook.yaml", result.playbook.text)
     if result.playbook.imported:
         bundle.write_json(out_dir / "imports.json", result.playbook.imported)

@@ -194,10 +194,14 @@ static __always_inline int on_switch(struct task_struct *prev, struct task_struc
 	COUNT_EVENT();
 	r = bpf_map_lookup_elem(&ring, &zero);
 	if (r) {
-		if (r->cur_start && now - r->cur_start >= min_slice_ns) {
+		/* no switch seen on this CPU since attach: prev has held it since before the
+		 * probe attached (start 1 = "since before"; overlaps are clipped to the wait) */
+		__u64 st = r->cur_start ? r->cur_start : 1;
+
+		if (now - st >= min_slice_ns) {
 			struct slice *s = &r->s[r->head & (RING_SLICES - 1)];
 
-			s->start = r->cur_start;
+			s->start = st;
 			s->end = now;
 			s->task = (__u64)prev;
 			s->tid = BPF_CORE_READ(prev, pid);

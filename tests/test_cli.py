@@ -111,8 +111,8 @@ def test_json_report_contract_and_replay(tmp_path: Path) -> None:
         assert all(pr["hook"] in ("tp_btf", "iter") for pr in n["probes"])
     for v in rep["verdicts"]:
         assert {"verdict", "node", "summary", "tasks", "locks", "cpus", "evidence"} <= set(v)
-    assert sorted(f.name for f in b.iterdir()) == sorted(["report.json", "report.md", "evidence.json",
-                                                           "events.jsonl", "playbook.yaml"])
+    assert sorted(f.name for f in b.iterdir()) == sorted(["report.json", "report.md", "report.html",
+                                                           "evidence.json", "events.jsonl", "playbook.yaml"])
     assert oct(b.stat().st_mode & 0o777) == "0o700"
     events = [json.loads(line)["event"] for line in (b / "events.jsonl").read_text().splitlines()]
     for e in ("run_started", "node_started", "probe_attached", "window_closed", "node_concluded", "run_finished"):

@@ -3,6 +3,7 @@ attached to a ticket and replayed offline.
 
     report.json     the report (the stable JSON contract)
     report.md       the same, for people
+    report.html     the same as one self-contained page with plots
     evidence.json   every node's evidence as its rules saw it
     events.jsonl    the structured event log (structlog, one JSON object a line)
     playbook.yaml   the playbook as it was run
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-BUNDLE_FILES = ("report.json", "report.md", "evidence.json", "events.jsonl", "playbook.yaml")
+BUNDLE_FILES = ("report.json", "report.md", "report.html", "evidence.json", "events.jsonl", "playbook.yaml")
 
 
 def default_dir(playbook_name: str) -> Path:

@@ -91,7 +91,10 @@ class Collector:
             culprit["share"] = round(c.overlap_ns / t.max_ns, 3) if t.max_ns else 0.0
             tasks.append({**task_entity(tid, t.tgid, cstr(t.comm), t.prio, t.policy),
                           "max_ms": _ms(t.max_ns), "total_ms": _ms(t.total_ns), "count": t.count,
-                          "over_count": t.over, "cpu": t.max_cpu, "culprit": culprit})
+                          "over_count": t.over, "cpu": t.max_cpu, "culprit": culprit,
+                          # when the worst wait ended, in seconds since the probe attached
+                          # (bpf_ktime_get_ns and time.monotonic share CLOCK_MONOTONIC)
+                          "max_ended_s": round(t.max_at_ns / 1e9 - inst.attached_at, 3)})
         tasks.sort(key=lambda t: t["max_ms"], reverse=True)
 
         attributed = [t for t in tasks if t["culprit"]["tid"] and t["culprit"]["share"] >= ATTRIBUTED_SHARE]
