@@ -26,7 +26,7 @@ BOOK = "playbooks/runqueue-bpftrace.yaml"
 def test_bpftrace_node_concludes_starvation(tmp_path: Path) -> None:
     with processes() as ps:
         ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=25)
-        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, seconds=25)
+        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, work=0.02, seconds=25)
         wait_alive(victim, 2.5)
         p = investigate(BOOK, "--window", "3", "--json", "--out", str(tmp_path / "b"))
     assert p.returncode == 1, p.stderr

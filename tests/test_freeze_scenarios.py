@@ -23,12 +23,14 @@ def _verdicts(p: object, kind: str) -> list[dict]:  # type: ignore[type-arg]
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a second CPU to starve")
 def test_rt_hog_starves_a_periodic_task(tmp_path: Path) -> None:
-    """SCHED_FIFO busy loop + a normal task waking every 5 ms, both pinned to CPU 1.
-    RT throttling leaves CFS ~50 ms a second: the victim's waits are 200-950 ms (seen
-    here), against a rule threshold of 100 ms."""
+    """SCHED_FIFO busy loop + a normal task that wakes every 5 ms and needs 20 ms of CPU
+    each time, both pinned to CPU 1.  RT throttling (and, on 6.12+, the fair deadline
+    server) leaves CFS ~50 ms a second; the victim needs more, so its waits reach ~950 ms,
+    against a rule threshold of 100 ms.  (A victim that needs almost no CPU may be served
+    by the fair server at once: a real task that starves needs the CPU.)"""
     with processes() as ps:
         hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=25)
-        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, seconds=25)
+        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, work=0.02, seconds=25)
         wait_alive(victim, 2.5)
         p = investigate("playbooks/freeze.yaml", "--window", "3", "--json", "--out", str(tmp_path / "b"))
         assert hog.poll() is None and victim.poll() is None, "the scenario must outlive the run"
@@ -65,7 +67,7 @@ def test_target_selectors_filter_in_the_kernel(tmp_path: Path) -> None:
     cg = cg_root / f"investigator-test-{os.getpid()}"
     with processes() as ps:
         ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=30)
-        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, seconds=30)
+        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, work=0.02, seconds=30)
         cg.mkdir()
         try:
             (cg / "cgroup.procs").write_text(str(victim.pid))
@@ -97,12 +99,15 @@ def test_target_selectors_filter_in_the_kernel(tmp_path: Path) -> None:
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a second CPU to starve")
 def test_per_cpu_kernel_work_starved_by_a_hog_on_its_cpu(tmp_path: Path) -> None:
-    """An RT hog on CPU 1; a task on CPU 0 keeps queuing per-CPU work on every CPU (writes to
-    /proc/sys/vm/stat_refresh).  CPU 1's item waits for kworker/1:* behind the hog: ~950 ms
+    """An RT hog (and a normal-priority hog) on CPU 1; a task on CPU 0 keeps queuing per-CPU
+    work on every CPU (writes to /proc/sys/vm/stat_refresh).  CPU 1's item waits for kworker/1:* behind the hog: ~950 ms
     against a rule threshold of 150 ms.  The verdict names the work, the CPU, the starved
     kworker and the hog."""
     with processes() as ps:
         hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=25)
+        # a normal-priority hog on CPU 1 uses up the fair server's budget, so the kworker
+        # cannot be served by it and waits behind the RT hog
+        ps.spawn(NORMAL_HOG, name="cfs-hog", cpu=1, seconds=25)
         writer = ps.spawn(STAT_REFRESH, name="stat-refresh", cpu=0, period=0.05, seconds=25)
         wait_alive(writer, 2.5)
         p = investigate("playbooks/freeze.yaml", "--window", "3", "--json", "--out", str(tmp_path / "b"))

@@ -30,7 +30,7 @@ def test_live_view_in_a_terminal(tmp_path: Path) -> None:
            f"--out {tmp_path}/b; echo EXIT=$?; sleep 60")
     with processes() as ps:
         ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=25)
-        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, seconds=25)
+        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, work=0.02, seconds=25)
         wait_alive(victim, 2.0)
         subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "180", "-y", "60",
                         "-e", "TERM=xterm-256color", cmd], check=True)

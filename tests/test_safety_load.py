@@ -54,7 +54,7 @@ def test_peak_memory_is_bounded_with_thousands_of_tasks(tmp_path: Path) -> None:
 def test_two_investigations_at_once_do_not_disturb_each_other(tmp_path: Path) -> None:
     with processes() as ps:
         hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=25)
-        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, seconds=25)
+        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, work=0.02, seconds=25)
         wait_alive(victim, 2.5)
         runs = [subprocess.Popen([sys.executable, "-m", "investigator", "playbooks/freeze.yaml", "--window", "3",
                                   "--json", "--out", str(tmp_path / f"b{i}")], cwd=REPO,

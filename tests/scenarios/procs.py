@@ -29,6 +29,9 @@ os.sched_setaffinity(0, {{{cpu}}})
 end = time.monotonic() + {seconds}
 while time.monotonic() < end:
     time.sleep({period})
+    busy = time.monotonic() + {work}     # CPU it needs per wakeup
+    while time.monotonic() < busy:
+        pass
 """
 
 STAT_REFRESH = """
@@ -61,6 +64,7 @@ class Procs:
 
     def spawn(self, code: str, name: str = "scenario", **fmt: object) -> subprocess.Popen[bytes]:
         fmt["name"] = name[:15]
+        fmt.setdefault("work", 0)
         p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code.format(**fmt))],
                              stdin=subprocess.DEVNULL)
         self.procs.append(p)
