@@ -183,7 +183,10 @@ def _finish(result: Any, out_dir: Path, as_json: bool) -> int:
     if as_json:
         sys.stdout.write(json.dumps(rep, indent=2, default=str) + "\n")
     else:
-        sys.stdout.write(render_text(rep, str(out_dir)))
+        from .report.text import render_evidence
+        sys.stdout.write(render_text(rep))
+        sys.stdout.write(render_evidence({n.id: n.evidence for n in result.nodes}))
+        sys.stdout.write(f"\nbundle: {out_dir} (report.html, report.md, report.json, evidence.json, events.jsonl)\n")
     sys.stdout.flush()
     if not result.complete:
         return exitcodes.INTERRUPTED
@@ -222,12 +225,24 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
+def _works_here(m: Any) -> str:
+    from .bpf.errors import LibbpfMissing
+    from .probes.instance import availability
+    try:
+        hook, refused = availability(m)
+    except (LibbpfMissing, OSError) as e:
+        return f"unknown ({e})"
+    if hook:
+        return f"yes, via {hook}" + (f" ({'; '.join(r['hook'] + ' refused' for r in refused)})" if refused else "")
+    return "no: " + "; ".join(f"{r['hook']}: {r['reason']}" for r in refused)
+
+
 def cmd_probes(args: argparse.Namespace) -> int:
     from .probes.manifest import registry
     reg = registry()
     if not args.name:
         for m in reg.values():
-            print(f"{m.name:<16} {m.alias:<9} {m.summary}")
+            print(f"{m.name:<18} {m.alias:<6} {m.summary}\n{'':<25} works here: {_works_here(m)}")
         return exitcodes.OK
     m = reg.get(args.name)
     if m is None:
@@ -237,6 +252,7 @@ def cmd_probes(args: argparse.Namespace) -> int:
     print(f"{m.name} (evidence as '{m.alias}')\n\n{m.description.strip()}\n")
     print(f"kernel: {m.kernel}")
     print("hooks, in order of preference: " + " -> ".join(h.kind for h in m.hooks))
+    print(f"works here: {_works_here(m)}")
     if m.params:
         print("\nparameters:")
         for p in m.params.values():

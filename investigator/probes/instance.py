@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from ..bpf import BpfError, BpfObject, num_possible_cpus
 from ..bpf import features
-from .manifest import ProbeManifest
+from .manifest import HookAlternative, ProbeManifest
 from .units import parse_duration_ns
 
 
@@ -44,6 +44,29 @@ class Targets:
         return {"targ_tgid": self.pid,
                 "targ_comm": self.comm.encode()[:15].ljust(16, b"\0"),
                 "targ_cgroup": self.cgroup_id}
+
+
+def availability(manifest: ProbeManifest) -> tuple[str | None, list[dict[str, str]]]:
+    """Which hook alternative this kernel accepts (by feature probes, nothing attached),
+    and why the others are refused."""
+    if not features.btf():
+        return None, [{"hook": "any", "reason": features.btf().reason}]
+    refused = []
+    for alt in manifest.hooks:
+        why = refusal(alt)
+        if why is None:
+            return alt.kind, refused
+        refused.append({"hook": alt.kind, "reason": why})
+    return None, refused
+
+
+def refusal(alt: HookAlternative) -> str | None:
+    """Why this kernel refuses a hook alternative (feature probes), or None."""
+    for target in sorted(set(alt.programs.values())):
+        s = features.hook(alt.kind, target)
+        if not s:
+            return f"{target}: {s.reason}"
+    return None
 
 
 def resolve_params(manifest: ProbeManifest, given: dict[str, Any]) -> dict[str, int]:
@@ -111,10 +134,9 @@ class ProbeInstance:
                 self.notes.append(msg)
                 features.tracefs.cache_clear()
                 features.tracepoint.cache_clear()
-            unsupported = [(t, s.reason) for t in sorted(set(alt.programs.values()))
-                           if not (s := features.hook(alt.kind, t))]
-            if unsupported:
-                self.attempts.append({"hook": alt.kind, "reason": f"{unsupported[0][0]}: {unsupported[0][1]}"})
+            why = refusal(alt)
+            if why is not None:
+                self.attempts.append({"hook": alt.kind, "reason": why})
                 continue
             obj = None
             try:

@@ -8,6 +8,65 @@ ICONS = {"confirmed": "!!", "refuted": "ok", "inconclusive": "??", "unobservable
          "error": "xx", "skipped": "..", "interrupted": "^C"}
 
 
+def ascii_hist(hist: list[dict[str, Any]], width: int = 40) -> list[str]:
+    """Log2 buckets as bars, like bpftrace's hist()."""
+    if not hist:
+        return []
+    top = max(h["count"] for h in hist)
+    out = []
+    for h in hist:
+        bar = "@" * max(1, round(width * h["count"] / top))
+        out.append(f"  [{_us(h['lo']):>7}, {_us(h['hi']):>7}) {h['count']:>8} |{bar:<{width}}|")
+    return out
+
+
+def _us(us: int) -> str:
+    if us >= 1_000_000:
+        return f"{us / 1e6:g}s"
+    if us >= 1000:
+        return f"{us / 1000:g}ms"
+    return f"{us}us"
+
+
+def _rows(rows: list[list[str]], head: list[str]) -> list[str]:
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    fmt = "  " + "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*head)] + [fmt.format(*map(str, r)) for r in rows]
+
+
+def render_evidence(evidence: dict[str, Any]) -> str:
+    """Tables and histograms of each node's evidence: top waiters, delayed work, blocked
+    tasks (the evidence behind the verdicts, for the terminal)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for node, ev in evidence.items():
+        for alias, d in (ev or {}).items():
+            name = (d.get("probe") or {}).get("name")
+            if name in seen:        # a probe shared by several nodes: shown once
+                continue
+            seen.add(str(name))
+            if name == "sched.runqlat" and d.get("tasks"):
+                out += ["", f"{node}: run-queue waits ({alias}) -- {d['count']} waits, max {d['max_ms']} ms"]
+                out += ascii_hist(d.get("hist_us", []))
+                out += [""] + _rows([[t["tid"], t["comm"], t["cpu"], t["max_ms"], t["count"],
+                                      f"{t['culprit']['comm']} ({t['culprit']['tid']})", t["culprit"]["held_ms"]]
+                                     for t in d["tasks"][:8]],
+                                    ["tid", "comm", "cpu", "worst ms", "waits", "held by", "held ms"])
+            elif name == "workqueue.latency" and d.get("functions"):
+                out += ["", f"{node}: delayed work ({alias}) -- {d['count']} items, max delay {d['max_delay_ms']} ms, "
+                        f"{d['pending_count']} pending"]
+                out += ascii_hist(d.get("hist_us", []))
+                out += [""] + _rows([[f["function"], f["workqueue"], f["cpu"], f["count"], f["max_delay_ms"],
+                                      f["avg_exec_ms"]] for f in d["functions"][:8]],
+                                    ["function", "workqueue", "cpu", "items", "max delay ms", "mean exec ms"])
+            elif name == "sched.blocked" and d.get("tasks"):
+                out += ["", f"{node}: blocked tasks ({alias}) -- {d['count']} in D state, {d['stuck_count']} stuck"]
+                out += _rows([[t["tid"], t["comm"], t["state"], t["blocked_s"], "yes" if t["stuck"] else "",
+                               t["wchan"]] for t in d["tasks"][:8]],
+                             ["tid", "comm", "state", "not run for s", "stuck", "where"])
+    return "\n".join(out) + ("\n" if out else "")
+
+
 def render_text(rep: dict[str, Any], bundle: str | None = None) -> str:
     out = []
     head = f"investigator: {rep['playbook']}  ({rep['duration_s']:.1f} s"
