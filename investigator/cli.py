@@ -20,7 +20,7 @@ from typing import Any
 
 from . import exitcodes
 
-COMMANDS = ("run", "validate", "doctor", "graph", "schema", "probes", "replay", "test")
+COMMANDS = ("run", "validate", "doctor", "graph", "schema", "probes", "replay", "test", "new")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="fixture folder (default: tests/<playbook name>/ beside the playbook)")
     t.add_argument("--record", type=Path, metavar="BUNDLE", help="add a run's bundle as a new fixture")
     t.add_argument("--name", help="name of the recorded fixture")
+    n = sub.add_parser("new", help="start a new playbook (with a test fixture that passes)")
+    n.add_argument("name")
+    n.add_argument("--dir", type=Path, default=Path("."), help="where to write it (default: here)")
     return p
 
 
@@ -314,6 +317,19 @@ def cmd_test(args: argparse.Namespace) -> int:
         failed += not r.ok
     print(f"{len(found) - failed} of {len(found)} fixtures passed")
     return exitcodes.PROBLEM if failed else exitcodes.OK
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from .playbook.scaffold import create
+    try:
+        made = create(args.name, args.dir)
+    except (ValueError, OSError) as e:
+        _err(str(e))
+        return exitcodes.USAGE
+    for p in made:
+        print(f"created {p}")
+    print(f"next: edit {made[0]}, then 'investigate validate {made[0]}' and 'investigate test {made[0]}'")
+    return exitcodes.OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -164,3 +164,15 @@ def test_recording_a_fixture_from_a_bundle(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     p = investigate("test", "playbooks/freeze.yaml", "--fixtures", str(fx))
     assert p.returncode == 0 and "PASS  again" in p.stdout
+
+
+def test_new_scaffolds_a_playbook_that_validates_and_passes_its_fixture(tmp_path: Path) -> None:
+    p = investigate("new", "disk-stall", "--dir", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    book = tmp_path / "disk-stall.yaml"
+    assert investigate("validate", str(book)).returncode == 0
+    t = investigate("test", str(book))
+    assert t.returncode == 0 and "PASS  quiet-machine" in t.stdout
+    again = investigate("new", "disk-stall", "--dir", str(tmp_path))
+    assert again.returncode == 2 and "exists already" in again.stderr
+    assert investigate("new", "Bad Name!", "--dir", str(tmp_path)).returncode == 2

@@ -30,3 +30,12 @@ def test_walkthrough_quotes_a_real_fixture() -> None:
     rep = json.loads((REPO / "playbooks/tests/freeze/rt-hog-per-cpu-work/report.json").read_text())
     summary = next(v["summary"] for v in rep["verdicts"] if v["node"] == "workqueue-stall")
     assert summary in doc
+
+
+def test_report_tour_shows_the_fixture_as_rendered_today() -> None:
+    import json
+    from investigator.report.text import render_evidence, render_text
+    c = REPO / "playbooks/tests/freeze/rt-hog"
+    txt = render_text(json.loads((c / "report.json").read_text())) + \
+        render_evidence(json.loads((c / "evidence.json").read_text()))
+    assert txt.rstrip() in (REPO / "docs" / "report-tour.md").read_text()

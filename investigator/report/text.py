@@ -16,15 +16,15 @@ def ascii_hist(hist: list[dict[str, Any]], width: int = 40) -> list[str]:
     out = []
     for h in hist:
         bar = "@" * max(1, round(width * h["count"] / top))
-        out.append(f"  [{_us(h['lo']):>7}, {_us(h['hi']):>7}) {h['count']:>8} |{bar:<{width}}|")
+        out.append(f"  [{_us(h['lo']):>6}, {_us(h['hi']):>6}) {h['count']:>7} |{bar:<{width}}|")
     return out
 
 
 def _us(us: int) -> str:
     if us >= 1_000_000:
-        return f"{us / 1e6:g}s"
+        return f"{us / 1e6:.3g}s"
     if us >= 1000:
-        return f"{us / 1000:g}ms"
+        return f"{us / 1000:.3g}ms"
     return f"{us}us"
 
 
