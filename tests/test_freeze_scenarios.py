@@ -138,7 +138,8 @@ def test_mildly_busy_healthy_machine_has_no_verdict(tmp_path: Path) -> None:
     assert rep["verdicts"] == []
     assert {n["id"]: n["status"] for n in rep["nodes"]} == {"cpu-starvation": "refuted",
                                                           "blocked-tasks": "refuted",
-                                                          "workqueue-stall": "refuted"}
+                                                          "workqueue-stall": "refuted",
+                                                          "user-deadlock": "refuted"}
 
 
 def test_task_blocked_in_d_state_is_a_hung_task(tmp_path: Path) -> None:
@@ -159,3 +160,53 @@ def test_task_blocked_in_d_state_is_a_hung_task(tmp_path: Path) -> None:
     assert d["blocked_s"] >= 10.0
     assert any("vfork" in frame for frame in d["stack"]), d["stack"]
     assert not _verdicts(p, "starvation")
+
+
+def _threads(pid: int) -> dict[str, int]:
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            out[f.read().strip()] = int(tid)
+    return out
+
+
+def test_pthread_abba_deadlock_is_found_with_its_cycle(tmp_path: Path) -> None:
+    """Two threads take two mutexes in opposite orders and deadlock, 3 s before the
+    investigation.  The verdict names both threads, both mutexes (their addresses, as the
+    program prints them) and who holds which."""
+    exe = c_helper("abba", tmp_path)
+    with processes() as ps:
+        import subprocess
+        proc = subprocess.Popen([str(exe), "40"], stdout=subprocess.PIPE, text=True)
+        ps.procs.append(proc)  # type: ignore[arg-type]
+        addrs = dict(part.split("=") for part in proc.stdout.readline().split())  # type: ignore[union-attr]
+        wait_alive(proc, 3.0)  # type: ignore[arg-type]
+        threads = _threads(proc.pid)
+        p = investigate("playbooks/freeze.yaml", "--window", "2", "--json", "--out", str(tmp_path / "b"))
+    assert p.returncode == 1, p.stderr
+    (v,) = _verdicts(p, "deadlock")
+    ab, ba = threads["lock-a-then-b"], threads["lock-b-then-a"]
+    assert sorted((t["tid"], t["pid"]) for t in v["tasks"]) == sorted([(ab, proc.pid), (ba, proc.pid)])
+    locks = {lk["addr"]: lk for lk in v["locks"]}
+    a, b = hex(int(addrs["a"], 16)), hex(int(addrs["b"], 16))
+    assert set(locks) == {a, b}
+    assert locks[a]["holder_tid"] == ab and locks[a]["waiter_tid"] == ba
+    assert locks[b]["holder_tid"] == ba and locks[b]["waiter_tid"] == ab
+    assert v["evidence"]["details"]["blocked_s"] >= 2.0
+    assert not _verdicts(p, "starvation") and not _verdicts(p, "hung-task")
+
+
+def test_mutex_contention_without_deadlock_is_not_a_deadlock(tmp_path: Path) -> None:
+    """Eight threads fight over two mutexes taken in the same order, holding them for a
+    while: many waiters and wait-for edges at any moment, every thread progressing."""
+    exe = c_helper("contend", tmp_path)
+    with processes() as ps:
+        proc = ps.spawn_argv([str(exe), "8", "20"])
+        wait_alive(proc, 1.5)
+        p = investigate("playbooks/freeze.yaml", "--window", "2", "--json", "--out", str(tmp_path / "b"))
+    assert p.returncode in (0, 1), p.stderr
+    assert not _verdicts(p, "deadlock")
+    ev = json.loads((tmp_path / "b" / "evidence.json").read_text())["user-deadlock"]["futex"]
+    assert ev["stuck_cycles_count"] == 0
+    mine = [w for w in ev["waiters"] if w["pid"] == proc.pid]
+    assert mine, "the contending threads should be seen waiting"

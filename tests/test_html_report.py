@@ -49,7 +49,8 @@ def test_chromium_renders_the_verdict(tmp_path: Path) -> None:
                         f"--screenshot={shot}", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     v = next(v for v in rep["verdicts"] if v["node"] == "workqueue-stall")
-    assert "STARVATION" in dom.stdout.upper() and "rt-hog" in dom.stdout and "kworker/1:1" in dom.stdout
+    assert "STARVATION" in dom.stdout.upper()
+    assert all(t["comm"] in dom.stdout for t in v["tasks"])
     assert v["summary"].split(",")[0] in dom.stdout
     assert shot.exists() and shot.stat().st_size > 50_000   # a rendered page, not a blank one
     png = shot.read_bytes()

@@ -32,7 +32,7 @@ def errors_of(text: str) -> list[str]:
 
 def test_freeze_is_valid() -> None:
     lp = load_playbook(REPO / "playbooks" / "freeze.yaml")
-    assert set(lp.spec.nodes) == {"cpu-starvation", "blocked-tasks", "workqueue-stall"}
+    assert set(lp.spec.nodes) == {"cpu-starvation", "blocked-tasks", "workqueue-stall", "user-deadlock"}
     assert lp.window_ns(lp.spec.nodes["cpu-starvation"]) == 5_000_000_000
 
 

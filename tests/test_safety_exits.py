@@ -38,7 +38,7 @@ def _wait_attached(p: subprocess.Popen[str], n_links: int, timeout: float = 20) 
 def test_sigkill_mid_window_leaves_nothing_loaded(tmp_path: Path) -> None:
     p = _start(tmp_path)
     try:
-        ids = _wait_attached(p, 7)   # 3 scheduler + 3 workqueue tracepoints + the task iterator
+        ids = _wait_attached(p, 8)   # 3 scheduler + 3 workqueue tracepoints + 2 task iterators
         assert still_loaded(ids) == ids, "the kernel lists what the process holds"
         time.sleep(0.5)
     finally:
@@ -50,7 +50,7 @@ def test_sigkill_mid_window_leaves_nothing_loaded(tmp_path: Path) -> None:
 def test_sigint_writes_a_partial_report(tmp_path: Path) -> None:
     p = _start(tmp_path)
     try:
-        ids = _wait_attached(p, 7)
+        ids = _wait_attached(p, 8)
         time.sleep(1.0)
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=30)
@@ -60,7 +60,7 @@ def test_sigint_writes_a_partial_report(tmp_path: Path) -> None:
     assert p.returncode == 130, err
     rep = json.loads((tmp_path / "b" / "report.json").read_text())
     assert rep["complete"] is False and rep["interrupted_by"] == "SIGINT"
-    assert {n["id"] for n in rep["nodes"]} == {"cpu-starvation", "blocked-tasks", "workqueue-stall"}
+    assert {n["id"] for n in rep["nodes"]} == {"cpu-starvation", "blocked-tasks", "workqueue-stall", "user-deadlock"}
     assert all(n["interrupted"] for n in rep["nodes"])
     assert all(0.5 < n["observed_s"] < 10 for n in rep["nodes"])
     for f in ("report.md", "evidence.json", "events.jsonl", "playbook.yaml"):

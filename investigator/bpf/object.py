@@ -98,7 +98,7 @@ class Program:
     @property
     def kind(self) -> str:
         """The hook kind from the section name: tp_btf, raw_tp, tracepoint, kprobe, fentry, iter..."""
-        head = self.section.split("/", 1)[0]
+        head = self.section.split("/", 1)[0].removesuffix(".s")   # sleepable variants (iter.s, fentry.s)
         return {"tp": "tracepoint", "raw_tracepoint": "raw_tp", "kretprobe": "kretprobe",
                 "fmod_ret": "fentry"}.get(head, head)
 

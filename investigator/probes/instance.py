@@ -69,11 +69,15 @@ def refusal(alt: HookAlternative) -> str | None:
     return None
 
 
+ARCH_DEFAULTS = {("syscall_nr", "aarch64"): 98}   # __NR_futex where it is not x86_64's
+
+
 def resolve_params(manifest: ProbeManifest, given: dict[str, Any]) -> dict[str, int]:
     """Parameter values as the integers the BPF globals hold (durations in ns)."""
+    import platform
     out: dict[str, int] = {}
     for name, p in manifest.params.items():
-        v = given.get(name, p.default)
+        v = given.get(name, ARCH_DEFAULTS.get((name, platform.machine()), p.default))
         if p.type == "duration":
             out[name] = parse_duration_ns(v)
         elif p.type == "bool":

@@ -20,7 +20,7 @@ import yaml
 PARAM_TYPES = ("duration", "int", "bool")
 # The collectors (investigator/probes/collectors/): a custom probe must produce records one
 # of them decodes, since a playbook never brings code.
-COLLECTORS = ("runqlat", "blocked", "workqueue")
+COLLECTORS = ("runqlat", "blocked", "workqueue", "futex")
 
 BPFTRACE = "bpftrace"
 

@@ -190,6 +190,16 @@ def _section(alias: str, d: dict[str, Any], node: dict[str, Any]) -> str:
         rows = [{**t, "top": (t.get("stack") or [""])[0]} for t in d.get("tasks", [])[:20]]
         parts.append(_table(rows, [("tid", "tid"), ("comm", "comm"), ("state", "state"), ("blocked_s", "blocked s"),
                                    ("stuck", "stuck"), ("top", "where")]))
+    elif name == "user.futex":
+        parts.append(f"<p>{d['waiters_count']} threads blocked in futex(), {d['mutex_waiters_count']} waiting for a "
+                     f"mutex with a known owner; {d['cycles_count']} wait-for cycle(s), {d['stuck_cycles_count']} stuck</p>")
+        for c in d.get("cycles", [])[:5]:
+            parts.append(f"<p>Cycle of {c['size']} ({'stuck: a deadlock' if c['stuck'] else 'moving'})</p>"
+                         + _table(c["locks"], [("waiter_comm", "waiter"), ("waiter_tid", "tid"), ("addr", "waits for"),
+                                               ("kind", "kind"), ("holder_comm", "held by"), ("holder_tid", "tid")]))
+        parts.append(_table(d.get("waiters", [])[:20], [("tid", "tid"), ("comm", "comm"), ("uaddr", "futex"),
+                                                         ("op", "op"), ("owner_tid", "owner"),
+                                                         ("blocked_s", "blocked s"), ("stuck", "stuck")]))
     else:
         keys = {k: v for k, v in d.items() if k not in ("probe",) and not isinstance(v, (dict, list))}
         parts.append("<pre>" + e("\n".join(f"{k}: {v}" for k, v in keys.items())) + "</pre>")

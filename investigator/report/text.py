@@ -59,6 +59,13 @@ def render_evidence(evidence: dict[str, Any]) -> str:
                 out += [""] + _rows([[f["function"], f["workqueue"], f["cpu"], f["count"], f["max_delay_ms"],
                                       f["avg_exec_ms"]] for f in d["functions"][:8]],
                                     ["function", "workqueue", "cpu", "items", "max delay ms", "mean exec ms"])
+            elif name == "user.futex" and d.get("cycles"):
+                for c in d["cycles"][:3]:
+                    out += ["", f"{node}: wait-for cycle of {c['size']} threads "
+                            f"({'stuck: deadlock' if c['stuck'] else 'moving'})"]
+                    out += _rows([[lk["waiter_comm"], lk["waiter_tid"], lk["kind"], lk["addr"], lk["holder_comm"],
+                                   lk["holder_tid"]] for lk in c["locks"]],
+                                 ["waiter", "tid", "waits for", "at", "held by", "tid"])
             elif name == "sched.blocked" and d.get("tasks"):
                 out += ["", f"{node}: blocked tasks ({alias}) -- {d['count']} in D state, {d['stuck_count']} stuck"]
                 out += _rows([[t["tid"], t["comm"], t["state"], t["blocked_s"], "yes" if t["stuck"] else "",

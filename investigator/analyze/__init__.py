@@ -1,0 +1,1 @@
+"""Analyzers: reasoning over evidence that rules then read (wait-for cycles, ...)."""

@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Futex waiters snapshot: a sleepable BPF task iterator finds every task blocked in the
+ * futex() system call -- the syscall number and arguments are in the task's saved user
+ * registers -- and reads, from the waiting task's own memory, the futex word and the
+ * 32-bit word 8 bytes further, where glibc keeps a pthread mutex's owner TID.  User space
+ * turns that into wait-for edges (waiter -> owner) and looks for cycles.  Run when the
+ * window opens and when it closes: a cycle present in both, whose tasks did not run in
+ * between, is a deadlock -- however long before the investigation it began.
+ *
+ * x86_64: orig_ax holds the syscall number, di/si/dx the first arguments.  Sleepable
+ * iterators and bpf_copy_from_user_task() need 5.18+. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "common.h"
+#include "futex.h"
+
+const volatile __u32 futex_nr = 202;    /* __NR_futex on x86_64, set by user space */
+
+#define FUTEX_CMD_MASK  0x7f            /* ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME) */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct futex_rec);
+} scratch SEC(".maps");
+
+DEFINE_PROBE_STATS
+
+SEC("iter.s/task")
+int dump_futex(struct bpf_iter__task *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct task_struct *task = ctx->task;
+	struct futex_rec *rec;
+	struct pt_regs *regs;
+	__u32 zero = 0, words[3] = {};
+	unsigned int state;
+
+	if (!task)
+		return 0;
+	COUNT_EVENT();
+	state = get_task_state(task);
+	if (!(state & (TASK_INTERRUPTIBLE | TASK_UNINTERRUPTIBLE)))
+		return 0;
+	if (BPF_CORE_READ(task, flags) & 0x00200000)     /* PF_KTHREAD */
+		return 0;
+	if (!task_selected(task))
+		return 0;
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!regs || BPF_CORE_READ(regs, orig_ax) != futex_nr)
+		return 0;
+	rec = bpf_map_lookup_elem(&scratch, &zero);
+	if (!rec)
+		return 0;
+	rec->uaddr = BPF_CORE_READ(regs, di);
+	rec->op = BPF_CORE_READ(regs, si) & FUTEX_CMD_MASK;
+	rec->val = BPF_CORE_READ(regs, dx);
+	rec->read_err = bpf_copy_from_user_task(words, sizeof(words), (void *)rec->uaddr, task, 0);
+	rec->word = words[0];
+	rec->owner = words[2];
+	rec->tid = BPF_CORE_READ(task, pid);
+	rec->tgid = BPF_CORE_READ(task, tgid);
+	rec->state = state;
+	rec->nvcsw = BPF_CORE_READ(task, nvcsw);
+	rec->nivcsw = BPF_CORE_READ(task, nivcsw);
+	rec->now_ns = bpf_ktime_get_ns();
+	rec->last_arrival_ns = BPF_CORE_READ(task, sched_info.last_arrival);
+	rec->exec_start_ns = BPF_CORE_READ(task, se.exec_start);
+	BPF_CORE_READ_STR_INTO(&rec->comm, task, comm);
+	bpf_seq_write(seq, rec, sizeof(*rec));
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

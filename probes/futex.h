@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Records of the futex-waiters snapshot (mirrored in investigator/probes/collectors/futex.py). */
+#ifndef __FUTEX_H
+#define __FUTEX_H
+
+struct futex_rec {
+	__u64 uaddr;            /* the futex word's user address (a pthread mutex's address) */
+	__u64 nvcsw;
+	__u64 nivcsw;
+	__u64 now_ns;
+	__u64 last_arrival_ns;
+	__u64 exec_start_ns;
+	__u32 tid;
+	__u32 tgid;
+	__u32 op;               /* futex op, FUTEX_CMD_MASK applied */
+	__u32 val;              /* the value it waits on (2: a contended glibc lock) */
+	__u32 word;             /* the futex word now */
+	__u32 owner;            /* glibc pthread_mutex_t.__data.__owner (offset 8) */
+	__s32 read_err;         /* bpf_copy_from_user_task() result */
+	__u32 state;
+	char comm[16];
+};
+
+#endif
