@@ -4,6 +4,7 @@ incident is already under way): the verdict *and* its entities must be right."""
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import time
 from pathlib import Path
@@ -210,3 +211,25 @@ def test_mutex_contention_without_deadlock_is_not_a_deadlock(tmp_path: Path) -> 
     assert ev["stuck_cycles_count"] == 0
     mine = [w for w in ev["waiters"] if w["pid"] == proc.pid]
     assert mine, "the contending threads should be seen waiting"
+
+
+@pytest.mark.skipif(not all(shutil.which(t) for t in ("mkfs.ext4", "fsfreeze", "losetup")),
+                    reason="needs mkfs.ext4, fsfreeze and loop devices")
+def test_writer_stuck_on_a_frozen_filesystem_is_a_hung_task(tmp_path: Path) -> None:
+    """A filesystem frozen with fsfreeze; a shell writing to it blocks in uninterruptible
+    sleep (not killable: the kind the kernel's hung-task detector reports). It began 11 s
+    before the investigation, which names it and shows where it waits."""
+    from scenarios.procs import frozen_filesystem
+    with processes() as ps, frozen_filesystem(str(tmp_path)) as mnt:
+        writer = ps.spawn_argv(["sh", "-c", f"echo data > {mnt}/file"])
+        wait_alive(writer, 11.0)
+        p = investigate("playbooks/freeze.yaml", "--window", "2", "--json", "--out", str(tmp_path / "b"))
+        with open(f"/proc/{writer.pid}/status") as f:
+            assert "State:\tD" in f.read()
+    assert p.returncode == 1, p.stderr
+    (v,) = _verdicts(p, "hung-task")
+    waiter = next(t for t in v["tasks"] if t["role"] == "waiter")
+    assert waiter["tid"] == writer.pid and waiter["comm"] == "sh"
+    d = v["evidence"]["details"]
+    assert d["blocked_s"] >= 10.0 and d["stuck"] is True
+    assert any(f.startswith(("percpu_rwsem_wait", "mnt_want_write", "__sb_start_write")) for f in d["stack"]), d["stack"]

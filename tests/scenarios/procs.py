@@ -123,3 +123,31 @@ def wait_alive(p: subprocess.Popen[bytes], seconds: float) -> None:
         if p.poll() is not None:
             raise RuntimeError(f"scenario process {p.args!r} exited early with {p.returncode}")
         time.sleep(0.05)
+
+
+@contextmanager
+def frozen_filesystem(workdir: str) -> Iterator[str]:
+    """A small ext4 filesystem on a loop device, frozen (fsfreeze -f); yields its mount
+    point.  Writers to it block in D state (sb_start_write / percpu_rwsem_wait) until it is
+    thawed.  Always thawed, unmounted and removed afterwards."""
+    img, mnt = os.path.join(workdir, "frozen.img"), os.path.join(workdir, "frozen")
+    os.makedirs(mnt, exist_ok=True)
+    subprocess.run(["dd", "if=/dev/zero", f"of={img}", "bs=1M", "count=32", "status=none"], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", img], check=True)
+    subprocess.run(["mount", "-o", "loop", img, mnt], check=True)
+    frozen = False
+    try:
+        subprocess.run(["fsfreeze", "-f", mnt], check=True)
+        frozen = True
+        yield mnt
+    finally:
+        if frozen:
+            subprocess.run(["fsfreeze", "-u", mnt], check=False)
+        for _ in range(50):
+            if subprocess.run(["umount", mnt], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        try:
+            os.remove(img)
+        except OSError:
+            pass
