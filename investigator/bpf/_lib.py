@@ -98,9 +98,6 @@ class _Lib:
         setattr(self, name, f)
         return f
 
-    def has(self, name: str) -> bool:
-        return hasattr(self._dll, name)
-
 
 _libc = C.CDLL(None, use_errno=True)
 _libc.vsnprintf.argtypes = [cp, sz, cp, vp]

@@ -208,9 +208,6 @@ def hook(kind: str, target: str = "") -> Support:
     return Support(False, f"unknown hook kind {kind}")
 
 
-KINDS = ("tp_btf", "raw_tp", "tracepoint", "fentry", "kprobe", "uprobe", "iter", "perf_event")
-
-
 def summary() -> dict[str, Support]:
     """One answer per hook kind, on representative targets (for ``investigate doctor``)."""
     return {

@@ -21,9 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-BUNDLE_FILES = ("report.json", "report.md", "report.html", "evidence.json", "events.jsonl", "playbook.yaml")
-
-
 def default_dir(playbook_name: str) -> Path:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     return Path("investigations") / f"{playbook_name}-{stamp}-{os.getpid()}"

@@ -108,4 +108,6 @@ def render(g: nx.DiGraph, fmt: str) -> str:
 
     for _, b, d in g.out_edges(START, data=True):
         walk(b, 0, "")
+    out.append("")
+    out.append("order of first visit: " + ", ".join(order(g)))
     return "\n".join(out) + "\n"

@@ -8,6 +8,8 @@ import html
 import math
 from typing import Any
 
+from ..probes.units import format_us
+
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1d232a;max-width:1100px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd}
@@ -60,9 +62,9 @@ def hist_svg(hist: list[dict[str, Any]], title: str, unit: str = "us", width: in
         c = buckets.get(i, 0)
         bh = 0 if not c else max(2, int(h_px * math.log10(c + 1) / top))
         x = 50 + k * bw
-        label = _fmt_us(1 << i) if unit == "us" else str(1 << i)
+        label = format_us(1 << i) if unit == "us" else str(1 << i)
         bars.append(f'<rect x="{x}" y="{20 + h_px - bh}" width="{bw - 2}" height="{bh}" fill="#2e86de">'
-                    f'<title>{e(label)}..{e(_fmt_us(1 << (i + 1)))}: {c}</title></rect>')
+                    f'<title>{e(label)}..{e(format_us(1 << (i + 1)))}: {c}</title></rect>')
         if c:
             bars.append(f'<text x="{x + bw / 2 - 1}" y="{16 + h_px - bh}" font-size="9" text-anchor="middle">{c}</text>')
         if k % max(1, n // 8) == 0:
@@ -71,14 +73,6 @@ def hist_svg(hist: list[dict[str, Any]], title: str, unit: str = "us", width: in
     return (f'<figure><figcaption>{e(title)}</figcaption><svg xmlns="http://www.w3.org/2000/svg" '
             f'width="{w}" height="{h_px + 44}" role="img">{"".join(bars)}'
             f'<line x1="48" y1="{20 + h_px}" x2="{w}" y2="{20 + h_px}" stroke="#999"/></svg></figure>')
-
-
-def _fmt_us(us: int) -> str:
-    if us >= 1_000_000:
-        return f"{us / 1e6:g}s"
-    if us >= 1000:
-        return f"{us / 1000:g}ms"
-    return f"{us}us"
 
 
 def timeline_svg(runq: dict[str, Any], span_s: float, width: int = 900) -> str:

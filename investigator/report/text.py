@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..probes.units import format_us
+
 ICONS = {"confirmed": "!!", "refuted": "ok", "inconclusive": "??", "unobservable": "--",
          "error": "xx", "skipped": "..", "interrupted": "^C"}
 
@@ -16,16 +18,8 @@ def ascii_hist(hist: list[dict[str, Any]], width: int = 40) -> list[str]:
     out = []
     for h in hist:
         bar = "@" * max(1, round(width * h["count"] / top))
-        out.append(f"  [{_us(h['lo']):>6}, {_us(h['hi']):>6}) {h['count']:>7} |{bar:<{width}}|")
+        out.append(f"  [{format_us(h['lo']):>6}, {format_us(h['hi']):>6}) {h['count']:>7} |{bar:<{width}}|")
     return out
-
-
-def _us(us: int) -> str:
-    if us >= 1_000_000:
-        return f"{us / 1e6:.3g}s"
-    if us >= 1000:
-        return f"{us / 1000:.3g}ms"
-    return f"{us}us"
 
 
 def _rows(rows: list[list[str]], head: list[str]) -> list[str]:

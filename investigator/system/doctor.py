@@ -81,6 +81,10 @@ def checks() -> list[Check]:
                          "" if m or name != "tracefs" else "mounted on demand for classic tracepoints"))
     for kind, s in features.summary().items():
         out.append(Check(f"hook {kind}", s.ok, "works" if s else s.reason))
+    from .kallsyms import kallsyms
+    ks = kallsyms().readable
+    out.append(Check("kallsyms", ks, "readable" if ks else "addresses hidden (kptr_restrict)",
+                     "" if ks else "stacks will show addresses, not function names"))
     hung = procfs.sysctl("kernel.hung_task_timeout_secs")
     out.append(Check("hung_task_timeout_secs", None, hung if hung is not None else "n/a (no DETECT_HUNG_TASK)"))
     rt = procfs.rt_throttling()

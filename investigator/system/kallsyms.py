@@ -36,12 +36,6 @@ class Kallsyms:
     def function(self, addr: int) -> str:
         return self.name(addr).split("+", 1)[0]
 
-    def address(self, name: str) -> int | None:
-        try:
-            return self._addrs[self._names.index(name)]
-        except ValueError:
-            return None
-
 
 @lru_cache(maxsize=1)
 def kallsyms() -> Kallsyms:

@@ -17,21 +17,6 @@ def _read(path: str) -> str | None:
         return None
 
 
-def comm(tid: int) -> str | None:
-    s = _read(f"/proc/{tid}/comm")
-    return s.rstrip("\n") if s is not None else None
-
-
-def tgid_of(tid: int) -> int | None:
-    s = _read(f"/proc/{tid}/status")
-    if s is None:
-        return None
-    for line in s.splitlines():
-        if line.startswith("Tgid:"):
-            return int(line.split()[1])
-    return None
-
-
 def sysctl(name: str) -> str | None:
     s = _read("/proc/sys/" + name.replace(".", "/"))
     return s.strip() if s is not None else None
@@ -44,10 +29,6 @@ def rt_throttling() -> dict[str, int | None]:
         return int(v) if v is not None and v.lstrip("-").isdigit() else None
     return {"rt_runtime_us": num("kernel.sched_rt_runtime_us"),
             "rt_period_us": num("kernel.sched_rt_period_us")}
-
-
-def online_cpus() -> int:
-    return os.cpu_count() or 1
 
 
 def seconds_since_exec() -> float:
