@@ -178,9 +178,11 @@ def main() -> int:
                       f"slowdown {q('slow')}")
     text = "\n".join(lines + ratios) + "\n"
     print(text)
-    if args.out:
-        args.out.write_text(args.out.read_text().split("<!-- results -->")[0] + "<!-- results -->\n\n" + text
-                            if args.out.exists() else text)
+    if args.out:   # replace the part between the markers, keep the rest of the page
+        doc = args.out.read_text() if args.out.exists() else "<!-- results -->\n<!-- /results -->\n"
+        head, rest = doc.split("<!-- results -->", 1)
+        tail = rest.split("<!-- /results -->", 1)[1] if "<!-- /results -->" in rest else ""
+        args.out.write_text(f"{head}<!-- results -->\n\n{text}<!-- /results -->{tail}")
     return 0
 
 
