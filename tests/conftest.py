@@ -41,7 +41,7 @@ def kernel_bpf_listing() -> dict[str, list[dict[str, object]]]:
     """Programs and links as the kernel lists them (bpftool walks the kernel's IDs)."""
     bpftool = shutil.which("bpftool") or "/usr/sbin/bpftool"
     out = {}
-    for what in ("prog", "link"):
+    for what in ("prog", "link", "map"):
         p = subprocess.run([bpftool, "-j", what, "show"], capture_output=True, text=True, timeout=30)
         assert p.returncode == 0, p.stderr
         out[what] = json.loads(p.stdout or "[]")
@@ -49,8 +49,8 @@ def kernel_bpf_listing() -> dict[str, list[dict[str, object]]]:
 
 
 def bpf_ids_of_pid(pid: int) -> dict[str, set[int]]:
-    """IDs of the BPF programs and links a process holds, from the kernel's fdinfo."""
-    out: dict[str, set[int]] = {"prog": set(), "link": set()}
+    """IDs of the BPF programs, links and maps a process holds, from the kernel's fdinfo."""
+    out: dict[str, set[int]] = {"prog": set(), "link": set(), "map": set()}
     try:
         fds = os.listdir(f"/proc/{pid}/fdinfo")
     except OSError:
@@ -65,6 +65,8 @@ def bpf_ids_of_pid(pid: int) -> dict[str, set[int]]:
             out["link"].add(int(info["link_id"]))
         elif "prog_id" in info:
             out["prog"].add(int(info["prog_id"]))
+        elif "map_id" in info:
+            out["map"].add(int(info["map_id"]))
     return out
 
 
@@ -75,9 +77,10 @@ def programs_of_pid(pid: int) -> list[dict[str, object]]:
 
 
 def still_loaded(ids: dict[str, set[int]]) -> dict[str, set[int]]:
-    """Which of these program and link IDs the kernel still lists."""
+    """Which of these program, link and map IDs the kernel still lists."""
     listing = kernel_bpf_listing()
-    return {k: ids[k] & {int(e["id"]) for e in listing[k]} for k in ("prog", "link")}  # type: ignore[call-overload]
+    return {k: ids.get(k, set()) & {int(e["id"]) for e in listing[k]}  # type: ignore[call-overload]
+            for k in ("prog", "link", "map")}
 
 
 @pytest.fixture

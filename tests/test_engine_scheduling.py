@@ -22,15 +22,15 @@ def test_shared_probe_is_attached_once_and_windows_overlap(tmp_path: Path) -> No
                           "--json", "--out", str(out)], cwd=REPO, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     samples = []
-    seen: dict[str, set[int]] = {"prog": set(), "link": set()}
+    seen: dict[str, set[int]] = {"prog": set(), "link": set(), "map": set()}
     while p.poll() is None:
         ids = bpf_ids_of_pid(p.pid)
         if ids["link"]:
             listing = {e["id"]: e for e in kernel_bpf_listing()["prog"]}
             names = sorted(str(listing[i]["name"]) for i in ids["prog"] if i in listing)
             samples.append((time.monotonic(), names))
-            seen["prog"] |= ids["prog"]
-            seen["link"] |= ids["link"]
+            for k in seen:
+                seen[k] |= ids[k]
         time.sleep(0.1)
     stdout, stderr = p.communicate()
     assert p.returncode == 0, stderr
@@ -50,7 +50,7 @@ def test_shared_probe_is_attached_once_and_windows_overlap(tmp_path: Path) -> No
     assert {e["node"] for e in shared} == {"second", "third"}
     attached = [e for e in events if e["event"] == "probe_attached"]
     assert sorted(e["probe"] for e in attached) == ["sched.blocked", "sched.runqlat"]
-    assert wait_unloaded(seen) == {"prog": set(), "link": set()}
+    assert wait_unloaded(seen) == {"prog": set(), "link": set(), "map": set()}
 
 
 def test_max_time_bounds_the_whole_run(tmp_path: Path) -> None:

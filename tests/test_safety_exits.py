@@ -44,7 +44,7 @@ def test_sigkill_mid_window_leaves_nothing_loaded(tmp_path: Path) -> None:
     finally:
         p.kill()
         p.wait(timeout=10)
-    assert wait_unloaded(ids) == {"prog": set(), "link": set()}
+    assert wait_unloaded(ids) == {"prog": set(), "link": set(), "map": set()}
 
 
 def test_sigint_writes_a_partial_report(tmp_path: Path) -> None:
@@ -66,7 +66,7 @@ def test_sigint_writes_a_partial_report(tmp_path: Path) -> None:
     for f in ("report.md", "evidence.json", "events.jsonl", "playbook.yaml"):
         assert (tmp_path / "b" / f).stat().st_size > 0
     assert "INCOMPLETE" in out
-    assert wait_unloaded(ids) == {"prog": set(), "link": set()}
+    assert wait_unloaded(ids) == {"prog": set(), "link": set(), "map": set()}
 
 
 OUR_PROGRAMS = None
@@ -93,7 +93,7 @@ def test_sigkill_at_random_moments_never_leaves_anything(tmp_path: Path) -> None
     rng = random.Random(1234)
     assert _ours_loaded() == [], "a previous test left programs loaded"
     delays = sorted(rng.uniform(0.0, 1.6) for _ in range(20))
-    seen: dict[str, set[int]] = {"prog": set(), "link": set()}
+    seen: dict[str, set[int]] = {"prog": set(), "link": set(), "map": set()}
     for i, delay in enumerate(delays):
         p = subprocess.Popen([sys.executable, "-m", "investigator", "playbooks/freeze.yaml", "--window", "0.6",
                               "-q", "--out", str(tmp_path / f"b{i}")], cwd=REPO,
@@ -101,13 +101,13 @@ def test_sigkill_at_random_moments_never_leaves_anything(tmp_path: Path) -> None
         end = time.monotonic() + delay
         while time.monotonic() < end and p.poll() is None:
             ids = bpf_ids_of_pid(p.pid)
-            seen["prog"] |= ids["prog"]
-            seen["link"] |= ids["link"]
+            for k in seen:
+                seen[k] |= ids[k]
             time.sleep(0.01)
         p.kill()
         p.wait(timeout=10)
     assert seen["link"], "no kill happened while probes were attached"
-    assert wait_unloaded(seen) == {"prog": set(), "link": set()}
+    assert wait_unloaded(seen) == {"prog": set(), "link": set(), "map": set()}
     deadline = time.monotonic() + 10
     while _ours_loaded() and time.monotonic() < deadline:
         time.sleep(0.2)
