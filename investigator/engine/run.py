@@ -13,6 +13,7 @@ concluded on what they gathered so far, marked interrupted, and the report says
 
 from __future__ import annotations
 
+import os
 import platform
 import signal
 import time
@@ -101,6 +102,7 @@ class _Pool:
         self.targets = targets
         self.instances: dict[tuple[Any, ...], ProbeInstance] = {}
         self.users: dict[tuple[Any, ...], set[str]] = {}
+        self._ready: dict[tuple[Any, ...], tuple[ProbeInstance, ProbeInstance | Exception]] = {}
 
     @staticmethod
     def key(name: str, params: dict[str, Any], targets: Targets) -> tuple[Any, ...]:
@@ -117,10 +119,15 @@ class _Pool:
                              with_nodes=sorted(self.users[k]))
             self.users[k].add(node)
             return inst
-        inst = ProbeInstance(manifest, params, self.targets)
         self.events.emit("probe_attaching", node=node, probe=manifest.name)
         try:
-            inst.attach()
+            if k in self._ready:
+                inst, res = self._ready.pop(k)
+                if isinstance(res, Exception):
+                    raise res
+            else:
+                inst = ProbeInstance(manifest, params, self.targets)
+                inst.attach()
         except ProbeUnavailable as e:
             self.events.emit("probe_unavailable", node=node, probe=manifest.name, reason=str(e),
                              attempts=e.attempts)
@@ -153,6 +160,33 @@ class _Pool:
         self.users[k] = {node}
         return inst
 
+    def preattach(self, wanted: list[tuple[Any, Any]]) -> None:
+        """Load and attach, in parallel threads, the distinct library probes that ready
+        nodes are about to acquire: most of a load is the kernel verifier, which runs with
+        the GIL released (ctypes), so two objects verify at once on two CPUs.  Results wait
+        in ``_ready`` for ``acquire``, which emits the events in node order."""
+        from concurrent.futures import ThreadPoolExecutor
+        todo: dict[tuple[Any, ...], ProbeInstance] = {}
+        for manifest, use in wanted:
+            if use.bpftrace is not None:
+                continue
+            k = self.key(manifest.name, use.with_, self.targets)
+            if k not in self.instances and k not in self._ready and k not in todo:
+                todo[k] = ProbeInstance(manifest, use.with_, self.targets)
+        if len(todo) < 2:
+            return
+
+        def attach(inst: ProbeInstance) -> ProbeInstance | Exception:
+            try:
+                inst.attach()
+                return inst
+            except (ProbeUnavailable, OSError, ValueError, KeyError) as e:
+                inst.close()
+                return e
+        with ThreadPoolExecutor(max_workers=min(len(todo), os.cpu_count() or 2)) as ex:
+            for k, res in zip(todo, ex.map(attach, todo.values())):
+                self._ready[k] = (todo[k], res)
+
     def release(self, inst: ProbeInstance, node: str) -> None:
         for k, i in list(self.instances.items()):
             if i is inst:
@@ -166,8 +200,11 @@ class _Pool:
     def close_all(self) -> None:
         for inst in self.instances.values():
             inst.close()
+        for inst, _ in self._ready.values():
+            inst.close()
         self.instances.clear()
         self.users.clear()
+        self._ready.clear()
 
 
 class _Walk:
@@ -187,6 +224,7 @@ class _Walk:
 
     def run(self) -> None:
         while self.ready or self.active:
+            self._preattach()
             while self.ready:
                 self._start(self.ready.pop(0))
             if "attached_s" not in self.timings and self.active:
@@ -197,6 +235,17 @@ class _Walk:
             self._observe_until(nr.started_at + nr.window_s)
             self.active.remove(nr)
             self._conclude(nr)
+
+    def _preattach(self) -> None:
+        wanted = []
+        for nid in self.ready:
+            node = self.lp.spec.nodes[nid]
+            if any(n.id == nid for n in self.active) or self.visits.get(nid, 0) >= node.max_visits:
+                continue
+            for use in node.probes:
+                alias = use.as_ or self.lp.alias_of(nid, use.use)
+                wanted.append((self.lp.probes[nid][alias], use))
+        self.pool.preattach(wanted)
 
     def _observe_until(self, t: float) -> None:
         """Sleep until t, letting the overhead guard look at the probes meanwhile."""
