@@ -176,10 +176,11 @@ def _finish(result: Any, out_dir: Path, as_json: bool) -> int:
 
     rep = model.from_result(result)
     bundle.write_json(out_dir / "report.json", rep)
-    bundle.write_json(out_dir / "evidence.json", {n.id: n.evidence for n in result.nodes})
+    evidence = {n.id: n.evidence for n in result.nodes}
+    bundle.write_json(out_dir / "evidence.json", evidence)
     bundle.write_atomic(out_dir / "report.md", render_markdown(rep))
     from .report.html import render_html
-    bundle.write_atomic(out_dir / "report.html", render_html(rep, {n.id: n.evidence for n in result.nodes}))
+    bundle.write_atomic(out_dir / "report.html", render_html(rep, evidence))
     bundle.write_atomic(out_dir / "playbook.yaml", result.playbook.text)
     if result.playbook.imported:
         bundle.write_json(out_dir / "imports.json", result.playbook.imported)
@@ -188,7 +189,7 @@ def _finish(result: Any, out_dir: Path, as_json: bool) -> int:
     else:
         from .report.text import render_evidence
         sys.stdout.write(render_text(rep))
-        sys.stdout.write(render_evidence({n.id: n.evidence for n in result.nodes}))
+        sys.stdout.write(render_evidence(evidence))
         sys.stdout.write(f"\nbundle: {out_dir} (report.html, report.md, report.json, evidence.json, events.jsonl)\n")
     sys.stdout.flush()
     if not result.complete:

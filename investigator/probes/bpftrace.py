@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -20,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .instance import ProbeUnavailable
+from .instance import ProbeUnavailable, ensure_tracefs
 from .manifest import ProbeManifest
 
 MAX_LINES = 1000
@@ -64,12 +63,7 @@ class BpftraceInstance:
             raise ProbeUnavailable("bpftrace", [{"hook": "bpftrace", "reason": "bpftrace is not installed "
                                                  "(Debian/Ubuntu: apt-get install bpftrace)"}])
         if any(w in self.program for w in ("tracepoint:", "t:")):
-            from ..bpf import features
-            if features.tracefs() is None:
-                from ..system.mounts import ensure_mounted
-                ok, msg = ensure_mounted("tracefs")
-                self.notes.append(msg)
-                features.tracefs.cache_clear()
+            ensure_tracefs(self.notes)
         self.proc = subprocess.Popen([exe, "-f", "json", "-e", self.program], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      preexec_fn=_die_with_parent, start_new_session=True)

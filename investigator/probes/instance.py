@@ -60,6 +60,17 @@ def availability(manifest: ProbeManifest) -> tuple[str | None, list[dict[str, st
     return None, refused
 
 
+def ensure_tracefs(notes: list[str]) -> None:
+    """Classic tracepoints need tracefs: mount it if it is not, and say so in ``notes``."""
+    if features.tracefs() is not None:
+        return
+    from ..system.mounts import ensure_mounted
+    _, msg = ensure_mounted("tracefs")
+    notes.append(msg)
+    features.tracefs.cache_clear()
+    features.tracepoint.cache_clear()
+
+
 def refusal(alt: HookAlternative) -> str | None:
     """Why this kernel refuses a hook alternative (feature probes), or None."""
     for target in sorted(set(alt.programs.values())):
@@ -132,12 +143,8 @@ class ProbeInstance:
             self.attempts.append({"hook": "any", "reason": features.btf().reason})
             raise ProbeUnavailable(self.name, self.attempts)
         for i, alt in enumerate(self.manifest.hooks):
-            if alt.kind == "tracepoint" and features.tracefs() is None:
-                from ..system.mounts import ensure_mounted
-                ok, msg = ensure_mounted("tracefs")
-                self.notes.append(msg)
-                features.tracefs.cache_clear()
-                features.tracepoint.cache_clear()
+            if alt.kind == "tracepoint":
+                ensure_tracefs(self.notes)
             why = refusal(alt)
             if why is not None:
                 self.attempts.append({"hook": alt.kind, "reason": why})

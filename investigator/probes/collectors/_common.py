@@ -53,3 +53,18 @@ def hist_quantile(slots: list[int], q: float) -> int:
 
 def unpack(struct_cls: type[C.Structure], raw: bytes) -> Any:
     return struct_cls.from_buffer_copy(raw[:C.sizeof(struct_cls)])
+
+
+def iter_snapshot(inst: Any, record: type[C.Structure], max_records: int) -> dict[int, Any]:
+    """Run the probe's task iterator once; its fixed-size records by ``tid`` (bounded)."""
+    size = C.sizeof(record)
+    link = next(lk for lk in inst.obj.links if lk.kind == "iter")
+    data = link.read_iter(limit=max_records * size)
+    recs = (record.from_buffer_copy(data, off) for off in range(0, len(data) - size + 1, size))
+    return {r.tid: r for r in recs}
+
+
+def seconds_since_ran(now_ns: int, last_arrival_ns: int, exec_start_ns: int) -> float:
+    """How long a task has not run, from the scheduler's own timestamps (0 if unknown)."""
+    ran = max(last_arrival_ns, exec_start_ns)
+    return round(max(0, now_ns - ran) / 1e9, 3) if ran else 0.0

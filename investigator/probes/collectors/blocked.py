@@ -12,7 +12,7 @@ import ctypes as C
 from typing import Any
 
 from ...system.kallsyms import symbolize
-from ._common import cstr, task_entity
+from ._common import cstr, iter_snapshot, seconds_since_ran, task_entity
 
 STACK_DEPTH = 32
 MAX_TASKS = 4096            # records kept from one snapshot (bounded memory)
@@ -31,7 +31,6 @@ class BlockedRec(C.Structure):
 
 
 LAYOUTS = {"blocked_rec": BlockedRec}
-RECSZ = C.sizeof(BlockedRec)
 
 
 def state_letter(state: int) -> str:
@@ -39,13 +38,7 @@ def state_letter(state: int) -> str:
 
 
 def snapshot(inst: Any) -> dict[int, BlockedRec]:
-    link = next(lk for lk in inst.obj.links if lk.kind == "iter")
-    data = link.read_iter(limit=MAX_TASKS * RECSZ)
-    out = {}
-    for off in range(0, len(data) - RECSZ + 1, RECSZ):
-        r = BlockedRec.from_buffer_copy(data, off)
-        out[r.tid] = r
-    return out
+    return iter_snapshot(inst, BlockedRec, MAX_TASKS)
 
 
 def empty_worst() -> dict[str, Any]:
@@ -64,8 +57,6 @@ class Collector:
             before = self.first.get(tid)
             stuck = (before is not None and before.nvcsw + before.nivcsw == r.nvcsw + r.nivcsw
                      and before.state & 2 and r.state & 2)
-            ran_ns = max(r.last_arrival_ns, r.exec_start_ns)
-            blocked_ns = max(0, r.now_ns - ran_ns) if ran_ns else 0
             stack = []
             if r.stack_bytes > 0:
                 stack = symbolize([a for a in list(r.stack)[: r.stack_bytes // 8] if a])
@@ -77,7 +68,7 @@ class Collector:
                            if r.owner_tid else None}
             tasks.append({**task_entity(tid, r.tgid, cstr(r.comm), r.prio),
                           "state": state_letter(r.state), "kthread": bool(r.flags & PF_KTHREAD),
-                          "blocked_s": round(blocked_ns / 1e9, 3), "stuck": bool(stuck),
+                          "blocked_s": seconds_since_ran(r.now_ns, r.last_arrival_ns, r.exec_start_ns), "stuck": bool(stuck),
                           "switches": r.nvcsw + r.nivcsw, "stack": stack,
                           "wchan": stack[0].split("+")[0] if stack else "",
                           "blocker": blocker})

@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from ...analyze.waitfor import Edge, cycles
-from ._common import cstr, task_entity
+from ._common import cstr, iter_snapshot, seconds_since_ran, task_entity
 
 MAX_TASKS = 8192
 TOP = 50
@@ -32,15 +32,11 @@ class FutexRec(C.Structure):
 
 
 LAYOUTS = {"futex_rec": FutexRec}
-RECSZ = C.sizeof(FutexRec)
 SYSCALL_NR = {"x86_64": 202, "aarch64": 98}
 
 
 def snapshot(inst: Any) -> dict[int, FutexRec]:
-    link = next(lk for lk in inst.obj.links if lk.kind == "iter")
-    data = link.read_iter(limit=MAX_TASKS * RECSZ)
-    return {r.tid: r for r in (FutexRec.from_buffer_copy(data, off)
-                               for off in range(0, len(data) - RECSZ + 1, RECSZ))}
+    return iter_snapshot(inst, FutexRec, MAX_TASKS)
 
 
 def _owner(r: FutexRec) -> int:
@@ -69,8 +65,7 @@ class Collector:
         last = snapshot(inst)
         waiters, edges = [], []
         for tid, r in last.items():
-            ran = max(r.last_arrival_ns, r.exec_start_ns)
-            blocked_s = round(max(0, r.now_ns - ran) / 1e9, 3) if ran else 0.0
+            blocked_s = seconds_since_ran(r.now_ns, r.last_arrival_ns, r.exec_start_ns)
             before = self.first.get(tid)
             stuck = before is not None and before.uaddr == r.uaddr and \
                 before.nvcsw + before.nivcsw == r.nvcsw + r.nivcsw
