@@ -2,7 +2,8 @@
 # Install what investigator needs on a Debian/Ubuntu machine, as root, idempotently.
 #   scripts/setup.sh runtime   libbpf1 + a virtualenv (.venv) with the package installed
 #   scripts/setup.sh test      + clang/llvm (probe rebuild check), libbpf-dev (struct layout
-#                              check), bpftool (the kernel's own listings), test Python deps
+#                              check), bpftool (the kernel's own listings), test Python deps,
+#                              qemu + Debian's 6.1 and 6.12 kernels for the second-kernel stage
 # The package is installed from a wheel built from this checkout (not editable), so the
 # tests exercise what users get: the compiled probes inside the package.
 set -eu
@@ -30,5 +31,7 @@ fi
 extra=""
 [ "$MODE" = test ] && extra="[test]"
 "$VENV/bin/pip" install -q --disable-pip-version-check ".$extra" 2>&1 | grep -v -e '^WARNING: Location' -e 'is ignored' || true
+# the second-kernel stage: qemu and Debian's 6.1/6.12 kernels (tests/vm/, tests/test_second_kernel.py)
+[ "$MODE" = test ] && sh tests/vm/setup.sh >/dev/null
 "$VENV/bin/python" -c "import investigator.probes.manifest as m; assert (m.probes_dir() / 'runqlat.bpf.o').exists(), m.probes_dir()"
 echo "setup: ready ($VENV/bin/investigate)"

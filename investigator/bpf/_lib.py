@@ -57,6 +57,7 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_program__attach_tracepoint": (vp, [vp, cp, cp]),
     "bpf_program__attach_raw_tracepoint": (vp, [vp, cp]),
     "bpf_program__attach_trace": (vp, [vp]),
+    "bpf_program__set_attach_target": (i32, [vp, i32, cp]),
     "bpf_program__attach_kprobe_opts": (vp, [vp, cp, C.POINTER(KprobeOpts)]),
     "bpf_program__attach_uprobe_opts": (vp, [vp, i32, cp, sz, C.POINTER(UprobeOpts)]),
     "bpf_program__attach_perf_event": (vp, [vp, i32]),

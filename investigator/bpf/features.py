@@ -186,8 +186,16 @@ def perf_event() -> Support:
     return Support(True)
 
 
+def disabled_hooks() -> set[str]:
+    """Hook kinds the user ruled out (INVESTIGATOR_DISABLE_HOOKS=fentry,tp_btf): the probes
+    fall back as if the kernel refused them (avoid trampolines; test a fallback)."""
+    return {h.strip() for h in os.environ.get("INVESTIGATOR_DISABLE_HOOKS", "").split(",") if h.strip()}
+
+
 def hook(kind: str, target: str = "") -> Support:
     """Can a program of hook ``kind`` attach to ``target`` here?  (Cached.)"""
+    if kind in disabled_hooks():
+        return Support(False, "disabled by INVESTIGATOR_DISABLE_HOOKS")
     if kind == "tp_btf":
         return tp_btf(target)
     if kind == "raw_tp":

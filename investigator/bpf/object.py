@@ -90,6 +90,7 @@ class Program:
         self.name: str = lib().bpf_program__name(ptr).decode()
         self.section: str = lib().bpf_program__section_name(ptr).decode()
         self._log_buf: C.Array[C.c_char] | None = None
+        self._target = ""
 
     @property
     def fd(self) -> int:
@@ -104,6 +105,8 @@ class Program:
 
     @property
     def target(self) -> str:
+        if self._target:
+            return self._target
         return self.section.split("/", 1)[1] if "/" in self.section else ""
 
     @property
@@ -113,6 +116,13 @@ class Program:
     @autoload.setter
     def autoload(self, on: bool) -> None:
         _check(lib().bpf_program__set_autoload(self._ptr, on), f"set_autoload {self.name}")
+
+    def set_attach_target(self, func: str) -> None:
+        """Before load: the kernel function a fentry/fexit program traces (overrides its
+        section's placeholder)."""
+        self._target = func
+        _check(lib().bpf_program__set_attach_target(self._ptr, 0, func.encode()),
+               f"set_attach_target {self.name} {func}")
 
     def capture_verifier_log(self, size: int = 1 << 20, level: int = 0) -> None:
         """Before load: keep this program's verifier log in a buffer of our own.

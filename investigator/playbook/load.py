@@ -8,6 +8,8 @@ unreachable nodes, and cycles without a bound.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,6 +254,10 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
                                f"{did_you_mean(pname, m.params)}", key=True)
                     continue
                 _check_param(nloc, upath + ("with", pname), p.type, pval)
+            for pname, p in m.params.items():
+                if p.default is None and pname not in use.with_:
+                    nloc.error(upath + ("use",), f"probe {m.name} needs the parameter '{pname}' "
+                               f"(with: {{{pname}: ...}}): {p.help}")
         lp.probes[nid] = aliases
         for k, rule in enumerate(node.conclude):
             rpath = base + ("conclude", k)
@@ -290,6 +296,9 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
                    + " has no bound: set max_visits > 1 on one of its nodes", key=True)
 
 
+SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,127}")
+
+
 def _check_param(loc: yamlpos.Located, path: tuple[Any, ...], ptype: str, value: Any) -> None:
     if ptype == "duration":
         try:
@@ -300,6 +309,8 @@ def _check_param(loc: yamlpos.Located, path: tuple[Any, ...], ptype: str, value:
         loc.error(path, f"expected true or false, got {value!r}")
     elif ptype == "int" and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
         loc.error(path, f"expected a non-negative integer, got {value!r}")
+    elif ptype == "symbol" and not (isinstance(value, str) and SYMBOL.fullmatch(value)):
+        loc.error(path, f"expected a kernel symbol name (letters, digits, _ and .), got {value!r}")
 
 
 def _compile(loc: yamlpos.Located, path: tuple[Any, ...], src: str) -> Expr | None:

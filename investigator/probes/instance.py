@@ -53,7 +53,7 @@ def availability(manifest: ProbeManifest) -> tuple[str | None, list[dict[str, st
         return None, [{"hook": "any", "reason": features.btf().reason}]
     refused = []
     for alt in manifest.hooks:
-        why = refusal(alt)
+        why = refusal(alt, {})
         if why is None:
             return alt.kind, refused
         refused.append({"hook": alt.kind, "reason": why})
@@ -71,9 +71,12 @@ def ensure_tracefs(notes: list[str]) -> None:
     features.tracepoint.cache_clear()
 
 
-def refusal(alt: HookAlternative) -> str | None:
-    """Why this kernel refuses a hook alternative (feature probes), or None."""
-    for target in sorted(set(alt.programs.values())):
+def refusal(alt: HookAlternative, symbols: dict[str, str]) -> str | None:
+    """Why this kernel refuses a hook alternative (feature probes), or None.  Targets that
+    name a symbol parameter not given (``investigate probes``) are probed generically."""
+    for target in sorted(set(alt.targets(symbols).values())):
+        if "{" in target:
+            target = ""
         s = features.hook(alt.kind, target)
         if not s:
             return f"{target}: {s.reason}"
@@ -89,6 +92,8 @@ def resolve_params(manifest: ProbeManifest, given: dict[str, Any]) -> dict[str, 
     out: dict[str, int] = {}
     for name, p in manifest.params.items():
         v = given.get(name, ARCH_DEFAULTS.get((name, platform.machine()), p.default))
+        if p.type == "symbol":
+            continue
         if p.type == "duration":
             out[name] = parse_duration_ns(v)
         elif p.type == "bool":
@@ -111,6 +116,7 @@ class ProbeInstance:
     links: list[str] = field(default_factory=list)
     collector: Collector | None = None
     values: dict[str, int] = field(default_factory=dict)
+    symbols: dict[str, str] = field(default_factory=dict)   # symbol parameters (attach targets)
     notes: list[str] = field(default_factory=list)      # what was done on the way (mounts)
     guard: dict[str, Any] | None = None                 # set when the overhead guard detached it
 
@@ -121,11 +127,14 @@ class ProbeInstance:
     def _open(self, alt_index: int) -> BpfObject:
         m = self.manifest
         obj = BpfObject(m.object_path)
-        chosen = m.hooks[alt_index].programs
+        chosen = m.hooks[alt_index].targets(self.symbols)
         for pname, prog in obj.programs.items():
             prog.autoload = pname in chosen
+            if pname in chosen and prog.kind in ("fentry", "fexit") and chosen[pname] != prog.target:
+                prog.set_attach_target(chosen[pname])
         for pname, p in m.params.items():
-            obj.set_global(p.global_name, self.values[pname])
+            if p.type != "symbol":
+                obj.set_global(p.global_name, self.values[pname])
         present = obj.globals()
         for gname, value in self.targets.globals().items():
             if value and gname in present:
@@ -139,13 +148,15 @@ class ProbeInstance:
         """Load and attach the first hook alternative this kernel accepts."""
         t0 = time.perf_counter()
         self.values = resolve_params(self.manifest, self.params)
+        self.symbols = {n: str(self.params.get(n, p.default or "")) for n, p in self.manifest.params.items()
+                        if p.type == "symbol"}
         if not features.btf():   # every probe of the library is CO-RE
             self.attempts.append({"hook": "any", "reason": features.btf().reason})
             raise ProbeUnavailable(self.name, self.attempts)
         for i, alt in enumerate(self.manifest.hooks):
             if alt.kind == "tracepoint":
                 ensure_tracefs(self.notes)
-            why = refusal(alt)
+            why = refusal(alt, self.symbols)
             if why is not None:
                 self.attempts.append({"hook": alt.kind, "reason": why})
                 continue
@@ -153,9 +164,14 @@ class ProbeInstance:
             try:
                 obj = self._open(i)
                 obj.load()
-                for pname in alt.programs:
+                for pname, target in alt.targets(self.symbols).items():
                     prog = obj.programs[pname]
-                    link = prog.attach_iter() if alt.kind == "iter" else prog.attach()
+                    if prog.kind == "iter":
+                        link = prog.attach_iter()
+                    elif prog.kind in ("kprobe", "kretprobe"):
+                        link = prog.attach_kprobe(target, retprobe=prog.kind == "kretprobe")
+                    else:
+                        link = prog.attach()
                     self.links.append(f"{link.kind}:{link.target}")
             except BpfError as e:
                 self.attempts.append({"hook": alt.kind, "reason": e.detail()})

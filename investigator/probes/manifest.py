@@ -17,10 +17,12 @@ from typing import Any
 
 import yaml
 
-PARAM_TYPES = ("duration", "int", "bool")
+PARAM_TYPES = ("duration", "int", "bool", "symbol")
+# A "symbol" parameter is no BPF global: it names what the programs attach to (a kernel
+# function), written "{name}" in the hook targets.
 # The collectors (investigator/probes/collectors/): a custom probe must produce records one
 # of them decodes, since a playbook never brings code.
-COLLECTORS = ("runqlat", "blocked", "workqueue", "futex")
+COLLECTORS = ("runqlat", "blocked", "workqueue", "futex", "func")
 
 BPFTRACE = "bpftrace"
 
@@ -39,7 +41,7 @@ def bpftrace_manifest() -> ProbeManifest:
 @dataclass(frozen=True)
 class Param:
     name: str
-    global_name: str
+    global_name: str                # "" for a symbol
     type: str
     default: Any
     help: str
@@ -49,6 +51,15 @@ class Param:
 class HookAlternative:
     kind: str                       # tp_btf, raw_tp, tracepoint, fentry, kprobe, iter, ...
     programs: dict[str, str]        # program name -> attach target (tracepoint, function, iter)
+
+    def targets(self, symbols: dict[str, str]) -> dict[str, str]:
+        """Program -> target with the symbol parameters filled in ("{function}")."""
+        out = {}
+        for prog, t in self.programs.items():
+            for k, v in symbols.items():
+                t = t.replace("{" + k + "}", v)
+            out[prog] = t
+        return out
 
 
 @dataclass(frozen=True)
@@ -134,7 +145,9 @@ def load_manifest(path: Path) -> ProbeManifest:
         _only_keys(p, {"global", "type", "default", "help"}, f"{where}: param {name}")
         if p["type"] not in PARAM_TYPES:
             raise ManifestError(f"{where}: param {name}: type must be one of {PARAM_TYPES}")
-        params[name] = Param(name=name, global_name=p["global"], type=p["type"],
+        if p["type"] != "symbol" and "global" not in p:
+            raise ManifestError(f"{where}: param {name}: missing 'global'")
+        params[name] = Param(name=name, global_name=p.get("global", ""), type=p["type"],
                              default=p.get("default"), help=p.get("help", ""))
     for e in _require(d, "evidence", where):
         _only_keys(e, {"path", "type", "unit", "help"}, f"{where}: evidence {e.get('path')}")

@@ -1,0 +1,117 @@
+"""Boot a second kernel under qemu (software emulation) and run a shell script in it.
+
+The guest's PID 1 (tests/vm/init) mounts this machine's / read-only over 9p and chroots into
+it, so the guest runs the host's own Python, venv, libbpf and compiled probes as they are;
+one work folder is shared read-write for results. Used by tests/test_second_kernel.py and
+by hand:
+
+    python3 tests/vm/run.py 6.12 'uname -r; python3 -m investigator probes' [FILE...]
+
+(the FILEs are copied into the work folder, the script's current directory).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+VM_DIR = Path(os.environ.get("INVESTIGATOR_VM_DIR", "/var/cache/investigator-vm"))
+QBOOT = Path("/usr/share/qemu/qboot.rom")
+
+
+@dataclass
+class Kernel:
+    version: str        # e.g. 6.12.117+deb12-amd64
+    dir: Path
+
+    @property
+    def series(self) -> str:   # "6.12"
+        return ".".join(self.version.split(".")[:2])
+
+
+@dataclass
+class GuestRun:
+    kernel: Kernel
+    rc: int | None       # the script's exit code; None if the guest never reported one
+    seconds: float
+    serial: str          # the guest's console
+    workdir: Path
+
+
+def setup() -> list[Kernel]:
+    """Run tests/vm/setup.sh (idempotent) and return the kernels it prepared."""
+    p = subprocess.run(["sh", str(HERE / "setup.sh"), str(VM_DIR)], capture_output=True,
+                       text=True, timeout=1800)
+    if p.returncode != 0:
+        raise RuntimeError(f"tests/vm/setup.sh failed ({p.returncode}):\n{p.stderr[-3000:]}")
+    kernels = []
+    for line in p.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and (Path(parts[1]) / "initramfs.cpio.gz").exists():
+            kernels.append(Kernel(parts[0], Path(parts[1])))
+    return kernels
+
+
+def boot(kernel: Kernel, script: str, *, timeout: float = 900, mem: str = "1G",
+         cpus: int = 2, workdir: Path | None = None, files: dict[str, str] | None = None) -> GuestRun:
+    """Boot ``kernel``, run ``script`` (sh) as root in the work folder (which also holds
+    ``files``; the guest's /tmp is its own tmpfs), power off."""
+    qemu = shutil.which("qemu-system-x86_64")
+    if qemu is None:
+        raise RuntimeError("qemu-system-x86_64 is not installed (tests/vm/setup.sh installs it)")
+    work = workdir or Path(tempfile.mkdtemp(prefix="investigator-vm-"))
+    (work / "guest.sh").write_text(script)
+    for name, text in (files or {}).items():
+        (work / name).write_text(text)
+    (work / "rc").unlink(missing_ok=True)
+    pybin = os.path.dirname(os.path.realpath(sys.executable))
+    bios = ["-bios", str(QBOOT)] if QBOOT.exists() else []
+    # KVM hangs with a stock kernel on these hosts (paravirtual KVM): software emulation.
+    cmd = [qemu, "-accel", "tcg", "-cpu", "max", "-smp", str(cpus), "-m", mem,
+           "-nographic", "-no-reboot", *bios,
+           "-kernel", str(kernel.dir / "boot" / "vmlinuz"),
+           "-initrd", str(kernel.dir / "initramfs.cpio.gz"),
+           "-append", f"console=ttyS0 quiet loglevel=4 panic=-1 vm_workdir={work} vm_pybin={pybin}",
+           "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
+           "-virtfs", f"local,path={work},mount_tag=work,security_model=none,multidevs=remap",
+           "-nic", "none"]
+    t0 = time.monotonic()
+    with open(work / "serial.log", "wb") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    seconds = time.monotonic() - t0
+    rc_file = work / "rc"
+    rc = int(rc_file.read_text().strip()) if rc_file.exists() else None
+    serial = (work / "serial.log").read_text(errors="replace")
+    return GuestRun(kernel, rc, seconds, serial, work)
+
+
+def kernel(series: str) -> Kernel:
+    for k in setup():
+        if k.series == series:
+            return k
+    raise LookupError(f"no prepared kernel of series {series}")
+
+
+def main() -> int:
+    series, script, *names = sys.argv[1:]
+    run = boot(kernel(series), script, files={Path(n).name: Path(n).read_text() for n in names})
+    sys.stdout.write(run.serial)
+    print(f"[{run.kernel.version}: rc={run.rc} in {run.seconds:.1f}s, work folder {run.workdir}]")
+    return 0 if run.rc == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

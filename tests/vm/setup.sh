@@ -1,0 +1,56 @@
+#!/bin/sh
+# Second-kernel stage, one-time setup (as root, Debian 12): qemu, Debian's 6.1 and 6.12
+# kernel images (downloaded and unpacked, never installed), a static busybox, and one
+# initramfs per kernel holding the virtio/9p modules and tests/vm/init.
+#   tests/vm/setup.sh [DIR]      DIR defaults to $INVESTIGATOR_VM_DIR or /var/cache/investigator-vm
+# Idempotent: what is already there is kept. Prints one line per kernel: VERSION DIR.
+set -eu
+HERE=$(cd "$(dirname "$0")" && pwd)
+D=${1:-${INVESTIGATOR_VM_DIR:-/var/cache/investigator-vm}}
+mkdir -p "$D/debs"
+cd "$D"
+need=""
+for p in qemu-system-x86 busybox-static binutils; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need="$need $p"
+done
+# busybox-static is only unpacked (its binary goes into the initramfs); qemu and objcopy run here.
+if [ -n "$need" ]; then
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 binutils >/dev/null
+fi
+[ -x bb/bin/busybox ] || {
+	(cd debs && apt-get download -qq busybox-static 2>/dev/null)
+	mkdir -p bb && dpkg-deb -x debs/busybox-static_*.deb bb
+}
+# The versioned package behind each meta-package (security updates rename it).
+for meta in linux-image-amd64 linux-image-6.12-amd64; do
+	KPKG=$(apt-cache depends "$meta" 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
+	[ -n "$KPKG" ] || { echo "setup: no package behind $meta" >&2; continue; }
+	KVER=${KPKG#linux-image-}
+	K="k-$KVER"
+	if [ ! -f "$K/initramfs.cpio.gz" ]; then
+		(cd debs && { ls "${KPKG}"_*.deb >/dev/null 2>&1 || apt-get download -qq "$KPKG" 2>/dev/null; })
+		rm -rf "$K" && mkdir -p "$K"
+		dpkg-deb -x debs/"${KPKG}"_*.deb "$K"
+		ln -sf "vmlinuz-$KVER" "$K/boot/vmlinuz"
+		R=$(mktemp -d "$D/irfs.XXXX")
+		mkdir -p "$R/bin" "$R/proc" "$R/sys" "$R/dev" "$R/host" "$R/mod"
+		cp bb/bin/busybox "$R/bin/busybox"
+		cp "$HERE/init" "$R/init"; chmod +x "$R/init"
+		: > "$R/modules.order"
+		for ko in $(python3 "$HERE/moddeps.py" "$K/lib/modules/$KVER" virtio_pci 9pnet_virtio 9p 2>/dev/null); do
+			b=mod/$(basename "$ko" .xz)
+			case $ko in
+			*.xz) python3 -c 'import lzma,sys; sys.stdout.buffer.write(lzma.open(sys.argv[1]).read())' "$ko" > "$R/$b" ;;
+			*) cp "$ko" "$R/$b" ;;
+			esac
+			echo "$b" >> "$R/modules.order"
+		done
+		(cd "$R" && find . | "$D/bb/bin/busybox" cpio -o -H newc 2>/dev/null | gzip -1) > "$K/initramfs.cpio.gz.tmp"
+		mv "$K/initramfs.cpio.gz.tmp" "$K/initramfs.cpio.gz"
+		rm -rf "$R"
+		# Only the image, its config and the initramfs are needed from here on.
+		rm -rf "$K/lib/modules" "$K/usr"
+	fi
+	echo "$KVER $D/$K"
+done
