@@ -47,6 +47,44 @@ while time.monotonic() < end:
     time.sleep({period})
 """
 
+PTY_WRITERS = """
+import os, time
+# Two writers share one pty; the kernel serializes writers with tty->atomic_write_lock (a
+# mutex held for the whole write()).  The reader drains the master every {drain} s -- or
+# never (drain=0): then the first writer blocks holding the mutex, waiting for room, and the
+# second waits for the mutex: a lock chain ending in a reader that never reads.
+end = time.monotonic() + {seconds}
+master, slave = os.openpty()
+name = os.ttyname(slave)
+pids = []
+for i in range(2):
+    pid = os.fork()
+    if pid == 0:
+        open("/proc/self/comm", "w").write("{name}-w%d" % i)
+        fd = os.open(name, os.O_WRONLY | os.O_NOCTTY)
+        buf = b"x" * {chunk}
+        while time.monotonic() < end:
+            os.write(fd, buf)
+        os._exit(0)
+    pids.append(pid)
+    time.sleep(0.3)      # writer 0 takes the mutex first
+open("/proc/self/comm", "w").write("{name}-rd")
+with open("{pidfile}.tmp", "w") as f:
+    f.write(" ".join(map(str, pids)))
+os.rename("{pidfile}.tmp", "{pidfile}")
+os.set_blocking(master, False)
+while time.monotonic() < end:
+    time.sleep({drain} or 0.5)
+    while {drain}:
+        try:
+            if not os.read(master, 1 << 16):
+                break
+        except BlockingIOError:
+            break
+for p in pids:
+    os.kill(p, 9)
+"""
+
 NORMAL_HOG = """
 import os, time
 open("/proc/self/comm", "w").write("{name}")

@@ -1,0 +1,137 @@
+"""Evidence of ``lock.contention`` (probes/lock.bpf.c): kernel lock waits per lock address and
+kind, the waiter's stack, the owner (mutex, rwsem writer, rt_mutex) when the wait began;
+waits still in progress when the window closes, which are wait-for edges."""
+
+from __future__ import annotations
+
+import ctypes as C
+import time
+from typing import Any
+
+from ...analyze.waitfor import Edge, cycles
+from ...system.kallsyms import kallsyms, symbolize
+from ._common import cstr, hist_quantile, log2_hist, task_entity
+
+SLOTS = 32
+TOP = 20
+u32, s32, u64 = C.c_uint32, C.c_int32, C.c_uint64
+SPIN, READ, WRITE, RT, PERCPU, MUTEX = 1, 2, 4, 8, 16, 32
+
+
+class LockWait(C.Structure):
+    _fields_ = [("lock", u64), ("start_ns", u64), ("flags", u32), ("tgid", u32), ("owner_tid", u32),
+                ("owner_tgid", u32), ("stack_id", s32), ("owner_flags", u32), ("comm", C.c_char * 16),
+                ("owner_comm", C.c_char * 16)]
+
+
+class LockStat(C.Structure):
+    _fields_ = [("count", u64), ("total_ns", u64), ("max_ns", u64), ("flags", u32), ("failed", u32),
+                ("worst_tid", u32), ("worst_tgid", u32), ("worst_owner_tid", u32), ("worst_owner_tgid", u32),
+                ("worst_stack_id", s32), ("pad", u32), ("worst_comm", C.c_char * 16),
+                ("worst_owner_comm", C.c_char * 16)]
+
+
+LAYOUTS = {"lock_wait": LockWait, "lock_stat": LockStat}
+
+
+def lock_kind(flags: int) -> str:
+    """The lock's kind from the waiters' contention_begin flags."""
+    if flags & MUTEX:
+        return "mutex"
+    if flags & RT:
+        return "rt_mutex"
+    if flags & PERCPU:
+        return "percpu_rwsem"
+    if flags & SPIN:
+        return "rwlock" if flags & (READ | WRITE) else "spinlock"
+    if flags & (READ | WRITE):
+        return "rwsem"
+    return "other"
+
+
+def lock_name(addr: int) -> str:
+    """A static lock's symbol (cgroup_mutex); a lock inside an object has none."""
+    if not kallsyms().readable:
+        return ""
+    name, _, off = kallsyms().name(addr).partition("+")
+    return name if off == "0x0" else ""
+
+
+def _stack(maps: Any, sid: int) -> list[str]:
+    return symbolize([a for a in maps["stacks"].stack(sid, depth=32) if a]) if sid >= 0 else []
+
+
+def empty_worst() -> dict[str, Any]:
+    return {"addr": "", "name": "", "kind": "", "count": 0, "total_ms": 0.0, "max_ms": 0.0,
+            "waiter": task_entity(0, 0, ""), "owner": task_entity(0, 0, ""), "stack": [], "tasks": [],
+            "locks": [], "cpus": []}
+
+
+class Collector:
+    def start(self, inst: Any) -> None:
+        pass
+
+    def finish(self, inst: Any) -> dict[str, Any]:
+        maps = inst.obj.maps
+        now = time.monotonic_ns()
+        locks = []
+        for k, v in maps["by_lock"].lookup_batch(limit=4096):
+            s = LockStat.from_buffer_copy(v)
+            addr = int.from_bytes(k, "little")
+            locks.append((s, addr))
+        locks.sort(key=lambda x: -x[0].total_ns)
+        out_locks = []
+        for s, addr in locks[:TOP]:
+            kind = lock_kind(s.flags)
+            waiter = task_entity(s.worst_tid, s.worst_tgid, cstr(s.worst_comm))
+            owner = task_entity(s.worst_owner_tid, s.worst_owner_tgid, cstr(s.worst_owner_comm))
+            out_locks.append({"addr": hex(addr), "name": lock_name(addr), "kind": kind, "count": s.count,
+                              "failed": s.failed, "total_ms": round(s.total_ns / 1e6, 3),
+                              "avg_us": round(s.total_ns / max(1, s.count) / 1e3, 3),
+                              "max_ms": round(s.max_ns / 1e6, 3), "waiter": waiter, "owner": owner,
+                              "stack": _stack(maps, s.worst_stack_id)})
+        waiting, edges = [], []
+        for k, v in maps["waiting"].lookup_batch(limit=10240):
+            w = LockWait.from_buffer_copy(v)
+            tid = int.from_bytes(k, "little")
+            kind = lock_kind(w.flags)
+            reader_owned = kind == "rwsem" and bool(w.owner_flags & 1)
+            owner_tid = 0 if reader_owned else w.owner_tid
+            waiting.append({**task_entity(tid, w.tgid, cstr(w.comm)), "lock": hex(w.lock),
+                            "name": lock_name(w.lock), "kind": kind,
+                            "waiting_ms": round((now - w.start_ns) / 1e6, 3),
+                            "owner": task_entity(owner_tid, w.owner_tgid if owner_tid else 0,
+                                                 cstr(w.owner_comm) if owner_tid else ""),
+                            "reader_owned": reader_owned, "stack": _stack(maps, w.stack_id)})
+            if owner_tid and owner_tid != tid:
+                edges.append(Edge(tid, owner_tid, f"{kind} {hex(w.lock)}", kind))
+        waiting.sort(key=lambda w: -w["waiting_ms"])
+        slots = [0] * SLOTS
+        for i in range(SLOTS):
+            vals = maps["hist"].lookup(i) or []
+            slots[i] = sum(int.from_bytes(x, "little") for x in (vals if isinstance(vals, list) else [vals]))
+        worst = empty_worst()
+        if out_locks:
+            top = out_locks[0]
+            worst = {**top, "tasks": [{**top["waiter"], "role": "waiter"}]
+                     + ([{**top["owner"], "role": "holder"}] if top["owner"]["tid"] else []),
+                     "locks": [{"addr": top["addr"], "kind": top["kind"], "name": top["name"],
+                                "holder_tid": top["owner"]["tid"], "waiter_tid": top["waiter"]["tid"]}],
+                     "cpus": []}
+        found = [[{"waiter": e.waiter, "holder": e.holder, "lock": e.lock} for e in c] for c in cycles(edges)]
+        return {
+            "contended_locks": len(locks),
+            "waits": sum(s.count for s, _ in locks),
+            "total_wait_ms": round(sum(s.total_ns for s, _ in locks) / 1e6, 3),
+            "max_wait_ms": round(max((s.max_ns for s, _ in locks), default=0) / 1e6, 3),
+            "p99_wait_us": hist_quantile(slots, 0.99),
+            "hist_us": log2_hist(slots),
+            "locks": out_locks,
+            "worst": worst,
+            "waiting_count": len(waiting),
+            "waiting_max_ms": waiting[0]["waiting_ms"] if waiting else 0.0,
+            "waiting": waiting[:TOP],
+            "edges": [{"waiter": e.waiter, "holder": e.holder, "lock": e.lock, "kind": e.kind}
+                      for e in edges[:TOP * 4]],
+            "cycles": found,
+        }

@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: GPL-2.0
+/* lock.contention: kernel lock contention from the lock:contention_begin/end tracepoints
+ * (the waiter's side) -- wait time per lock address and kind, the waiter's kernel stack,
+ * and the lock's owner when the kernel records one (mutex, rw_semaphore writer, rt_mutex),
+ * read with CO-RE at the moment the wait begins.  Waits still in progress when the window
+ * closes are kept (by waiter) with their owner: the kernel-lock edges of the wait-for graph. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "common.h"
+#include "lock.h"
+
+DEFINE_PROBE_STATS
+
+const volatile __u64 min_wait_ns = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 10240);
+	__type(key, __u32);
+	__type(value, struct lock_wait);
+} waiting SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct lock_stat);
+} by_lock SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 2048);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, LOCK_STACK_DEPTH * sizeof(__u64));
+} stacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LOCK_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} hist SEC(".maps");
+
+/* The owner word of the lock, by the waiter's flags; 0 when the lock keeps none. */
+static __always_inline __u64 owner_word(void *lock, __u32 flags)
+{
+	if (flags & LCB_F_MUTEX)
+		return BPF_CORE_READ((struct mutex *)lock, owner.counter);
+	if (flags & LCB_F_RT)
+		return (__u64)BPF_CORE_READ((struct rt_mutex_base *)lock, owner);
+	if ((flags & (LCB_F_READ | LCB_F_WRITE)) && !(flags & (LCB_F_SPIN | LCB_F_PERCPU)))
+		return BPF_CORE_READ((struct rw_semaphore *)lock, owner.counter);
+	return 0;
+}
+
+static __always_inline int on_begin(void *ctx, void *lock, __u32 flags)
+{
+	struct task_struct *t = (void *)bpf_get_current_task(), *owner;
+	__u64 pid_tgid = bpf_get_current_pid_tgid(), word;
+	__u32 tid = (__u32)pid_tgid;
+	struct lock_wait w = {}, *old;
+
+	COUNT_EVENT();
+	old = bpf_map_lookup_elem(&waiting, &tid);
+	if (old && old->lock == (__u64)lock) {
+		/* a mutex waiter spins first (SPIN|MUTEX), then sleeps (MUTEX): one wait */
+		old->flags |= flags;
+		return 0;
+	}
+	if (!task_selected(t))
+		return 0;
+	w.lock = (__u64)lock;
+	w.start_ns = bpf_ktime_get_ns();
+	w.flags = flags;
+	w.tgid = pid_tgid >> 32;
+	bpf_get_current_comm(w.comm, sizeof(w.comm));
+	w.stack_id = bpf_get_stackid(ctx, &stacks, 0);
+	word = owner_word(lock, flags);
+	w.owner_flags = word & 0x7;
+	owner = (void *)(word & ~0x7ULL);
+	if (owner) {
+		w.owner_tid = BPF_CORE_READ(owner, pid);
+		w.owner_tgid = BPF_CORE_READ(owner, tgid);
+		BPF_CORE_READ_STR_INTO(&w.owner_comm, owner, comm);
+	}
+	if (bpf_map_update_elem(&waiting, &tid, &w, BPF_ANY))
+		COUNT_DROP();
+	return 0;
+}
+
+static __always_inline int on_end(void *lock, int ret)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid(), slot;
+	struct lock_wait *w;
+	struct lock_stat *s, zero = {};
+	__u64 now, wait, key, *h;
+
+	COUNT_EVENT();
+	w = bpf_map_lookup_elem(&waiting, &tid);
+	if (!w || w->lock != (__u64)lock)
+		return 0;
+	now = bpf_ktime_get_ns();
+	wait = now - w->start_ns;
+	key = w->lock;
+	slot = log2_u64(wait / 1000) & (LOCK_SLOTS - 1);
+	h = bpf_map_lookup_elem(&hist, &slot);
+	if (h)
+		(*h)++;
+	if (wait >= min_wait_ns) {
+		s = bpf_map_lookup_elem(&by_lock, &key);
+		if (!s) {
+			bpf_map_update_elem(&by_lock, &key, &zero, BPF_NOEXIST);
+			s = bpf_map_lookup_elem(&by_lock, &key);
+		}
+		if (s) {
+			__sync_fetch_and_add(&s->count, 1);
+			__sync_fetch_and_add(&s->total_ns, wait);
+			s->flags |= w->flags;
+			if (ret)
+				s->failed++;
+			if (wait > s->max_ns) {
+				s->max_ns = wait;
+				s->worst_tid = tid;
+				s->worst_tgid = w->tgid;
+				s->worst_owner_tid = w->owner_tid;
+				s->worst_owner_tgid = w->owner_tgid;
+				s->worst_stack_id = w->stack_id;
+				__builtin_memcpy(s->worst_comm, w->comm, 16);
+				__builtin_memcpy(s->worst_owner_comm, w->owner_comm, 16);
+			}
+		} else {
+			COUNT_DROP();
+		}
+	}
+	bpf_map_delete_elem(&waiting, &tid);
+	return 0;
+}
+
+SEC("tp_btf/contention_begin")
+int BPF_PROG(btf_lock_begin, void *lock, unsigned int flags)
+{
+	return on_begin(ctx, lock, flags);
+}
+
+SEC("tp_btf/contention_end")
+int BPF_PROG(btf_lock_end, void *lock, int ret)
+{
+	return on_end(lock, ret);
+}
+
+SEC("raw_tp/contention_begin")
+int BPF_PROG(raw_lock_begin, void *lock, unsigned int flags)
+{
+	return on_begin(ctx, lock, flags);
+}
+
+SEC("raw_tp/contention_end")
+int BPF_PROG(raw_lock_end, void *lock, int ret)
+{
+	return on_end(lock, ret);
+}
+
+char LICENSE[] SEC("license") = "GPL";

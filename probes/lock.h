@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* lock.contention records, shared by lock.bpf.c and its collector (collectors/lock.py). */
+#ifndef __LOCK_H
+#define __LOCK_H
+
+/* include/trace/events/lock.h: the waiter's flags of contention_begin (not in BTF) */
+#define LCB_F_SPIN      (1U << 0)
+#define LCB_F_READ      (1U << 1)
+#define LCB_F_WRITE     (1U << 2)
+#define LCB_F_RT        (1U << 3)
+#define LCB_F_PERCPU    (1U << 4)
+#define LCB_F_MUTEX     (1U << 5)
+
+#define LOCK_SLOTS        32
+#define LOCK_STACK_DEPTH  32
+
+struct lock_wait {                      /* a wait in progress, by waiter tid: 72 bytes */
+	__u64 lock;
+	__u64 start_ns;
+	__u32 flags;
+	__u32 tgid;
+	__u32 owner_tid;                /* at contention_begin; 0 = unknown (spinlock, readers) */
+	__u32 owner_tgid;
+	__s32 stack_id;
+	__u32 owner_flags;              /* the owner word's low bits (rwsem: 1 = reader-owned) */
+	char comm[16];
+	char owner_comm[16];
+};
+
+struct lock_stat {                      /* per lock address: 96 bytes */
+	__u64 count;
+	__u64 total_ns;
+	__u64 max_ns;
+	__u32 flags;                    /* union of the waiters' flags */
+	__u32 failed;                   /* waits that ended without the lock (-EINTR, -EDEADLK) */
+	__u32 worst_tid;
+	__u32 worst_tgid;
+	__u32 worst_owner_tid;
+	__u32 worst_owner_tgid;
+	__s32 worst_stack_id;
+	__u32 pad;
+	char worst_comm[16];
+	char worst_owner_comm[16];
+};
+
+#endif
