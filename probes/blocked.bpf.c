@@ -81,6 +81,11 @@ int dump_blocked(struct bpf_iter__task *ctx)
 		if (state & TASK_NOLOAD)        /* TASK_IDLE: an idle kthread, not blocked */
 			return 0;
 	} else if (state & TASK_INTERRUPTIBLE) {
+		/* a task sleeping interruptibly on a mutex/rwsem (mutex_lock_interruptible)
+		 * is blocked on a lock all the same: keep it, for the wait-for graph */
+		if (bpf_core_field_exists(((struct task_struct___blocker *)task)->blocker) &&
+		    BPF_CORE_READ((struct task_struct___blocker *)task, blocker))
+			goto keep;
 		if (!include_sleeping)
 			return 0;
 		last = rec->last_arrival_ns > rec->exec_start_ns ? rec->last_arrival_ns
@@ -90,7 +95,7 @@ int dump_blocked(struct bpf_iter__task *ctx)
 	} else {
 		return 0;
 	}
-
+keep:
 	rec->tid = BPF_CORE_READ(task, pid);
 	rec->tgid = BPF_CORE_READ(task, tgid);
 	rec->state = state;

@@ -108,7 +108,7 @@ def test_json_report_contract_and_replay(tmp_path: Path) -> None:
     assert isinstance(rep["duration_s"], float)
     for n in rep["nodes"]:
         assert {"id", "status", "verdict"} <= set(n)
-        assert all(pr["hook"] in ("tp_btf", "iter") for pr in n["probes"])
+        assert all(pr["hook"] in ("tp_btf", "iter", "procfs") for pr in n["probes"])
     for v in rep["verdicts"]:
         assert {"verdict", "node", "summary", "tasks", "locks", "cpus", "evidence"} <= set(v)
     assert sorted(f.name for f in b.iterdir()) == sorted(["report.json", "report.md", "report.html",

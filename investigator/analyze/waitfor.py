@@ -40,3 +40,144 @@ def cycles(edges: list[Edge]) -> list[list[Edge]]:
             break
     out.sort(key=lambda c: (len(c), [e.waiter for e in c]))
     return out
+
+
+# --- the node's wait-for graph, across probes ------------------------------------------
+# Every probe whose evidence has ``edges`` (user.futex: pthread mutex owners, lock.contention:
+# kernel lock owners, sched.blocked: task->blocker owners, file.locks: flock/POSIX holders)
+# contributes "waiter waits for holder" edges; rules see the merged graph as ``waitfor.*``.
+# Cycles may cross layers (a flock holder waiting on a mutex held by the flock waiter).
+
+ALIAS = "waitfor"
+FIELDS: tuple[tuple[str, str, str, str], ...] = (
+    ("edges_count", "int", "", "Wait-for edges from every probe of the node."),
+    ("sources", "list", "", "The evidence names (probes) that gave edges."),
+    ("cycles_count", "int", "", "Cycles in the merged graph."),
+    ("stuck_cycles_count", "int", "", "Cycles whose every wait was stuck through the window (deadlocks)."),
+    ("cycles", "list", "", "Up to 20 cycles: size, stuck, tasks, locks, cycle (tids)."),
+    ("deadlock.size", "int", "", "Tasks in the first stuck cycle (0: none)."),
+    ("deadlock.stuck", "bool", "", "Every wait of it was stuck."),
+    ("deadlock.blocked_s", "float", "s", "The shortest time any of its waits was seen stuck."),
+    ("deadlock.tasks", "list", "", "Its tasks (tid, pid, comm, role waiter)."),
+    ("deadlock.locks", "list", "", "Its locks in cycle order: lock, kind, source, waiter_tid, waiter_comm, holder_tid, holder_comm."),
+    ("deadlock.cycle", "list", "", "Its tids in cycle order."),
+    ("deadlock.cpus", "list", "", "Empty (a deadlock is not tied to a CPU)."),
+    ("chain.length", "int", "", "Waits in the longest stuck chain that is not a cycle (0: none)."),
+    ("chain.tasks", "list", "", "Its tasks, first waiter to the last holder (role waiter/holder)."),
+    ("chain.locks", "list", "", "Its locks in order, as in deadlock.locks."),
+    ("chain.terminal.tid", "int", "", "The task at the end of the chain, which waits for nothing traced."),
+    ("chain.terminal.comm", "str", "", "Its name."),
+    ("chain.terminal.wchan", "str", "", "Where it sleeps, when a probe of the node listed it (else empty)."),
+    ("chain.cpus", "list", "", "Empty."),
+)
+
+
+def _entities(obj: Any, out: dict[int, dict[str, Any]], depth: int = 0) -> None:
+    """tid -> {tid, pid, comm, ...} from every task-like dict in the evidence (bounded walk)."""
+    if depth > 6:
+        return
+    if isinstance(obj, dict):
+        tid = obj.get("tid")
+        if isinstance(tid, int) and tid > 0 and obj.get("comm"):
+            cur = out.setdefault(tid, {"tid": tid, "pid": obj.get("pid", tid), "comm": obj["comm"]})
+            for k in ("state", "wchan"):
+                if obj.get(k) and k not in cur:
+                    cur[k] = obj[k]
+        for v in obj.values():
+            if isinstance(v, (dict, list)):
+                _entities(v, out, depth + 1)
+    elif isinstance(obj, list):
+        for v in obj[:500]:
+            _entities(v, out, depth + 1)
+
+
+def _lock_row(e: dict[str, Any], who: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    return {"lock": e["lock"], "addr": e["lock"].split()[-1] if e["lock"] else "", "kind": e.get("kind", ""),
+            "source": e["source"],
+            "waiter_tid": e["waiter"], "waiter_comm": who.get(e["waiter"], {}).get("comm", ""),
+            "holder_tid": e["holder"], "holder_comm": who.get(e["holder"], {}).get("comm", "")}
+
+
+def _ent(tid: int, who: dict[int, dict[str, Any]], role: str) -> dict[str, Any]:
+    w = who.get(tid, {})
+    return {"tid": tid, "pid": w.get("pid", tid), "comm": w.get("comm", ""), "role": role}
+
+
+def empty_analysis() -> dict[str, Any]:
+    return {"edges_count": 0, "sources": [], "cycles_count": 0, "stuck_cycles_count": 0, "cycles": [],
+            "deadlock": {"size": 0, "stuck": False, "blocked_s": 0.0, "tasks": [], "locks": [], "cycle": [],
+                         "cpus": []},
+            "chain": {"length": 0, "tasks": [], "locks": [], "terminal": {"tid": 0, "comm": "", "wchan": ""},
+                      "cpus": []}}
+
+
+def analyze(env: dict[str, Any]) -> dict[str, Any]:
+    """The merged wait-for graph of a node's evidence: cycles (deadlock when stuck) and the
+    longest stuck chain ending in a task that waits for nothing traced."""
+    out = empty_analysis()
+    raw: list[dict[str, Any]] = []
+    for alias, ev in env.items():
+        if alias == ALIAS or not isinstance(ev, dict) or not isinstance(ev.get("edges"), list):
+            continue
+        out["sources"].append(alias)
+        # bundles recorded before edges carried "stuck": the source's waiter says it
+        waiters = {w.get("tid"): w for w in ev.get("waiters") or [] if isinstance(w, dict)}
+        for e in ev["edges"]:
+            if isinstance(e, dict) and isinstance(e.get("waiter"), int) and isinstance(e.get("holder"), int):
+                if "stuck" not in e and e["waiter"] in waiters:
+                    w = waiters[e["waiter"]]
+                    e = {**e, "stuck": bool(w.get("stuck")), "waited_s": w.get("blocked_s", 0.0)}
+                raw.append({**e, "source": alias})
+    who: dict[int, dict[str, Any]] = {}
+    _entities(env, who)
+    out["edges_count"] = len(raw)
+    edges = [Edge(e["waiter"], e["holder"], e.get("lock", ""), e.get("kind", ""),
+                  (("stuck", bool(e.get("stuck"))), ("waited_s", float(e.get("waited_s") or 0.0)),
+                   ("source", e["source"]))) for e in raw]
+    info = {(e.waiter, e.holder): dict(e.info) for e in edges}
+    by_pair = {(e["waiter"], e["holder"]): e for e in raw}
+    found = []
+    for cyc in cycles(edges):
+        stuck = all(info[(e.waiter, e.holder)]["stuck"] for e in cyc)
+        found.append({"size": len(cyc), "stuck": stuck,
+                      "blocked_s": min(info[(e.waiter, e.holder)]["waited_s"] for e in cyc),
+                      "tasks": [_ent(e.waiter, who, "waiter") for e in cyc],
+                      "locks": [_lock_row(by_pair[(e.waiter, e.holder)], who) for e in cyc],
+                      "cycle": [e.waiter for e in cyc], "cpus": []})
+    found.sort(key=lambda c: (not c["stuck"], -c["blocked_s"]))
+    out["cycles"] = found
+    out["cycles_count"] = len(found)
+    out["stuck_cycles_count"] = sum(1 for c in found if c["stuck"])
+    if found and found[0]["stuck"]:
+        out["deadlock"] = found[0]
+    # chains: from each stuck waiter, follow stuck edges while they lead somewhere new
+    nxt = {e["waiter"]: e for e in raw if e.get("stuck")}
+    in_cycle = {t for c in found for t in c["cycle"]}
+    best: list[dict[str, Any]] = []
+    for start in sorted(nxt):
+        if start in in_cycle:
+            continue
+        path, seen, cur = [], {start}, start
+        while cur in nxt and len(path) < 32:
+            e = nxt[cur]
+            path.append(e)
+            cur = e["holder"]
+            if cur in seen:
+                break
+            seen.add(cur)
+        if len(path) > len(best):
+            best = path
+    if best:
+        tids = [e["waiter"] for e in best] + [best[-1]["holder"]]
+        term = who.get(tids[-1], {})
+        out["chain"] = {"length": len(best),
+                        "tasks": [_ent(t, who, "waiter") for t in tids[:-1]] + [_ent(tids[-1], who, "holder")],
+                        "locks": [_lock_row(e, who) for e in best],
+                        "terminal": {"tid": tids[-1], "comm": term.get("comm", ""), "wchan": term.get("wchan", ""),
+                                     "state": term.get("state", "")},
+                        "cpus": []}
+    return out
+
+
+def produces_edges(evidence_paths: set[str]) -> bool:
+    return "edges" in evidence_paths

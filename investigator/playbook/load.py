@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..probes.manifest import ProbeManifest, registry
+from ..analyze.waitfor import ALIAS as WAITFOR
+from ..probes.manifest import ProbeManifest, registry, waitfor_manifest
 from ..probes.units import parse_duration_ns
 from ..rules.expr import Expr, ExprError
 from ..rules.template import placeholders
@@ -244,6 +245,9 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
                 broken = True
                 continue
             alias = use.as_ or m.alias
+            if alias == WAITFOR:
+                nloc.error(upath + ("as",), f"'{WAITFOR}' is the node's wait-for graph (an analyzer): "
+                                            "choose another evidence name")
             if alias in aliases:
                 nloc.error(upath, f"two probes of this node use the evidence name '{alias}' (set 'as')")
             aliases[alias] = m
@@ -258,6 +262,8 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
                 if p.default is None and pname not in use.with_:
                     nloc.error(upath + ("use",), f"probe {m.name} needs the parameter '{pname}' "
                                f"(with: {{{pname}: ...}}): {p.help}")
+        if any("edges" in m.field_paths() for m in aliases.values()):
+            aliases = {**aliases, WAITFOR: waitfor_manifest()}
         lp.probes[nid] = aliases
         for k, rule in enumerate(node.conclude):
             rpath = base + ("conclude", k)

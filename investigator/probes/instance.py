@@ -49,6 +49,10 @@ class Targets:
 def availability(manifest: ProbeManifest) -> tuple[str | None, list[dict[str, str]]]:
     """Which hook alternative this kernel accepts (by feature probes, nothing attached),
     and why the others are refused."""
+    if manifest.userspace:
+        import os
+        return ("procfs", []) if os.access("/proc/locks", os.R_OK) else \
+            (None, [{"hook": "procfs", "reason": "/proc/locks is not readable"}])
     if not features.btf():
         return None, [{"hook": "any", "reason": features.btf().reason}]
     refused = []
@@ -147,6 +151,8 @@ class ProbeInstance:
     def attach(self) -> None:
         """Load and attach the first hook alternative this kernel accepts."""
         t0 = time.perf_counter()
+        if self.manifest.userspace:
+            return self._start_userspace(t0)
         self.values = resolve_params(self.manifest, self.params)
         self.symbols = {n: str(self.params.get(n, p.default or "")) for n, p in self.manifest.params.items()
                         if p.type == "symbol"}
@@ -188,6 +194,20 @@ class ProbeInstance:
             return
         raise ProbeUnavailable(self.name, self.attempts)
 
+    def _start_userspace(self, t0: float) -> None:
+        self.values = resolve_params(self.manifest, self.params)
+        self.hook = "procfs"
+        self.attached_at = time.monotonic()
+        mod = importlib.import_module(f".collectors.{self.manifest.collector}", __package__)
+        self.collector = mod.Collector()
+        try:
+            self.collector.start(self)
+        except OSError as e:
+            self.collector = None
+            self.attempts.append({"hook": "procfs", "reason": str(e)})
+            raise ProbeUnavailable(self.name, self.attempts) from e
+        self.attach_ms = (time.perf_counter() - t0) * 1000
+
     def stats(self) -> dict[str, int]:
         """Events seen and records dropped, summed over CPUs (the overhead guard's input)."""
         if self.obj is None or "probe_stats" not in self.obj.maps:
@@ -208,7 +228,7 @@ class ProbeInstance:
 
     def collect(self) -> dict[str, Any]:
         """The evidence gathered since attach, as plain JSON-able data."""
-        assert self.collector is not None and self.obj is not None
+        assert self.collector is not None and (self.obj is not None or self.manifest.userspace)
         ev = self.collector.finish(self)
         ev["probe"] = {"name": self.name, "hook": self.hook, "attempts": list(self.attempts),
                        "observed_s": round(time.monotonic() - self.attached_at, 3), **self.stats(),

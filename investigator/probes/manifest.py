@@ -38,6 +38,17 @@ def bpftrace_manifest() -> ProbeManifest:
         kernel="bpftrace installed", freeform=True)
 
 
+def waitfor_manifest() -> ProbeManifest:
+    """The pseudo-probe of a node's merged wait-for graph (investigator/analyze/waitfor.py):
+    present in every node with a probe that gives wait-for edges."""
+    from ..analyze import waitfor
+    return ProbeManifest(
+        name="waitfor", alias=waitfor.ALIAS, summary="The node's wait-for graph, merged from its probes' edges.",
+        description="", object_path=Path(), source_path=Path(), collector="", mode="analyzer",
+        hooks=(), params={}, maps={}, kernel="",
+        evidence=tuple(EvidenceField(path=p, type=t, unit=u, help=h) for p, t, u, h in waitfor.FIELDS))
+
+
 @dataclass(frozen=True)
 class Param:
     name: str
@@ -94,6 +105,11 @@ class ProbeManifest:
     manifest_path: Path = field(default=Path())
     budget: Budget = field(default_factory=Budget)
     freeform: bool = False          # evidence fields are not known statically (bpftrace)
+
+    @property
+    def userspace(self) -> bool:
+        """Reads /proc instead of loading BPF (hook kind "procfs")."""
+        return all(h.kind == "procfs" for h in self.hooks) and bool(self.hooks)
 
     def field_paths(self) -> set[str]:
         """Every path a rule may name, parents included (worst, worst.victim, worst.victim.tid)."""
@@ -153,14 +169,17 @@ def load_manifest(path: Path) -> ProbeManifest:
         _only_keys(e, {"path", "type", "unit", "help"}, f"{where}: evidence {e.get('path')}")
     evidence = tuple(EvidenceField(path=e["path"], type=e["type"], unit=e.get("unit", ""),
                                    help=e.get("help", "")) for e in _require(d, "evidence", where))
-    obj = path.parent / _require(d, "object", where)
+    # a "procfs" probe reads what the kernel publishes in /proc (no BPF object)
+    userspace = bool(hooks) and all(h.kind == "procfs" for h in hooks)
+    obj = Path() if userspace else path.parent / _require(d, "object", where)
     b = d.get("budget") or {}
     _only_keys(b, {"events_per_s", "cost_ns"}, f"{where}: budget")
     budget = Budget(**{k: float(v) for k, v in b.items()})
     return ProbeManifest(
         name=_require(d, "name", where), alias=_require(d, "alias", where),
         summary=_require(d, "summary", where), description=d.get("description", ""),
-        object_path=obj, source_path=obj.with_suffix(".c"), collector=_require(d, "collector", where),
+        object_path=obj, source_path=obj if userspace else obj.with_suffix(".c"),
+        collector=_require(d, "collector", where),
         mode=d.get("mode", "window"), hooks=hooks, params=params, maps=dict(d.get("maps") or {}),
         evidence=evidence, kernel=d.get("kernel", ""), manifest_path=path, budget=budget)
 

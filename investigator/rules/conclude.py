@@ -34,9 +34,19 @@ def outcome_of(verdict: str) -> str:
     return "inconclusive"
 
 
+def with_analyzers(env: dict[str, Any]) -> dict[str, Any]:
+    """The evidence plus what the analyzers derive from it (the merged wait-for graph as
+    ``waitfor``, when a probe of the node gives wait-for edges)."""
+    from ..analyze import waitfor
+    if any(isinstance(ev, dict) and "edges" in ev for a, ev in env.items() if a != waitfor.ALIAS):
+        return {**env, waitfor.ALIAS: waitfor.analyze(env)}
+    return env
+
+
 def conclude(lp: LoadedPlaybook, node_id: str, env: dict[str, Any]) -> Conclusion:
     node = lp.spec.nodes[node_id]
     errors: list[str] = []
+    env = with_analyzers(env)
     for i, rule in enumerate(node.conclude):
         when = lp.exprs.get((node_id, i, "when")) or Expr(rule.when)
         try:

@@ -85,6 +85,33 @@ for p in pids:
     os.kill(p, 9)
 """
 
+FLOCK_ABBA = """
+import fcntl, os, time
+# Two processes take two flock()s in opposite orders: each holds one and waits for the
+# other forever (the kernel does no deadlock detection for flock).
+end = time.monotonic() + {seconds}
+a, b = "{dir}/first.lock", "{dir}/second.lock"
+pids = []
+for i, (mine, theirs) in enumerate(((a, b), (b, a))):
+    pid = os.fork()
+    if pid == 0:
+        open("/proc/self/comm", "w").write("{name}-%d" % i)
+        f1 = os.open(mine, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(f1, fcntl.LOCK_EX)
+        time.sleep(0.5)
+        f2 = os.open(theirs, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(f2, fcntl.LOCK_EX)    # never returns
+        os._exit(0)
+    pids.append(pid)
+with open("{pidfile}.tmp", "w") as f:
+    f.write(" ".join(map(str, pids)))
+os.rename("{pidfile}.tmp", "{pidfile}")
+while time.monotonic() < end:
+    time.sleep(0.2)
+for p in pids:
+    os.kill(p, 9)
+"""
+
 NORMAL_HOG = """
 import os, time
 open("/proc/self/comm", "w").write("{name}")

@@ -46,6 +46,29 @@ def empty_worst() -> dict[str, Any]:
             "blocker": None, "tasks": [], "cpus": [], "locks": []}
 
 
+def _holder(tid: int) -> dict[str, Any] | None:
+    """What a lock's holder is doing, when it is not itself blocked on a traced lock (the end
+    of a wait-for chain): state, wchan and kernel stack from /proc."""
+    try:
+        with open(f"/proc/{tid}/stat") as f:
+            stat = f.read()
+        comm = stat[stat.index("(") + 1: stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        with open(f"/proc/{tid}/wchan") as f:
+            wchan = f.read().strip()
+        try:
+            with open(f"/proc/{tid}/stack") as f:
+                stack = [line.split(" ", 1)[-1].strip() for line in f][:32]
+        except OSError:
+            stack = []
+        with open(f"/proc/{tid}/status") as f:
+            tgid = next(int(line.split()[1]) for line in f if line.startswith("Tgid:"))
+    except (OSError, ValueError, StopIteration):
+        return None
+    return {**task_entity(tid, tgid, comm), "state": fields[0], "wchan": "" if wchan == "0" else wchan,
+            "stack": stack}
+
+
 class Collector:
     def start(self, inst: Any) -> None:
         self.first = snapshot(inst)
@@ -89,7 +112,17 @@ class Collector:
             worst = {"blocked_s": w["blocked_s"], "state": w["state"], "task": ent, "stuck": w["stuck"],
                      "stack": w["stack"], "blocker": w["blocker"], "tasks": roles, "cpus": [],
                      "locks": locks}
+        edges = [{"waiter": t["tid"], "holder": t["blocker"]["owner"]["tid"],
+                  "lock": f"{t['blocker']['kind']} {t['blocker']['addr']}", "kind": t["blocker"]["kind"],
+                  "stuck": t["stuck"] or (t["state"] == "S" and t["tid"] in self.first
+                                          and t["switches"] == self.first[t["tid"]].nvcsw + self.first[t["tid"]].nivcsw),
+                  "waited_s": t["blocked_s"]}
+                 for t in tasks if t["blocker"] and t["blocker"]["owner"] and t["blocker"]["owner"]["tid"] != t["tid"]]
+        known = {t["tid"] for t in tasks}
+        holders = [_holder(e["holder"]) for e in edges if e["holder"] not in known][:TOP_TASKS]
         return {
+            "edges": edges,
+            "holders": [h for h in holders if h],
             "count": len(d_tasks),
             "stuck_count": len(stuck),
             "max_blocked_s": max((t["blocked_s"] for t in d_tasks), default=0.0),

@@ -93,7 +93,9 @@ class Collector:
             "waiters_count": len(waiters),
             "mutex_waiters_count": sum(1 for w in waiters if w["owner_tid"]),
             "waiters": waiters[:TOP],
-            "edges": [{"waiter": e.waiter, "holder": e.holder, "lock": e.lock} for e in edges[:TOP * 4]],
+            "edges": [{"waiter": e.waiter, "holder": e.holder, "lock": e.lock, "kind": e.kind,
+                       "stuck": by_tid[e.waiter]["stuck"], "waited_s": by_tid[e.waiter]["blocked_s"]}
+                      for e in edges[:TOP * 4]],
             "cycles_count": len(found),
             "stuck_cycles_count": sum(1 for c in found if c["stuck"]),
             "cycles": found,

@@ -106,6 +106,8 @@ class Collector:
             if owner_tid and owner_tid != tid:
                 edges.append(Edge(tid, owner_tid, f"{kind} {hex(w.lock)}", kind))
         waiting.sort(key=lambda w: -w["waiting_ms"])
+        ages = {w["tid"]: w["waiting_ms"] / 1e3 for w in waiting}
+        observed_s = time.monotonic() - inst.attached_at
         slots = [0] * SLOTS
         for i in range(SLOTS):
             vals = maps["hist"].lookup(i) or []
@@ -131,7 +133,9 @@ class Collector:
             "waiting_count": len(waiting),
             "waiting_max_ms": waiting[0]["waiting_ms"] if waiting else 0.0,
             "waiting": waiting[:TOP],
-            "edges": [{"waiter": e.waiter, "holder": e.holder, "lock": e.lock, "kind": e.kind}
+            # a wait that lasted (nearly) the whole window is stuck as far as we can see
+            "edges": [{"waiter": e.waiter, "holder": e.holder, "lock": e.lock, "kind": e.kind,
+                       "stuck": ages[e.waiter] >= 0.9 * observed_s, "waited_s": round(ages[e.waiter], 3)}
                       for e in edges[:TOP * 4]],
             "cycles": found,
         }
