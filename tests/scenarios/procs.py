@@ -191,6 +191,22 @@ def wait_alive(p: subprocess.Popen[bytes], seconds: float) -> None:
 
 
 @contextmanager
+def rps_to(cpu: int, dev: str = "lo") -> Iterator[None]:
+    """Receive packet steering: packets received on ``dev`` (loopback: every local send) are
+    processed in the NET_RX softirq of ``cpu``, raised there by an IPI.  Restored after."""
+    path = f"/sys/class/net/{dev}/queues/rx-0/rps_cpus"
+    with open(path) as f:
+        old = f.read().strip()
+    with open(path, "w") as f:
+        f.write(format(1 << cpu, "x"))
+    try:
+        yield
+    finally:
+        with open(path, "w") as f:
+            f.write(old)
+
+
+@contextmanager
 def frozen_filesystem(workdir: str) -> Iterator[str]:
     """A small ext4 filesystem on a loop device, frozen (fsfreeze -f); yields its mount
     point.  Writers to it block in D state (sb_start_write / percpu_rwsem_wait) until it is

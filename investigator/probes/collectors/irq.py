@@ -1,0 +1,169 @@
+"""Evidence of ``irq.time`` (probes/irq.bpf.c): hard IRQ and softirq time per CPU, line and
+vector, and the tasks in whose context softirqs ran (charged for them)."""
+
+from __future__ import annotations
+
+import ctypes as C
+import time
+from typing import Any
+
+from ...system.kallsyms import symbolize
+from ._common import cstr, task_entity
+
+VECTORS = ("HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED", "HRTIMER", "RCU")
+TOP = 20
+u32, s32, u64 = C.c_uint32, C.c_int32, C.c_uint64
+
+
+class IrqStat(C.Structure):
+    _fields_ = [("count", u64), ("total_ns", u64), ("max_ns", u64), ("pad", u64)]
+
+
+class ChargeKey(C.Structure):
+    _fields_ = [("tid", u32), ("vec", u32)]
+
+
+class Charge(C.Structure):
+    _fields_ = [("count", u64), ("total_ns", u64), ("tgid", u32), ("cpu", u32), ("kthread", u32), ("pad", u32),
+                ("comm", C.c_char * 16)]
+
+
+class RaiseKey(C.Structure):
+    _fields_ = [("tid", u32), ("vec", u32), ("stack_id", s32), ("pad", u32)]
+
+
+class HirqStat(C.Structure):
+    _fields_ = [("count", u64), ("total_ns", u64), ("max_ns", u64), ("name", C.c_char * 24)]
+
+
+LAYOUTS = {"irq_stat": IrqStat, "charge_key": ChargeKey, "charge": Charge, "hirq_stat": HirqStat,
+           "raise_key": RaiseKey}
+
+# A raise whose kernel stack passes through one of these came from an interrupt (IRQ, IPI,
+# timer tick) or a softirq, not from the task that happened to be current.
+IRQ_FRAMES = ("sysvec_", "asm_sysvec_", "common_interrupt", "asm_common_interrupt", "irq_exit",
+              "__irq_exit_rcu", "handle_softirqs", "__do_softirq", "do_softirq", "run_ksoftirqd",
+              "handle_irq_event", "__handle_irq_event_percpu", "generic_smp_call_function",
+              "__flush_smp_call_function_queue", "hrtimer_interrupt", "__hrtimer_run_queues",
+              "tick_handle_periodic", "update_process_times", "el1_interrupt", "el0_interrupt",
+              "gic_handle_irq", "net_rx_action")
+
+
+def from_interrupt(frames: list[str]) -> bool:
+    return any(f.startswith(IRQ_FRAMES) for f in frames)
+
+
+def context_of(tid: int, comm: str, kthread: bool) -> str:
+    """Whose time a softirq took: the idle task's (free), ksoftirqd's (deferred, accounted
+    as such), or a task's it interrupted (charged to it)."""
+    if tid == 0:
+        return "idle"
+    if comm.startswith("ksoftirqd/"):
+        return "ksoftirqd"
+    return "kthread" if kthread else "task"
+
+
+def _ms(ns: int) -> float:
+    return round(ns / 1e6, 3)
+
+
+def empty_cpu() -> dict[str, Any]:
+    return {"cpu": -1, "softirq_ms": 0.0, "hardirq_ms": 0.0, "share_pct": 0.0, "top_vector": "",
+            "top_vector_ms": 0.0, "tasks": [], "cpus": []}
+
+
+def empty_charged() -> dict[str, Any]:
+    return {**task_entity(0, 0, ""), "vector": "", "cpu": -1, "count": 0, "charged_ms": 0.0,
+            "share_pct": 0.0, "context": "", "tasks": [], "cpus": []}
+
+
+class Collector:
+    def start(self, inst: Any) -> None:
+        pass
+
+    def finish(self, inst: Any) -> dict[str, Any]:
+        maps = inst.obj.maps
+        # shares are of the time the probe was attached (the overload guard may detach it early)
+        seen_s = inst.guard["after_s"] if inst.guard else time.monotonic() - inst.attached_at
+        window_ns = max(1, int(seen_s * 1e9))
+        per_cpu: dict[int, dict[str, Any]] = {}
+        softirqs = []
+        for vec in range(len(VECTORS)):
+            vals = maps["softirqs"].lookup(vec) or []
+            for cpu, raw in enumerate(vals if isinstance(vals, list) else [vals]):
+                s = IrqStat.from_buffer_copy(raw)
+                if not s.count:
+                    continue
+                softirqs.append({"vector": VECTORS[vec], "cpu": cpu, "count": s.count,
+                                 "total_ms": _ms(s.total_ns), "max_us": round(s.max_ns / 1e3, 3)})
+                c = per_cpu.setdefault(cpu, {"softirq_ns": 0, "hardirq_ns": 0, "by_vec": {}})
+                c["softirq_ns"] += s.total_ns
+                c["by_vec"][VECTORS[vec]] = c["by_vec"].get(VECTORS[vec], 0) + s.total_ns
+        hardirqs = []
+        for k, vals in maps["hardirqs"].items(limit=256):
+            irq = int.from_bytes(k, "little", signed=True)
+            for cpu, raw in enumerate(vals if isinstance(vals, list) else [vals]):
+                h = HirqStat.from_buffer_copy(raw)
+                if not h.count:
+                    continue
+                hardirqs.append({"irq": irq, "name": cstr(h.name), "cpu": cpu, "count": h.count,
+                                 "total_ms": _ms(h.total_ns), "max_us": round(h.max_ns / 1e3, 3)})
+                per_cpu.setdefault(cpu, {"softirq_ns": 0, "hardirq_ns": 0, "by_vec": {}})["hardirq_ns"] += h.total_ns
+        softirqs.sort(key=lambda s: -s["total_ms"])
+        hardirqs.sort(key=lambda h: -h["total_ms"])
+        charged = []
+        for k, v in maps["charged"].lookup_batch(limit=4096):
+            key, c = ChargeKey.from_buffer_copy(k), Charge.from_buffer_copy(v)
+            comm = cstr(c.comm)
+            vec = key.vec & 0xFFFF
+            charged.append({**task_entity(key.tid, c.tgid, comm), "vector": VECTORS[vec] if vec < 10 else str(vec),
+                            "cpu": c.cpu, "count": c.count, "charged_ms": _ms(c.total_ns),
+                            "share_pct": round(100 * c.total_ns / window_ns, 2),
+                            "context": context_of(key.tid, comm, bool(c.kthread))})
+        # who raised what: per (task, vector), raises of its own vs from interrupts
+        origin: dict[tuple[int, int], list[int]] = {}
+        kinds: dict[int, bool] = {}
+        for k, v in maps["raises"].lookup_batch(limit=4096):
+            rk = RaiseKey.from_buffer_copy(k)
+            if rk.stack_id not in kinds:
+                frames = [f.split("+")[0] for f in symbolize(
+                    [a for a in maps["raise_stacks"].stack(rk.stack_id, depth=16) if a])] if rk.stack_id >= 0 else []
+                kinds[rk.stack_id] = from_interrupt(frames) if frames else True
+            o = origin.setdefault((rk.tid, rk.vec), [0, 0])
+            o[1 if kinds[rk.stack_id] else 0] += int.from_bytes(v, "little")
+        for c in charged:
+            own, irq = origin.get((c["tid"], VECTORS.index(c["vector"]) if c["vector"] in VECTORS else -1), [0, 0])
+            c["raised_self"], c["raised_irq"] = own, irq
+        charged.sort(key=lambda c: -c["charged_ms"])
+        cpus = []
+        for cpu, c in sorted(per_cpu.items()):
+            top = max(c["by_vec"].items(), key=lambda kv: kv[1], default=("", 0))
+            cpus.append({"cpu": cpu, "softirq_ms": _ms(c["softirq_ns"]), "hardirq_ms": _ms(c["hardirq_ns"]),
+                         "share_pct": round(100 * (c["softirq_ns"] + c["hardirq_ns"]) / window_ns, 2),
+                         "top_vector": top[0], "top_vector_ms": _ms(top[1])})
+        worst_cpu = empty_cpu()
+        if cpus:
+            w = max(cpus, key=lambda c: c["share_pct"])
+            tasks = [{**{k: c[k] for k in ("tid", "pid", "comm")}, "role": "bystander" if c["context"] != "task" else "victim",
+                      "charged_ms": c["charged_ms"]} for c in charged if c["cpu"] == w["cpu"]][:5]
+            worst_cpu = {**w, "tasks": tasks, "cpus": [w["cpu"]]}
+        in_tasks = [c for c in charged if c["context"] == "task"]
+        # someone else's work: the task itself raised under a tenth of the softirqs it ran
+        foreign = [c for c in in_tasks if c["raised_self"] * 10 < c["count"]]
+        worst_charged = empty_charged()
+        if foreign:
+            w = foreign[0]
+            worst_charged = {**w, "tasks": [{**{k: w[k] for k in ("tid", "pid", "comm")}, "role": "victim"}],
+                             "cpus": [w["cpu"]]}
+        return {
+            "softirq_ms": _ms(sum(c["softirq_ns"] for c in per_cpu.values())),
+            "hardirq_ms": _ms(sum(c["hardirq_ns"] for c in per_cpu.values())),
+            "cpus": cpus,
+            "worst_cpu": worst_cpu,
+            "softirqs": softirqs[:TOP],
+            "hardirqs": hardirqs[:TOP],
+            "charged": charged[:TOP],
+            "charged_to_tasks_ms": round(sum(c["charged_ms"] for c in in_tasks), 3),
+            "foreign_charged_ms": round(sum(c["charged_ms"] for c in foreign), 3),
+            "worst_charged": worst_charged,
+        }
