@@ -32,8 +32,20 @@ def errors_of(text: str) -> list[str]:
 
 def test_freeze_is_valid() -> None:
     lp = load_playbook(REPO / "playbooks" / "freeze.yaml")
-    assert set(lp.spec.nodes) == {"cpu-starvation", "blocked-tasks", "workqueue-stall", "user-deadlock"}
+    assert set(lp.spec.nodes) == {"cpu-starvation", "blocked-tasks", "workqueue-stall", "user-deadlock",
+                                  "interrupts"}
     assert lp.window_ns(lp.spec.nodes["cpu-starvation"]) == 5_000_000_000
+
+
+def test_every_shipped_playbook_is_valid() -> None:
+    for p in sorted((REPO / "playbooks").glob("*.yaml")):
+        load_playbook(p)      # raises PlaybookError with file:line:col messages
+
+
+def test_yaml_1_1_booleans_are_plain_words() -> None:
+    """`on:` is the edge key, not YAML 1.1's True; only true/false are booleans."""
+    lp = load_playbook(REPO / "playbooks" / "memory.yaml")
+    assert lp.spec.nodes["alloc-failures"].on.refuted == ["unfreed"]
 
 
 def test_unknown_key_points_at_the_key_with_a_hint() -> None:

@@ -82,6 +82,10 @@ class Located:
     def _scalar(node: yaml.Node) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             return node  # reported by the caller
+        # YAML 1.2 booleans: only true/false (YAML 1.1's on/off/yes/no would turn the
+        # edge key `on:` into True)
+        if node.tag == "tag:yaml.org,2002:bool" and node.value.lower() not in ("true", "false"):
+            return node.value
         return _Loader.construct_scalar_value(node) if hasattr(_Loader, "construct_scalar_value") \
             else _construct(node)
 

@@ -191,6 +191,21 @@ def wait_alive(p: subprocess.Popen[bytes], seconds: float) -> None:
 
 
 @contextmanager
+def sysctl(name: str, value: str) -> Iterator[None]:
+    """Set a sysctl for the duration of a scenario; the old value is always restored."""
+    path = "/proc/sys/" + name.replace(".", "/")
+    with open(path) as f:
+        old = f.read().strip()
+    with open(path, "w") as f:
+        f.write(value)
+    try:
+        yield
+    finally:
+        with open(path, "w") as f:
+            f.write(old)
+
+
+@contextmanager
 def rps_to(cpu: int, dev: str = "lo") -> Iterator[None]:
     """Receive packet steering: packets received on ``dev`` (loopback: every local send) are
     processed in the NET_RX softirq of ``cpu``, raised there by an IPI.  Restored after."""

@@ -1,0 +1,93 @@
+"""Evidence of ``mem.alloc`` (probes/mem.bpf.c): failed kmalloc()s by call site and task,
+their rate over time, and allocations made during the window and not freed, per call site."""
+
+from __future__ import annotations
+
+import ctypes as C
+import time
+from typing import Any
+
+from ...system.kallsyms import kallsyms
+from ._common import cstr, task_entity
+
+TOP = 20
+SLOTS = 64
+u32, u64 = C.c_uint32, C.c_uint64
+GFP_BITS = {0x400: "__GFP_DIRECT_RECLAIM", 0x800: "__GFP_KSWAPD_RECLAIM", 0x40: "__GFP_IO",
+            0x80: "__GFP_FS", 0x2000: "__GFP_NOWARN", 0x20: "__GFP_HIGH"}
+
+
+class MemLive(C.Structure):
+    _fields_ = [("call_site", u64), ("ts", u64), ("bytes", u32), ("pad", u32)]
+
+
+class MemSite(C.Structure):
+    _fields_ = [("allocs", u64), ("frees", u64), ("failures", u64), ("bytes_out", u64), ("last_fail_ns", u64),
+                ("fail_bytes", u64), ("fail_tid", u32), ("fail_tgid", u32), ("fail_gfp", u32), ("pad", u32),
+                ("fail_comm", C.c_char * 16), ("pad2", u64 * 2)]
+
+
+LAYOUTS = {"mem_live": MemLive, "mem_site": MemSite}
+
+
+def empty_failure() -> dict[str, Any]:
+    return {"site": "", "count": 0, "bytes": 0, "gfp": "", "ago_s": 0.0, "task": task_entity(0, 0, ""),
+            "tasks": [], "cpus": []}
+
+
+class Collector:
+    def start(self, inst: Any) -> None:
+        pass
+
+    def finish(self, inst: Any) -> dict[str, Any]:
+        maps = inst.obj.maps
+        ks = kallsyms()
+        now = time.monotonic_ns()
+        bucket_ms = inst.values.get("rate_bucket", 100_000_000) / 1e6
+        sites = {}
+        for k, v in maps["sites"].lookup_batch(limit=4096):
+            sites[int.from_bytes(k, "little")] = MemSite.from_buffer_copy(v)
+        live_n: dict[int, int] = {}
+        oldest: dict[int, int] = {}
+        for _, v in maps["live"].lookup_batch(limit=65536):
+            lv = MemLive.from_buffer_copy(v)
+            live_n[lv.call_site] = live_n.get(lv.call_site, 0) + 1
+            oldest[lv.call_site] = min(oldest.get(lv.call_site, lv.ts), lv.ts)
+        failures, outstanding = [], []
+        for addr, s in sites.items():
+            name = ks.name(addr) if ks.readable else hex(addr)
+            if s.failures and s.failures < 1 << 63:
+                failures.append({"site": name, "count": s.failures, "bytes": s.fail_bytes,
+                                 "gfp": hex(s.fail_gfp), "ago_s": round((now - s.last_fail_ns) / 1e9, 3),
+                                 "task": task_entity(s.fail_tid, s.fail_tgid, cstr(s.fail_comm))})
+            if live_n.get(addr):
+                outstanding.append({"site": name, "count": live_n[addr], "bytes": int(s.bytes_out),
+                                    "allocs": s.allocs, "frees": s.frees,
+                                    "oldest_s": round((now - oldest[addr]) / 1e9, 3)})
+        failures.sort(key=lambda f: -f["count"])
+        outstanding.sort(key=lambda o: -o["bytes"])
+        rate = []
+        for i in range(SLOTS):
+            raw = maps["fail_rate"].lookup(i)
+            rate.append(int.from_bytes(raw, "little") if isinstance(raw, bytes) else 0)
+        while rate and not rate[-1]:
+            rate.pop()
+        worst = empty_failure()
+        if failures:
+            f = failures[0]
+            worst = {**f, "tasks": [{**f["task"], "role": "victim"}], "cpus": []}
+        observed = max(1e-3, time.monotonic() - inst.attached_at)
+        total_fail = sum(f["count"] for f in failures)
+        return {
+            "failures": total_fail,
+            "failure_rate_per_s": round(total_fail / observed, 3),
+            "failure_sites": failures[:TOP],
+            "worst_failure": worst,
+            "rate_bucket_ms": bucket_ms,
+            "failures_over_time": rate,
+            "peak_failures_per_bucket": max(rate, default=0),
+            "allocs": sum(s.allocs for s in sites.values()),
+            "outstanding_count": sum(live_n.values()),
+            "outstanding_bytes": sum(o["bytes"] for o in outstanding),
+            "outstanding": outstanding[:TOP],
+        }

@@ -1,0 +1,71 @@
+"""mem.alloc and playbooks/memory.yaml on real kernel allocation failures and a real leak:
+F_SETPIPE_SZ of 1 GiB (with fs.pipe-max-size raised, restored after) makes the kernel's
+kcalloc() of the pipe ring ask for 10 MiB, beyond kmalloc's largest size, so kmalloc returns
+NULL and fcntl fails with ENOMEM; an epoll fd opened every 5 ms and never closed leaves one
+kmalloc'ed struct eventpoll per fd."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import investigate
+from scenarios.procs import processes, sysctl, wait_alive
+
+pytestmark = [pytest.mark.bpf]
+
+PIPE_RESIZER = """
+import fcntl, os, time
+open("/proc/self/comm", "w").write("{name}")
+r, w = os.pipe()
+end = time.monotonic() + {seconds}
+while time.monotonic() < end:
+    try:
+        fcntl.fcntl(w, 1031, 1 << 30)      # F_SETPIPE_SZ
+    except OSError:
+        pass
+    time.sleep({period})
+"""
+
+EPOLL_LEAK = """
+import select, time
+open("/proc/self/comm", "w").write("{name}")
+fds = []
+end = time.monotonic() + {seconds}
+while time.monotonic() < end and len(fds) < 3000:
+    fds.append(select.epoll())
+    time.sleep({period})
+time.sleep(max(0, end - time.monotonic()))
+"""
+
+
+def test_kmalloc_failures_name_task_site_size_and_rate(tmp_path: Path) -> None:
+    with sysctl("fs.pipe-max-size", str(1 << 31)), processes() as ps:
+        p = ps.spawn(PIPE_RESIZER, name="pipe-resizer", period=0.1, seconds=60)
+        wait_alive(p, 0.5)
+        r = investigate("playbooks/memory.yaml", "--window", "2", "--json", "--out", str(tmp_path / "b"))
+    assert r.returncode == 1, r.stderr
+    (v,) = [v for v in json.loads(r.stdout)["verdicts"] if v["node"] == "alloc-failures"]
+    assert v["verdict"] == "alloc-failure"
+    assert v["tasks"] == [{"tid": p.pid, "pid": p.pid, "comm": "pipe-resizer", "role": "victim"}]
+    ev = json.loads((tmp_path / "b" / "evidence.json").read_text())["alloc-failures"]["mem"]
+    (site,) = ev["failure_sites"]                  # one site: the large path's own event is folded
+    assert site["site"].startswith("pipe_resize_ring+"), site
+    assert site["bytes"] == (1 << 30) // 4096 * 40, site     # 262144 slots of struct pipe_buffer
+    # one failure per 100 ms for 2 s: about 20, one or two per bucket
+    assert 15 <= ev["failures"] <= 25, ev["failures"]
+    assert max(ev["failures_over_time"]) <= 2 and sum(ev["failures_over_time"]) == ev["failures"]
+
+
+def test_unfreed_allocations_per_call_site(tmp_path: Path) -> None:
+    with processes() as ps:
+        p = ps.spawn(EPOLL_LEAK, name="epoll-leak", period=0.005, seconds=60)
+        wait_alive(p, 0.3)
+        r = investigate("playbooks/memory.yaml", "--window", "2", "--json", "--out", str(tmp_path / "b"))
+    assert r.returncode in (0, 1), r.stderr
+    ev = json.loads((tmp_path / "b" / "evidence.json").read_text())["unfreed"]["mem"]
+    ep = [o for o in ev["outstanding"] if "epoll" in o["site"] or o["site"].startswith("ep_alloc")]
+    assert ep, ev["outstanding"][:5]
+    assert ep[0]["count"] >= 100 and ep[0]["frees"] == 0, ep[0]   # ~400 opened in 2 s
+    assert ep[0]["oldest_s"] >= 1.0
