@@ -64,6 +64,22 @@ def iter_snapshot(inst: Any, record: type[C.Structure], max_records: int) -> dic
     return {r.tid: r for r in recs}
 
 
+def kernel_stack(stack_map: Any, stack_id: int, depth: int = 32) -> list[str]:
+    """A stack map's kernel stack as symbols, without the probe's own frames (the BPF program
+    and the tracepoint/trampoline glue that called it)."""
+    if stack_id < 0:
+        return []
+    from ...system.kallsyms import symbolize
+    frames = symbolize([a for a in stack_map.stack(stack_id, depth=depth) if a])
+    i = 0
+    while i < len(frames) and frames[i].startswith(("bpf_prog_", "bpf_trace_run", "__bpf_trace_",
+                                                    "bpf_trampoline_", "__bpf_prog_enter", "trace_call_bpf",
+                                                    "kprobe_", "kretprobe_", "perf_trace_run_bpf", "arch_rethook",
+                                                    "rethook_", "pre_handler_kretprobe", "0x")):
+        i += 1
+    return frames[i:]
+
+
 def seconds_since_ran(now_ns: int, last_arrival_ns: int, exec_start_ns: int) -> float:
     """How long a task has not run, from the scheduler's own timestamps (0 if unknown)."""
     ran = max(last_arrival_ns, exec_start_ns)

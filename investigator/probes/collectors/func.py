@@ -8,8 +8,7 @@ import errno
 import time
 from typing import Any
 
-from ...system.kallsyms import symbolize
-from ._common import cstr, hist_quantile, log2_hist, task_entity
+from ._common import cstr, hist_quantile, kernel_stack, log2_hist, task_entity
 
 SLOTS = 32
 RET_OTHER = 0x7FFFFFFFFFFFFFFF
@@ -85,8 +84,7 @@ class Collector:
         stacks.sort(reverse=True)
         callers = []
         for n, sid in stacks[:10]:
-            frames = symbolize([a for a in maps["stacks"].stack(sid, depth=32) if a])
-            callers.append({"count": n, "stack": frames})
+            callers.append({"count": n, "stack": kernel_stack(maps["stacks"], sid)})
         events = []
         for _, v in maps["recent"].items(limit=64):
             e = FuncEvent.from_buffer_copy(v)
@@ -96,8 +94,7 @@ class Collector:
         now_ns = time.monotonic_ns()
         recent = [{**task_entity(e.tid, e.tgid, cstr(e.comm)), "cpu": e.cpu, "ret": ret_name(e.ret),
                    "latency_us": round(e.latency_ns / 1e3, 3), "ago_s": round((now_ns - e.end_ns) / 1e9, 3),
-                   "stack": symbolize([a for a in maps["stacks"].stack(e.stack_id, depth=32) if a])
-                   if e.stack_id >= 0 else []} for e in events[-20:]]
+                   "stack": kernel_stack(maps["stacks"], e.stack_id)} for e in events[-20:]]
         errors = sum(r["count"] for r in returns if r["raw"] is not None and r["raw"] < 0)
         nulls = sum(r["count"] for r in returns if r["raw"] == 0)
         return {

@@ -7,8 +7,7 @@ import ctypes as C
 import time
 from typing import Any
 
-from ...system.kallsyms import symbolize
-from ._common import cstr, task_entity
+from ._common import cstr, kernel_stack, task_entity
 
 VECTORS = ("HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED", "HRTIMER", "RCU")
 TOP = 20
@@ -126,8 +125,7 @@ class Collector:
         for k, v in maps["raises"].lookup_batch(limit=4096):
             rk = RaiseKey.from_buffer_copy(k)
             if rk.stack_id not in kinds:
-                frames = [f.split("+")[0] for f in symbolize(
-                    [a for a in maps["raise_stacks"].stack(rk.stack_id, depth=16) if a])] if rk.stack_id >= 0 else []
+                frames = [f.split("+")[0] for f in kernel_stack(maps["raise_stacks"], rk.stack_id, depth=16)]
                 kinds[rk.stack_id] = from_interrupt(frames) if frames else True
             o = origin.setdefault((rk.tid, rk.vec), [0, 0])
             o[1 if kinds[rk.stack_id] else 0] += int.from_bytes(v, "little")

@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 from ...analyze.waitfor import Edge, cycles
-from ...system.kallsyms import kallsyms, symbolize
-from ._common import cstr, hist_quantile, log2_hist, task_entity
+from ...system.kallsyms import kallsyms
+from ._common import cstr, hist_quantile, kernel_stack, log2_hist, task_entity
 
 SLOTS = 32
 TOP = 20
@@ -58,7 +58,7 @@ def lock_name(addr: int) -> str:
 
 
 def _stack(maps: Any, sid: int) -> list[str]:
-    return symbolize([a for a in maps["stacks"].stack(sid, depth=32) if a]) if sid >= 0 else []
+    return kernel_stack(maps["stacks"], sid)
 
 
 def empty_worst() -> dict[str, Any]:
