@@ -22,7 +22,7 @@ PARAM_TYPES = ("duration", "int", "bool", "symbol")
 # function), written "{name}" in the hook targets.
 # The collectors (investigator/probes/collectors/): a custom probe must produce records one
 # of them decodes, since a playbook never brings code.
-COLLECTORS = ("runqlat", "blocked", "workqueue", "futex", "func", "lock", "irq", "mem", "offcpu")
+COLLECTORS = ("runqlat", "blocked", "workqueue", "futex", "func", "lock", "irq", "mem", "offcpu", "hung")
 
 BPFTRACE = "bpftrace"
 

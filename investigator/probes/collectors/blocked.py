@@ -37,6 +37,23 @@ def state_letter(state: int) -> str:
     return "D" if state & 2 else "S" if state & 1 else "R"
 
 
+def describe(r: BlockedRec) -> dict[str, Any]:
+    """One task record (probes/task_record.h) as evidence: who, state, since when it has not
+    run, its stack and where it sleeps, and the lock it is blocked on with its owner."""
+    stack = []
+    if r.stack_bytes > 0:
+        stack = symbolize([a for a in list(r.stack)[: r.stack_bytes // 8] if a])
+    blocker = None
+    if r.blocker:
+        blocker = {"kind": BLOCKER_KINDS.get(r.blocker & 3, "unknown"), "addr": hex(r.blocker & ~3),
+                   "owner": task_entity(r.owner_tid, r.owner_tgid, cstr(r.owner_comm)) if r.owner_tid else None}
+    return {**task_entity(r.tid, r.tgid, cstr(r.comm), r.prio),
+            "state": state_letter(r.state), "kthread": bool(r.flags & PF_KTHREAD),
+            "blocked_s": seconds_since_ran(r.now_ns, r.last_arrival_ns, r.exec_start_ns),
+            "switches": r.nvcsw + r.nivcsw, "stack": stack,
+            "wchan": stack[0].split("+")[0] if stack else "", "blocker": blocker}
+
+
 def snapshot(inst: Any) -> dict[int, BlockedRec]:
     return iter_snapshot(inst, BlockedRec, MAX_TASKS)
 
@@ -80,21 +97,7 @@ class Collector:
             before = self.first.get(tid)
             stuck = (before is not None and before.nvcsw + before.nivcsw == r.nvcsw + r.nivcsw
                      and before.state & 2 and r.state & 2)
-            stack = []
-            if r.stack_bytes > 0:
-                stack = symbolize([a for a in list(r.stack)[: r.stack_bytes // 8] if a])
-            blocker = None
-            if r.blocker:
-                kind = BLOCKER_KINDS.get(r.blocker & 3, "unknown")
-                blocker = {"kind": kind, "addr": hex(r.blocker & ~3),
-                           "owner": task_entity(r.owner_tid, r.owner_tgid, cstr(r.owner_comm))
-                           if r.owner_tid else None}
-            tasks.append({**task_entity(tid, r.tgid, cstr(r.comm), r.prio),
-                          "state": state_letter(r.state), "kthread": bool(r.flags & PF_KTHREAD),
-                          "blocked_s": seconds_since_ran(r.now_ns, r.last_arrival_ns, r.exec_start_ns), "stuck": bool(stuck),
-                          "switches": r.nvcsw + r.nivcsw, "stack": stack,
-                          "wchan": stack[0].split("+")[0] if stack else "",
-                          "blocker": blocker})
+            tasks.append({**describe(r), "stuck": bool(stuck)})
         tasks.sort(key=lambda t: (t["state"] != "D", not t["stuck"], -t["blocked_s"]))
         d_tasks = [t for t in tasks if t["state"] == "D"]
         stuck = [t for t in d_tasks if t["stuck"]]

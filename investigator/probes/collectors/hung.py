@@ -1,0 +1,63 @@
+"""Evidence of ``sched.hung`` (probes/hung.bpf.c): the tasks the kernel's hung-task detector
+reported during the window (sched:sched_process_hang), each with its record: stack, how long
+it has not run, and the lock it is blocked on with that lock's owner (6.16+)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .blocked import BlockedRec, describe
+
+REPORTS = 64
+
+
+def _timeout() -> int:
+    try:
+        with open("/proc/sys/kernel/hung_task_timeout_secs") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 0
+
+
+class Collector:
+    def start(self, inst: Any) -> None:
+        pass
+
+    def finish(self, inst: Any) -> dict[str, Any]:
+        bss = next((m for n, m in inst.obj.maps.items() if n.endswith(".bss")), None)
+        seq_raw = bss.lookup(0) if bss is not None else None
+        reports: dict[int, dict[str, Any]] = {}
+        for _, v in inst.obj.maps["reports"].items(limit=REPORTS):
+            r = BlockedRec.from_buffer_copy(v)
+            if not r.tid:
+                continue
+            cur = reports.get(r.tid)
+            if cur is None or r.now_ns > cur["_at"]:
+                reports[r.tid] = {**describe(r), "reports": (cur or {}).get("reports", 0) + 1, "_at": r.now_ns}
+            else:
+                cur["reports"] += 1
+        tasks = sorted(reports.values(), key=lambda t: -t["blocked_s"])
+        for t in tasks:
+            t.pop("_at")
+        total = int.from_bytes(seq_raw[:8], "little") if isinstance(seq_raw, bytes) else sum(t["reports"] for t in tasks)
+        worst = {"task": {"tid": 0, "pid": 0, "comm": ""}, "blocked_s": 0.0, "stack": [], "wchan": "",
+                 "blocker": None, "tasks": [], "locks": [], "cpus": []}
+        if tasks:
+            w = tasks[0]
+            ent = {k: w[k] for k in ("tid", "pid", "comm")}
+            roles = [{**ent, "role": "waiter"}]
+            locks = []
+            if w["blocker"]:
+                locks.append({"addr": w["blocker"]["addr"], "kind": w["blocker"]["kind"],
+                              "owner_tid": (w["blocker"]["owner"] or {}).get("tid", 0)})
+                if w["blocker"]["owner"]:
+                    roles.append({**w["blocker"]["owner"], "role": "holder"})
+            worst = {"task": ent, "blocked_s": w["blocked_s"], "stack": w["stack"], "wchan": w["wchan"],
+                     "blocker": w["blocker"], "tasks": roles, "locks": locks, "cpus": []}
+        return {
+            "timeout_s": _timeout(),
+            "reports": total,
+            "tasks_count": len(tasks),
+            "tasks": tasks[:20],
+            "worst": worst,
+        }
