@@ -9,6 +9,7 @@ from typing import Any
 from .blocked import BlockedRec, describe
 
 REPORTS = 64
+LAYOUTS = {"blocked_rec": BlockedRec}
 
 
 def _timeout() -> int:
