@@ -65,7 +65,7 @@ int dump_blocked(struct bpf_iter__task *ctx)
 		return 0;
 	}
 keep:
-	fill_blocked_rec(task, rec, state);
+	fill_blocked_rec(task, rec, state, true);
 	bpf_seq_write(seq, rec, sizeof(*rec));
 	return 0;
 }

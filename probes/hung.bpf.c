@@ -24,7 +24,7 @@ struct {
 
 __u64 reports_seq = 0;
 
-static __always_inline int on_hang(struct task_struct *p)
+static __always_inline int on_hang(struct task_struct *p, bool with_stack)
 {
 	__u32 slot;
 	struct blocked_rec *rec;
@@ -36,20 +36,20 @@ static __always_inline int on_hang(struct task_struct *p)
 	rec = bpf_map_lookup_elem(&reports, &slot);
 	if (!rec)
 		return 0;
-	fill_blocked_rec(p, rec, get_task_state(p));
+	fill_blocked_rec(p, rec, get_task_state(p), with_stack);
 	return 0;
 }
 
 SEC("tp_btf/sched_process_hang")
 int BPF_PROG(btf_hang, struct task_struct *p)
 {
-	return on_hang(p);
+	return on_hang(p, true);
 }
 
 SEC("raw_tp/sched_process_hang")
 int BPF_PROG(raw_hang, struct task_struct *p)
 {
-	return on_hang(p);
+	return on_hang(p, false);       /* a raw_tp's task pointer is untrusted: no stack */
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -38,8 +38,10 @@ static __always_inline __u64 lock_owner(__u64 blocker)
 	return owner & ~7ULL;
 }
 
+/* with_stack: bpf_get_task_stack() needs a trusted task pointer (an iterator's, tp_btf's);
+ * a raw_tp program passes false and the record has no stack (stack_bytes 0). */
 static __always_inline void fill_blocked_rec(struct task_struct *task, struct blocked_rec *rec,
-					     unsigned int state)
+					     unsigned int state, bool with_stack)
 {
 	rec->now_ns = bpf_ktime_get_ns();
 	rec->last_arrival_ns = BPF_CORE_READ(task, sched_info.last_arrival);
@@ -70,7 +72,7 @@ static __always_inline void fill_blocked_rec(struct task_struct *task, struct bl
 			}
 		}
 	}
-	rec->stack_bytes = bpf_get_task_stack(task, rec->stack, sizeof(rec->stack), 0);
+	rec->stack_bytes = with_stack ? bpf_get_task_stack(task, rec->stack, sizeof(rec->stack), 0) : 0;
 }
 
 #endif

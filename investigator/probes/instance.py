@@ -49,6 +49,9 @@ class Targets:
 def availability(manifest: ProbeManifest) -> tuple[str | None, list[dict[str, str]]]:
     """Which hook alternative this kernel accepts (by feature probes, nothing attached),
     and why the others are refused."""
+    old = manifest.too_old()
+    if old:
+        return None, [{"hook": "any", "reason": old}]
     if manifest.userspace:
         import os
         return ("procfs", []) if os.access("/proc/locks", os.R_OK) else \
@@ -151,6 +154,10 @@ class ProbeInstance:
     def attach(self) -> None:
         """Load and attach the first hook alternative this kernel accepts."""
         t0 = time.perf_counter()
+        old = self.manifest.too_old()
+        if old:
+            self.attempts.append({"hook": "any", "reason": old})
+            raise ProbeUnavailable(self.name, self.attempts)
         if self.manifest.userspace:
             return self._start_userspace(t0)
         self.values = resolve_params(self.manifest, self.params)

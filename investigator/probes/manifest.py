@@ -22,7 +22,7 @@ PARAM_TYPES = ("duration", "int", "bool", "symbol")
 # function), written "{name}" in the hook targets.
 # The collectors (investigator/probes/collectors/): a custom probe must produce records one
 # of them decodes, since a playbook never brings code.
-COLLECTORS = ("runqlat", "blocked", "workqueue", "futex", "func", "lock", "irq", "mem", "offcpu", "hung")
+COLLECTORS = ("runqlat", "blocked", "workqueue", "futex", "func", "lock", "irq", "mem", "offcpu", "hung", "lockhold")
 
 BPFTRACE = "bpftrace"
 
@@ -105,6 +105,17 @@ class ProbeManifest:
     manifest_path: Path = field(default=Path())
     budget: Budget = field(default_factory=Budget)
     freeform: bool = False          # evidence fields are not known statically (bpftrace)
+    min_kernel: str = ""            # refuse on older kernels ("6.6"), for min_kernel_reason
+    min_kernel_reason: str = ""
+
+    def too_old(self, release: str | None = None) -> str | None:
+        """Why this kernel is older than the probe accepts, or None."""
+        if not self.min_kernel:
+            return None
+        have, need = kernel_version(release), kernel_version(self.min_kernel)
+        if have >= need:
+            return None
+        return f"needs Linux {self.min_kernel} or later: {self.min_kernel_reason}"
 
     @property
     def userspace(self) -> bool:
@@ -119,6 +130,16 @@ class ProbeManifest:
             for i in range(1, len(parts) + 1):
                 out.add(".".join(parts[:i]))
         return out
+
+
+def kernel_version(release: str | None = None) -> tuple[int, int]:
+    """(major, minor) of a release string ("6.1.0-57-amd64"), the running kernel's by default."""
+    rel = release or os.uname().release
+    parts = rel.split(".")
+    try:
+        return int(parts[0]), int("".join(c for c in (parts[1] if len(parts) > 1 else "0").split("-")[0] if c.isdigit()) or 0)
+    except ValueError:
+        return (0, 0)
 
 
 class ManifestError(ValueError):
@@ -181,7 +202,9 @@ def load_manifest(path: Path) -> ProbeManifest:
         object_path=obj, source_path=obj if userspace else obj.with_suffix(".c"),
         collector=_require(d, "collector", where),
         mode=d.get("mode", "window"), hooks=hooks, params=params, maps=dict(d.get("maps") or {}),
-        evidence=evidence, kernel=d.get("kernel", ""), manifest_path=path, budget=budget)
+        evidence=evidence, kernel=d.get("kernel", ""), manifest_path=path, budget=budget,
+        min_kernel=str((d.get("min_kernel") or {}).get("version", "")),
+        min_kernel_reason=str((d.get("min_kernel") or {}).get("reason", "")))
 
 
 @lru_cache(maxsize=4)

@@ -28,7 +28,9 @@ for meta in linux-image-amd64 linux-image-6.12-amd64; do
 	[ -n "$KPKG" ] || { echo "setup: no package behind $meta" >&2; continue; }
 	KVER=${KPKG#linux-image-}
 	K="k-$KVER"
-	if [ ! -f "$K/initramfs.cpio.gz" ]; then
+	# rebuilt when tests/vm/init changes
+	SUM=$(cat "$HERE/init" "$HERE/moddeps.py" | cksum | cut -d' ' -f1)
+	if [ ! -f "$K/initramfs.cpio.gz" ] || [ "$(cat "$K/init.sum" 2>/dev/null)" != "$SUM" ]; then
 		(cd debs && { ls "${KPKG}"_*.deb >/dev/null 2>&1 || apt-get download -qq "$KPKG" 2>/dev/null; })
 		rm -rf "$K" && mkdir -p "$K"
 		dpkg-deb -x debs/"${KPKG}"_*.deb "$K"
@@ -48,6 +50,7 @@ for meta in linux-image-amd64 linux-image-6.12-amd64; do
 		done
 		(cd "$R" && find . | "$D/bb/bin/busybox" cpio -o -H newc 2>/dev/null | gzip -1) > "$K/initramfs.cpio.gz.tmp"
 		mv "$K/initramfs.cpio.gz.tmp" "$K/initramfs.cpio.gz"
+		echo "$SUM" > "$K/init.sum"
 		rm -rf "$R"
 		# Only the image, its config and the initramfs are needed from here on.
 		rm -rf "$K/lib/modules" "$K/usr"

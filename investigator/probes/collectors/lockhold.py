@@ -1,0 +1,101 @@
+"""Evidence of ``lock.hold`` (probes/lockhold.bpf.c): kernel mutex hold times per mutex, the
+longest hold's holder and its stack at acquisition, and the latest holds in order."""
+
+from __future__ import annotations
+
+import ctypes as C
+import time
+from typing import Any
+
+from ._common import cstr, hist_quantile, kernel_stack, log2_hist, task_entity
+from .lock import lock_name
+
+SLOTS = 32
+TOP = 20
+u32, s32, u64 = C.c_uint32, C.c_int32, C.c_uint64
+
+
+class HoldStat(C.Structure):
+    _fields_ = [("count", u64), ("total_ns", u64), ("max_ns", u64), ("worst_tid", u32), ("worst_tgid", u32),
+                ("worst_stack_id", s32), ("pad", u32), ("worst_comm", C.c_char * 16), ("hist", u64 * SLOTS)]
+
+
+class HoldEvent(C.Structure):
+    _fields_ = [("lock", u64), ("acquired_ns", u64), ("released_ns", u64), ("tid", u32), ("tgid", u32),
+                ("comm", C.c_char * 16)]
+
+
+class HoldKey(C.Structure):
+    _fields_ = [("lock", u64), ("tid", u32), ("pad", u32)]
+
+
+class HoldStart(C.Structure):
+    _fields_ = [("ts", u64), ("stack_id", s32), ("pad", u32)]
+
+
+LAYOUTS = {"hold_stat": HoldStat, "hold_event": HoldEvent, "hold_key": HoldKey, "hold_start": HoldStart}
+
+
+def empty_worst() -> dict[str, Any]:
+    return {"addr": "", "name": "", "count": 0, "max_ms": 0.0, "total_ms": 0.0, "holder": task_entity(0, 0, ""),
+            "stack": [], "tasks": [], "locks": [], "cpus": []}
+
+
+class Collector:
+    def start(self, inst: Any) -> None:
+        pass
+
+    def finish(self, inst: Any) -> dict[str, Any]:
+        maps = inst.obj.maps
+        now = time.monotonic_ns()
+        locks, merged = [], [0] * SLOTS
+        for k, v in maps["by_lock"].lookup_batch(limit=4096):
+            s = HoldStat.from_buffer_copy(v)
+            addr = int.from_bytes(k, "little")
+            for i in range(SLOTS):
+                merged[i] += s.hist[i]
+            locks.append({"addr": hex(addr), "name": lock_name(addr), "count": s.count,
+                          "total_ms": round(s.total_ns / 1e6, 3), "avg_us": round(s.total_ns / max(1, s.count) / 1e3, 3),
+                          "max_ms": round(s.max_ns / 1e6, 3), "p99_us": hist_quantile(list(s.hist), 0.99),
+                          "holder": task_entity(s.worst_tid, s.worst_tgid, cstr(s.worst_comm)),
+                          "_sid": s.worst_stack_id})
+        locks.sort(key=lambda lk: -lk["max_ms"])
+        for lk in locks[:TOP]:
+            lk["stack"] = kernel_stack(maps["stacks"], lk.pop("_sid"))
+        for lk in locks[TOP:]:
+            lk.pop("_sid")
+        holding = []
+        for k, v in maps["held"].lookup_batch(limit=16384):
+            hk, hs = HoldKey.from_buffer_copy(k), HoldStart.from_buffer_copy(v)
+            holding.append({"addr": hex(hk.lock), "name": lock_name(hk.lock), "tid": hk.tid,
+                            "held_ms": round((now - hs.ts) / 1e6, 3)})
+        holding.sort(key=lambda h: -h["held_ms"])
+        recent = []
+        for _, v in maps["recent"].items(limit=128):
+            e = HoldEvent.from_buffer_copy(v)
+            if e.acquired_ns:
+                recent.append(e)
+        recent.sort(key=lambda e: e.acquired_ns)
+        t0 = recent[0].acquired_ns if recent else 0
+        timeline = [{**task_entity(e.tid, e.tgid, cstr(e.comm)), "addr": hex(e.lock),
+                     "acquired_ms": round((e.acquired_ns - t0) / 1e6, 3),
+                     "released_ms": round((e.released_ns - t0) / 1e6, 3),
+                     "held_ms": round((e.released_ns - e.acquired_ns) / 1e6, 3)} for e in recent]
+        worst = empty_worst()
+        if locks:
+            w = locks[0]
+            worst = {**w, "tasks": [{**w["holder"], "role": "holder"}],
+                     "locks": [{"addr": w["addr"], "kind": "mutex", "name": w["name"], "holder_tid": w["holder"]["tid"]}],
+                     "cpus": []}
+        return {
+            "mutexes": len(locks),
+            "holds": sum(lk["count"] for lk in locks),
+            "max_hold_ms": locks[0]["max_ms"] if locks else 0.0,
+            "p99_hold_us": hist_quantile(merged, 0.99),
+            "hist_us": log2_hist(merged),
+            "locks": locks[:TOP],
+            "worst": worst,
+            "holding_count": len(holding),
+            "holding": holding[:TOP],
+            "timeline": timeline[-64:],
+        }
