@@ -39,7 +39,7 @@ struct {
 
 /* A large kmalloc that fails is traced twice: inside the large-allocation path (its call
  * site is kmalloc's own code) and then at the caller.  The per-CPU last failure lets the
- * second event take the failure over from the first. */
+ * second event, within 10 ms (slow under emulation), take the failure over from the first. */
 struct last_fail {
 	__u64 ts;
 	__u64 bytes;
@@ -90,7 +90,7 @@ static __always_inline int on_kmalloc(__u64 call_site, const void *ptr, __u64 by
 		bool again = false;
 
 		if (lf) {
-			again = lf->tid == tid && lf->bytes == bytes && now - lf->ts < 100000 &&
+			again = lf->tid == tid && lf->bytes == bytes && now - lf->ts < 10000000 &&
 				lf->site != call_site;
 			if (again) {
 				struct mem_site *prev = bpf_map_lookup_elem(&sites, &lf->site);

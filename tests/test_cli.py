@@ -4,6 +4,7 @@ non-zero exit and no traceback, the JSON contract, graph/schema/probes/doctor, r
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -112,7 +113,8 @@ def test_json_report_contract_and_replay(tmp_path: Path) -> None:
     for v in rep["verdicts"]:
         assert {"verdict", "node", "summary", "tasks", "locks", "cpus", "evidence"} <= set(v)
     assert sorted(f.name for f in b.iterdir()) == sorted(["report.json", "report.md", "report.html",
-                                                           "evidence.json", "events.jsonl", "playbook.yaml"])
+                                                           "evidence.json", "events.jsonl", "playbook.yaml",
+                                                           "imports.json"])
     assert oct(b.stat().st_mode & 0o777) == "0o700"
     events = [json.loads(line)["event"] for line in (b / "events.jsonl").read_text().splitlines()]
     for e in ("run_started", "node_started", "probe_attached", "window_closed", "node_concluded", "run_finished"):
@@ -130,6 +132,7 @@ def test_replay_with_an_edited_playbook_changes_the_verdict(tmp_path: Path) -> N
     b = tmp_path / "bundle"
     investigate("playbooks/freeze.yaml", "--window", "1", "--json", "--out", str(b))
     edited = tmp_path / "edited.yaml"
+    shutil.copy(REPO / "playbooks/interrupts.yaml", tmp_path)      # what freeze.yaml imports
     edited.write_text((REPO / "playbooks/freeze.yaml").read_text().replace(
         "runq.starved.wait_ms >= 100.0 && runq.starved.culprit.tid != 0", "runq.max_ms >= 0.0").replace(
         "about: runq.starved", "about: runq.worst"))
@@ -144,6 +147,7 @@ def test_playbook_fixtures_pass_and_catch_a_regression(tmp_path: Path) -> None:
     assert "PASS  rt-hog" in p.stdout and "PASS  vfork-d-state" in p.stdout and "PASS  healthy-busy" in p.stdout
     # the same fixtures against a playbook whose starvation threshold went wrong
     edited = tmp_path / "freeze.yaml"
+    shutil.copy(REPO / "playbooks/interrupts.yaml", tmp_path)
     edited.write_text((REPO / "playbooks/freeze.yaml").read_text().replace(
         "runq.starved.wait_ms >= 100.0", "runq.starved.wait_ms >= 2000.0"))
     p = investigate("test", str(edited), "--fixtures", str(REPO / "playbooks/tests/freeze"))
@@ -158,6 +162,8 @@ def test_recording_a_fixture_from_a_bundle(tmp_path: Path) -> None:
     for f in ("report.json", "evidence.json"):
         (bundle / f).write_text((src / f).read_text())
     (bundle / "playbook.yaml").write_text((REPO / "playbooks/freeze.yaml").read_text())
+    (bundle / "imports.json").write_text(json.dumps(
+        {"interrupts.yaml": (REPO / "playbooks/interrupts.yaml").read_text()}))
     fx = tmp_path / "fx"
     p = investigate("test", "playbooks/freeze.yaml", "--fixtures", str(fx), "--record", str(bundle),
                     "--name", "again")

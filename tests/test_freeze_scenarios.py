@@ -141,7 +141,8 @@ def test_mildly_busy_healthy_machine_has_no_verdict(tmp_path: Path) -> None:
                                                           "blocked-tasks": "refuted",
                                                           "workqueue-stall": "refuted",
                                                           "user-deadlock": "refuted",
-                                                          "interrupts": "refuted"}
+                                                          "irq-overload": "refuted",
+                                                          "softirq-wrong-context": "refuted"}
 
 
 def test_task_blocked_in_d_state_is_a_hung_task(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from conftest import investigate
 from scenarios.procs import PTY_WRITERS, processes, wait_alive
 
-pytestmark = [pytest.mark.bpf]
+pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel]
 
 
 def writers(ps, tmp: Path, drain: float) -> tuple[object, list[int]]:

@@ -40,6 +40,7 @@ time.sleep(max(0, end - time.monotonic()))
 """
 
 
+@pytest.mark.second_kernel      # also through raw_tp on 6.1/6.12, where tp_btf refuses kmalloc's void *
 def test_kmalloc_failures_name_task_site_size_and_rate(tmp_path: Path) -> None:
     with sysctl("fs.pipe-max-size", str(1 << 31)), processes() as ps:
         p = ps.spawn(PIPE_RESIZER, name="pipe-resizer", period=0.1, seconds=60)
@@ -53,8 +54,9 @@ def test_kmalloc_failures_name_task_site_size_and_rate(tmp_path: Path) -> None:
     (site,) = ev["failure_sites"]                  # one site: the large path's own event is folded
     assert site["site"].startswith("pipe_resize_ring+"), site
     assert site["bytes"] == (1 << 30) // 4096 * 40, site     # 262144 slots of struct pipe_buffer
-    # one failure per 100 ms for 2 s: about 20, one or two per bucket
-    assert 15 <= ev["failures"] <= 25, ev["failures"]
+    # one failure per 100 ms while the probe watched (2 s, longer under emulation)
+    expected = ev["probe"]["observed_s"] / 0.1
+    assert abs(ev["failures"] - expected) <= max(4, 0.25 * expected), (ev["failures"], expected)
     assert max(ev["failures_over_time"]) <= 2 and sum(ev["failures_over_time"]) == ev["failures"]
 
 
