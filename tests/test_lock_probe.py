@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel]
 
 def writers(ps, tmp: Path, drain: float) -> tuple[object, list[int]]:
     pidfile = tmp / "writers.pid"
-    rd = ps.spawn(PTY_WRITERS, name="ptylock", drain=drain, chunk=256 * 1024, seconds=60,
+    rd = ps.spawn(PTY_WRITERS, name="ptylock", drain=drain, chunk=64 * 1024, seconds=60,
                   pidfile=str(pidfile))
     end = time.monotonic() + 10
     while not pidfile.exists() and time.monotonic() < end:
@@ -50,7 +50,7 @@ nodes:
 
 def test_mutex_contention_names_lock_waiter_and_owner(tmp_path: Path) -> None:
     with processes() as ps:
-        rd, pids = writers(ps, tmp_path, drain=0.1)
+        rd, pids = writers(ps, tmp_path, drain=0.05)
         wait_alive(rd, 1.0)
         p = investigate(str(playbook(tmp_path)), "--window", "3", "--json", "--out", str(tmp_path / "b"))
     assert p.returncode == 1, p.stderr
@@ -61,8 +61,8 @@ def test_mutex_contention_names_lock_waiter_and_owner(tmp_path: Path) -> None:
     (lk,) = [lk for lk in ours if lk["kind"] == "mutex"][:1]
     assert lk["owner"]["tid"] in pids and lk["owner"]["tid"] != lk["waiter"]["tid"], lk
     assert lk["owner"]["comm"].startswith("ptylock-w") and lk["waiter"]["comm"].startswith("ptylock-w")
-    # a 256 KiB write() needs many drains, 100 ms apart: the other writer waits for
-    # hundreds of ms (about 1.5 s measured) each time
+    # a 64 KiB write() needs several drains, 50 ms apart: the other writer waits for
+    # hundreds of ms each time (7 waits of up to ~550 ms in 3 s, measured)
     assert lk["max_ms"] >= 200 and lk["count"] >= 1, lk
     assert any("tty_write" in f for f in lk["stack"]), lk["stack"]
     assert ev["worst"]["addr"] == lk["addr"], (ev["worst"], lk)

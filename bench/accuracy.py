@@ -1,0 +1,295 @@
+"""Reproducer x verdict: run every real reproducer of tests/scenarios (started before the
+investigation, as in an incident), investigate it with the playbook meant for it at its
+default windows, and write the table of docs/accuracy.md: the verdict expected, the verdict
+got, whether its entities (TIDs in their roles, the CPU, the lock) are the right ones, and
+the time from launch to verdict.  The text report of each run goes to docs/examples/.
+
+    sudo .venv/bin/python bench/accuracy.py [--write docs/accuracy.md] [--only NAME]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+from scenarios.build import c_helper  # noqa: E402
+from scenarios.procs import (FLOCK_ABBA, NORMAL_HOG, PERIODIC, PTY_WRITERS, RT_HOG, STAT_REFRESH,  # noqa: E402
+                             frozen_filesystem, processes, rps_to, sysctl, wait_alive)
+
+BEGIN, END = "<!-- accuracy -->", "<!-- /accuracy -->"
+PIPE_RESIZER = """
+import fcntl, os, time
+open("/proc/self/comm", "w").write("{name}")
+r, w = os.pipe()
+end = time.monotonic() + {seconds}
+while time.monotonic() < end:
+    try:
+        fcntl.fcntl(w, 1031, 1 << 30)
+    except OSError:
+        pass
+    time.sleep(0.1)
+"""
+
+
+@dataclass
+class Case:
+    name: str
+    what: str
+    playbook: str
+    node: str | None            # None: no verdict expected anywhere
+    verdict: str | None
+    setup: Callable[[Path], contextlib.AbstractContextManager[dict]]   # yields the expected entities
+    forbid: tuple[str, ...] = ()   # verdicts that must not appear (look-alikes)
+
+
+def _pids(ps, code: str, tmp: Path, **fmt) -> tuple[object, list[int]]:
+    pidfile = tmp / "pids"
+    parent = ps.spawn(code, pidfile=str(pidfile), **fmt)
+    end = time.monotonic() + 10
+    while not pidfile.exists() and time.monotonic() < end:
+        wait_alive(parent, 0.05)
+    return parent, [int(x) for x in pidfile.read_text().split()]
+
+
+def _threads(pid: int) -> dict[str, int]:
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            out[f.read().strip()] = int(tid)
+    return out
+
+
+@contextlib.contextmanager
+def rt_hog(tmp: Path) -> Iterator[dict]:
+    with processes() as ps:
+        hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=40)
+        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, work=0.02, seconds=40)
+        wait_alive(victim, 2.5)
+        yield {"roles": {victim.pid: "victim", hog.pid: "culprit"}, "cpus": [1]}
+
+
+@contextlib.contextmanager
+def wq_starved(tmp: Path) -> Iterator[dict]:
+    with processes() as ps:
+        hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=40)
+        ps.spawn(NORMAL_HOG, name="cfs-hog", cpu=1, seconds=40)
+        w = ps.spawn(STAT_REFRESH, name="stat-refresh", cpu=0, period=0.05, seconds=40)
+        wait_alive(w, 2.5)
+        yield {"roles": {hog.pid: "culprit"}, "cpus": [1]}
+
+
+@contextlib.contextmanager
+def frozen_writer(tmp: Path) -> Iterator[dict]:
+    with processes() as ps, frozen_filesystem(str(tmp)) as mnt:
+        w = ps.spawn_argv(["sh", "-c", f"echo data > {mnt}/file"])
+        wait_alive(w, 11.0)
+        yield {"roles": {w.pid: "waiter"}}
+
+
+@contextlib.contextmanager
+def pthread_abba(tmp: Path) -> Iterator[dict]:
+    exe = c_helper("abba", tmp)
+    with processes() as ps:
+        proc = subprocess.Popen([str(exe), "60"], stdout=subprocess.PIPE, text=True)
+        ps.procs.append(proc)
+        proc.stdout.readline()
+        wait_alive(proc, 3.0)
+        t = _threads(proc.pid)
+        yield {"roles": {t["lock-a-then-b"]: "waiter", t["lock-b-then-a"]: "waiter"}}
+
+
+@contextlib.contextmanager
+def flock_abba(tmp: Path) -> Iterator[dict]:
+    with processes() as ps:
+        parent, (a, b) = _pids(ps, FLOCK_ABBA, tmp, name="flock-abba", dir=str(tmp), seconds=60)
+        wait_alive(parent, 1.5)
+        yield {"roles": {a: "waiter", b: "waiter"}}
+
+
+@contextlib.contextmanager
+def pthread_contention(tmp: Path) -> Iterator[dict]:
+    exe = c_helper("contend", tmp)
+    with processes() as ps:
+        p = ps.spawn_argv([str(exe), "8", "40"])
+        wait_alive(p, 1.5)
+        yield {}
+
+
+@contextlib.contextmanager
+def kernel_mutex_contention(tmp: Path) -> Iterator[dict]:
+    with processes() as ps:
+        parent, pids = _pids(ps, PTY_WRITERS, tmp, name="ptylock", drain=0.05, chunk=64 * 1024, seconds=60)
+        wait_alive(parent, 1.0)
+        yield {"any_of": set(pids), "kind": "mutex"}
+
+
+@contextlib.contextmanager
+def chain_to_reader(tmp: Path) -> Iterator[dict]:
+    with processes() as ps:
+        parent, (w0, w1) = _pids(ps, PTY_WRITERS, tmp, name="ptychain", drain=0, chunk=256 * 1024, seconds=60)
+        wait_alive(parent, 1.0)
+        yield {"roles": {w1: "waiter", w0: "holder"}, "kind": "mutex"}
+
+
+@contextlib.contextmanager
+def softirq_flood(tmp: Path) -> Iterator[dict]:
+    exe = c_helper("udp_flood", tmp)
+    with rps_to(1), processes() as ps:
+        a = ps.spawn_argv([str(exe), "0", "60", "flood-a"])
+        ps.spawn_argv([str(exe), "1", "60", "flood-b"])
+        wait_alive(a, 1.0)
+        yield {}
+
+
+@contextlib.contextmanager
+def softirq_wrong_context(tmp: Path) -> Iterator[dict]:
+    exe = c_helper("udp_flood", tmp)
+    with rps_to(1), processes() as ps:
+        s = ps.spawn_argv([str(exe), "0", "60", "udp-sender"])
+        hog = ps.spawn(NORMAL_HOG, name="busy-hog", cpu=1, seconds=60)
+        wait_alive(s, 1.0)
+        yield {"roles": {hog.pid: "victim"}, "cpus": [1]}
+
+
+@contextlib.contextmanager
+def alloc_failures(tmp: Path) -> Iterator[dict]:
+    with sysctl("fs.pipe-max-size", str(1 << 31)), processes() as ps:
+        p = ps.spawn(PIPE_RESIZER, name="pipe-resizer", seconds=60)
+        wait_alive(p, 0.5)
+        yield {"roles": {p.pid: "victim"}}
+
+
+@contextlib.contextmanager
+def healthy(tmp: Path) -> Iterator[dict]:
+    with processes() as ps:
+        for cpu in range(os.cpu_count() or 1):
+            ps.spawn(NORMAL_HOG, cpu=cpu, seconds=40)
+            ps.spawn(PERIODIC, cpu=cpu, period=0.01, seconds=40)
+        time.sleep(1.0)
+        yield {}
+
+
+CASES = [
+    Case("rt-hog", "an RT busy loop starves a normal task on its CPU", "starvation.yaml", "cpu-starvation",
+         "starvation", rt_hog),
+    Case("wq-starved", "per-CPU kernel work waits behind an RT hog on its CPU", "starvation.yaml",
+         "workqueue-stall", "starvation", wq_starved),
+    Case("frozen-fs", "a writer on a frozen ext4, in D state for 11 s", "freeze.yaml", "blocked-tasks",
+         "hung-task", frozen_writer, forbid=("deadlock",)),
+    Case("pthread-abba", "two threads, two pthread mutexes, opposite orders", "deadlock.yaml", "user-deadlock",
+         "deadlock", pthread_abba),
+    Case("flock-abba", "two processes, two flock()s, opposite orders", "deadlock.yaml", "user-deadlock",
+         "deadlock", flock_abba),
+    Case("pthread-contention", "8 threads fight over two mutexes in the same order", "deadlock.yaml", None,
+         None, pthread_contention, forbid=("deadlock",)),
+    Case("kernel-mutex-contention", "two pty writers take turns on tty->atomic_write_lock", "deadlock.yaml",
+         "kernel-locks", "contention", kernel_mutex_contention, forbid=("deadlock",)),
+    Case("chain-to-reader", "a writer waits for the tty mutex held by a writer waiting for a reader that never reads",
+         "deadlock.yaml", "user-deadlock", "hung-task", chain_to_reader, forbid=("deadlock",)),
+    Case("softirq-flood", "loopback UDP floods, NET_RX steered to CPU 1 (RPS)", "interrupts.yaml", "irq-overload",
+         "overload", softirq_flood),
+    Case("softirq-wrong-context", "NET_RX for another CPU's sender runs in a CPU hog", "interrupts.yaml",
+         "softirq-wrong-context", "wrong-context", softirq_wrong_context),
+    Case("alloc-failure", "kcalloc() beyond kmalloc's largest size, every 100 ms", "memory.yaml",
+         "alloc-failures", "alloc-failure", alloc_failures),
+    Case("healthy", "every CPU busy with normal hogs and periodic tasks", "freeze.yaml", None, None, healthy,
+         forbid=("deadlock", "starvation", "hung-task", "wrong-context", "overload", "alloc-failure", "contention")),
+]
+
+
+def entities_ok(v: dict, want: dict) -> tuple[bool, str]:
+    got = {t["tid"]: t["role"] for t in v.get("tasks", [])}
+    for tid, role in want.get("roles", {}).items():
+        if got.get(tid) != role:
+            return False, f"tid {tid} should be {role}, got {got.get(tid)}"
+    if "cpus" in want and v.get("cpus") != want["cpus"]:
+        return False, f"cpus {v.get('cpus')} != {want['cpus']}"
+    if "any_of" in want and not (set(got) & want["any_of"]):
+        return False, f"none of {sorted(want['any_of'])} in {sorted(got)}"
+    if "kind" in want and not any(lk.get("kind") == want["kind"] for lk in v.get("locks", [])):
+        return False, f"no {want['kind']} among the locks"
+    return True, ""
+
+
+def run_case(c: Case, out: Path) -> dict:
+    with tempfile.TemporaryDirectory(prefix=f"acc-{c.name}-") as d:
+        tmp = Path(d)
+        with c.setup(tmp) as want:
+            t0 = time.monotonic()
+            p = subprocess.run([sys.executable, "-m", "investigator", f"playbooks/{c.playbook}", "--json",
+                                "--out", str(tmp / "b")], cwd=REPO, capture_output=True, text=True, timeout=300)
+            took = time.monotonic() - t0
+        rep = json.loads(p.stdout or "{}")
+        text = subprocess.run([sys.executable, "-m", "investigator", "replay", str(tmp / "b")], cwd=REPO,
+                              capture_output=True, text=True).stdout
+    (out / f"{c.name}.txt").write_text(text)
+    verdicts = rep.get("verdicts", [])
+    row = {"case": c.name, "what": c.what, "playbook": c.playbook, "node": c.node or "-",
+           "expected": c.verdict or "none", "seconds": round(took, 2)}
+    bad = [v["verdict"] + "@" + v["node"] for v in verdicts if v["verdict"] in c.forbid]
+    if c.verdict is None:
+        row["got"] = ", ".join(sorted({v["verdict"] for v in verdicts})) or "none"
+        row["ok"] = not bad
+        row["entities"] = "-"
+        row["note"] = f"look-alike verdicts: {bad}" if bad else ""
+        return row
+    mine = [v for v in verdicts if v["node"] == c.node]
+    row["got"] = mine[0]["verdict"] if mine else "none"
+    ok_e, why = entities_ok(mine[0], want) if mine else (False, "no verdict")
+    row["ok"] = bool(mine) and mine[0]["verdict"] == c.verdict and not bad
+    row["entities"] = "right" if ok_e else "WRONG"
+    row["note"] = why or (f"look-alike verdicts: {bad}" if bad else mine[0]["summary"][:140])
+    return row
+
+
+def render(rows: list[dict]) -> str:
+    lines = ["| reproducer | playbook -> node | expected | got | entities | launch -> verdict |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        mark = "" if r["ok"] else " **(miss)**"
+        lines.append(f"| `{r['case']}`: {r['what']} | {r['playbook']} -> {r['node']} | {r['expected']} | "
+                     f"{r['got']}{mark} | {r['entities']} | {r['seconds']} s |")
+    ok = sum(r["ok"] and r["entities"] != "WRONG" for r in rows)
+    lines.append("")
+    lines.append(f"{ok} of {len(rows)} right (verdict and entities); kernel {os.uname().release}, "
+                 f"{os.cpu_count()} CPUs, playbooks at their default windows.")
+    lines.append("")
+    lines += [f"- `{r['case']}`: {r['note']}" for r in rows if r.get("note")]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
+    out = REPO / "docs" / "examples"
+    out.mkdir(exist_ok=True)
+    rows = []
+    for c in CASES:
+        if only and c.name != only:
+            continue
+        r = run_case(c, out)
+        print(f"{r['case']:<26} expected {r['expected']:<14} got {r['got']:<14} entities {r['entities']:<6} "
+              f"{r['seconds']:>6} s", flush=True)
+        rows.append(r)
+        time.sleep(1.0)       # let the previous scenario's load drain
+    table = render(rows)
+    if "--write" in sys.argv:
+        path = Path(sys.argv[sys.argv.index("--write") + 1])
+        text = path.read_text()
+        a, b = text.index(BEGIN) + len(BEGIN), text.index(END)
+        path.write_text(text[:a] + "\n" + table + text[b:])
+    print(table)
+    return 0 if all(r["ok"] and r["entities"] != "WRONG" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
