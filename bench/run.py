@@ -11,7 +11,8 @@ machines drift; pairs alternate so drift hits all tools alike):
 - peak memory (ru_maxrss of the process, from wait4) over a 3 s observation;
 - stop time: SIGINT -> the process has exited (everything detached);
 - slowdown of `taskset -c 1 perf bench sched pipe -l N` (context-switch heavy, pinned)
-  with the tool attached, against the same workload alone in the same repetition.
+  and of `perf bench sched messaging -g 10 -l 100` (400 tasks, noisier) with the tool
+  attached, against the same workload alone in the same repetition.
 
 Reported: median, min-max and the ratio to investigate's full flagship playbook.
 """
@@ -33,16 +34,23 @@ REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
+def playbook_links(path: str) -> int:
+    """BPF links a playbook's distinct probes hold once attached (their preferred hooks)."""
+    sys.path.insert(0, str(REPO))
+    from investigator.playbook.load import load_playbook
+    lp = load_playbook(REPO / path)
+    probes = {m.name: m for aliases in lp.probes.values() for m in aliases.values() if m.hooks}
+    return sum(len(m.hooks[0].programs) for m in probes.values())
+
+
 def tools(tmp: str) -> dict[str, dict]:  # type: ignore[type-arg]
+    def ours(book: str, out: str) -> dict:  # type: ignore[type-arg]
+        return {"cmd": [PY, "-m", "investigator", book, "--window", "600", "-q", "--max-overhead", "100",
+                        "--out", f"{tmp}/{out}"], "links": playbook_links(book)}
     t = {
-        "investigate freeze.yaml (all probes)": {
-            "cmd": [PY, "-m", "investigator", "playbooks/freeze.yaml", "--window", "600", "-q",
-                    "--max-overhead", "100", "--out", f"{tmp}/a"],
-            "links": 8},
-        "investigate runqlat only": {
-            "cmd": [PY, "-m", "investigator", "bench/runq-only.yaml", "--window", "600", "-q",
-                    "--max-overhead", "100", "--out", f"{tmp}/b"],
-            "links": 3},
+        "investigate freeze.yaml (all probes)": ours("playbooks/freeze.yaml", "a"),
+        "investigate runqlat only": ours("bench/runq-only.yaml", "b"),
+        "investigate offcpu only": ours("bench/offcpu-only.yaml", "c"),
     }
     if shutil.which("runqlat"):
         t["libbpf-tools runqlat"] = {"cmd": ["runqlat"], "links": 3}
@@ -128,6 +136,16 @@ def pipe_bench(loops: int) -> float:
     raise RuntimeError(out)
 
 
+def messaging_bench() -> float:
+    """Seconds of `perf bench sched messaging -g 10 -l 100` (many tasks, unpinned, noisier)."""
+    out = subprocess.run(["perf", "bench", "sched", "messaging", "-g", "10", "-l", "100"],
+                         capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        if "Total time:" in line:
+            return float(line.split()[-2])
+    raise RuntimeError(out)
+
+
 def fmt(xs: list[float], unit: str, scale: float = 1.0) -> str:
     xs = [x * scale for x in xs if x == x]
     if not xs:
@@ -149,13 +167,17 @@ def main() -> int:
         ts = tools(tmp)
         for rep in range(args.reps):
             for name, spec in ts.items():
-                r = res.setdefault(name, {"first": [], "all": [], "rss": [], "stop": [], "slow": []})
+                r = res.setdefault(name, {"first": [], "all": [], "rss": [], "stop": [], "slow": [],
+                                          "slow_msg": []})
                 base = pipe_bench(args.loops)
+                base_msg = messaging_bench()
                 p, first, alll = start(spec)
                 time.sleep(1.0)
                 loaded = pipe_bench(args.loops)
-                time.sleep(max(0.0, 3.0 - 1.0))
+                loaded_msg = messaging_bench()
+                time.sleep(1.0)
                 st, rss = stop(p)
+                r["slow_msg"].append(loaded_msg / base_msg)
                 r["first"].append(first)
                 r["all"].append(alll)
                 r["rss"].append(rss)
@@ -165,17 +187,18 @@ def main() -> int:
                       f"stop {st:.3f} s, slowdown {loaded / base:.2f}x", file=sys.stderr)
     ref = res[next(iter(res))]
     lines = ["| tool | launch → first attached | launch → all attached | peak memory | stop (SIGINT → exit) "
-             "| slowdown of pinned `perf bench sched pipe` |", "|---|---|---|---|---|---|"]
+             "| slowdown of pinned `perf bench sched pipe` | slowdown of `perf bench sched messaging` |",
+             "|---|---|---|---|---|---|---|"]
     for name, r in res.items():
         lines.append(f"| {name} | {fmt(r['first'], 's')} | {fmt(r['all'], 's')} | {fmt(r['rss'], 'MiB')} | "
-                     f"{fmt(r['stop'], 's')} | {fmt(r['slow'], 'x')} |")
+                     f"{fmt(r['stop'], 's')} | {fmt(r['slow'], 'x')} | {fmt(r['slow_msg'], 'x')} |")
     ratios = ["", "Ratios to the tool in the first row (medians): "]
     for name, r in list(res.items())[1:]:
         def q(k: str) -> str:
             a, b = statistics.median(ref[k]), statistics.median(r[k])
             return f"{a / b:.2f}" if b else "n/a"
         ratios.append(f"- vs {name}: all-attached {q('all')}, memory {q('rss')}, stop {q('stop')}, "
-                      f"slowdown {q('slow')}")
+                      f"slowdown pipe {q('slow')}, messaging {q('slow_msg')}")
     text = "\n".join(lines + ratios) + "\n"
     print(text)
     if args.out:   # replace the part between the markers, keep the rest of the page

@@ -60,7 +60,8 @@ def test_sigint_writes_a_partial_report(tmp_path: Path) -> None:
     assert p.returncode == 130, err
     rep = json.loads((tmp_path / "b" / "report.json").read_text())
     assert rep["complete"] is False and rep["interrupted_by"] == "SIGINT"
-    assert {n["id"] for n in rep["nodes"]} == {"cpu-starvation", "blocked-tasks", "workqueue-stall", "user-deadlock"}
+    assert {n["id"] for n in rep["nodes"]} == {"cpu-starvation", "blocked-tasks", "workqueue-stall", "user-deadlock",
+                                              "irq-overload", "softirq-wrong-context"}
     assert all(n["interrupted"] for n in rep["nodes"])
     assert all(0.5 < n["observed_s"] < 10 for n in rep["nodes"])
     for f in ("report.md", "evidence.json", "events.jsonl", "playbook.yaml"):

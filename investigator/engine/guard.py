@@ -45,7 +45,9 @@ class OverheadGuard:
         self.next_check = now + INTERVAL_S
         costs: list[tuple[float, ProbeInstance, float]] = []
         for inst in instances:
-            if inst.guard or inst.obj is None:
+            # a snapshot probe costs only when it runs its iterator (twice per window,
+            # bounded by the number of tasks); detaching it would lose the closing snapshot
+            if inst.guard or inst.obj is None or inst.manifest.mode == "snapshot":
                 continue
             ev = inst.stats()["events"]
             prev = self.last.get(id(inst))

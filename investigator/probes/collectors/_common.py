@@ -58,7 +58,9 @@ def unpack(struct_cls: type[C.Structure], raw: bytes) -> Any:
 def iter_snapshot(inst: Any, record: type[C.Structure], max_records: int) -> dict[int, Any]:
     """Run the probe's task iterator once; its fixed-size records by ``tid`` (bounded)."""
     size = C.sizeof(record)
-    link = next(lk for lk in inst.obj.links if lk.kind == "iter")
+    link = next((lk for lk in inst.obj.links if lk.kind == "iter"), None)
+    if link is None:
+        raise RuntimeError(f"{inst.name}: its iterator is detached; no snapshot can be taken")
     data = link.read_iter(limit=max_records * size)
     recs = (record.from_buffer_copy(data, off) for off in range(0, len(data) - size + 1, size))
     return {r.tid: r for r in recs}

@@ -4,6 +4,7 @@ task, and for each task's worst wait, which task held that CPU meanwhile."""
 from __future__ import annotations
 
 import ctypes as C
+import os
 from typing import Any
 
 from ...system import procfs
@@ -95,6 +96,9 @@ class Collector:
                           # when the worst wait ended, in seconds since the probe attached
                           # (bpf_ktime_get_ns and time.monotonic share CLOCK_MONOTONIC)
                           "max_ended_s": round(t.max_at_ns / 1e9 - inst.attached_at, 3)})
+        # the investigation's own threads are not its subject: on a starved CPU they wait
+        # too, and must not hide the task the engineer is looking for
+        tasks = [t for t in tasks if t["pid"] != os.getpid()]
         tasks.sort(key=lambda t: t["max_ms"], reverse=True)
 
         attributed = [t for t in tasks if t["culprit"]["tid"] and t["culprit"]["share"] >= ATTRIBUTED_SHARE]
