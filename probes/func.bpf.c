@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* kernel.func: calls of one kernel function -- who calls it (process, CPU, kernel stack),
+/* kernel.func (and user.func): calls of one kernel (or user-space) function -- who calls it (process, CPU, kernel stack),
  * how long each call takes, what it returns -- aggregated in the kernel.
  *
  * Two hook alternatives, the same maps: fentry/fexit (BPF trampolines, the function's
@@ -66,6 +66,8 @@ struct {
 
 __u64 recent_seq = 0;
 
+const volatile bool user_func = false;  /* uprobes: no kernel stack to keep */
+
 static __always_inline void enter(void *ctx)
 {
 	struct task_struct *t = (void *)bpf_get_current_task();
@@ -77,7 +79,7 @@ static __always_inline void enter(void *ctx)
 		return;
 	tid = (__u32)bpf_get_current_pid_tgid();
 	c.start_ns = bpf_ktime_get_ns();
-	c.stack_id = bpf_get_stackid(ctx, &stacks, 0);
+	c.stack_id = user_func ? -1 : bpf_get_stackid(ctx, &stacks, 0);
 	if (bpf_map_update_elem(&inflight, &tid, &c, BPF_ANY))
 		COUNT_DROP();
 }
@@ -198,6 +200,21 @@ int BPF_KPROBE(kprobe_call)
 
 SEC("kretprobe")
 int BPF_KRETPROBE(kretprobe_call)
+{
+	leave((__s64)PT_REGS_RC(ctx));
+	return 0;
+}
+
+/* user.func: the same on a user-space function (binary and symbol, resolved by libbpf) */
+SEC("uprobe")
+int BPF_KPROBE(uprobe_call)
+{
+	enter(ctx);
+	return 0;
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(uretprobe_call)
 {
 	leave((__s64)PT_REGS_RC(ctx));
 	return 0;

@@ -158,3 +158,56 @@ def test_playbook_must_name_the_function(tmp_path: Path) -> None:
     p.write_text(playbook(tmp_path, "x").read_text().replace("function: x}", "function: 'a b'}"))
     r = investigate("validate", str(p))
     assert "expected a kernel symbol name" in r.stderr, r.stderr
+
+
+ISATTY = """
+import os, time
+open("/proc/self/comm", "w").write("{name}")
+end = time.monotonic() + {seconds}
+while time.monotonic() < end:
+    os.isatty(0)          # libc isatty(): stdin is /dev/null, returns 0
+    time.sleep({period})
+"""
+
+
+def _libc() -> str:
+    for line in open(f"/proc/{os.getpid()}/maps"):
+        path = line.split()[-1]
+        if "/libc.so" in path or "/libc-" in path:
+            return path
+    raise RuntimeError("libc not mapped")
+
+
+def test_user_function_through_uprobes(tmp_path: Path) -> None:
+    """user.func on libc's isatty(): uprobes work on this kernel, so this runs here."""
+    libc = _libc()
+    book = tmp_path / "ufunc.yaml"
+    book.write_text(f"""apiVersion: investigator/v1
+kind: Playbook
+metadata: {{name: ufunc-test, description: calls of isatty}}
+start: [calls]
+nodes:
+  calls:
+    hypothesis: isatty is called
+    probes:
+      - use: user.func
+        with: {{binary: {libc}, function: isatty}}
+    conclude:
+      - when: ufunc.calls > 0
+        verdict: contention
+        explain: "{{ufunc.calls}} calls of isatty"
+""")
+    with processes() as ps:
+        p = ps.spawn(ISATTY, name="isatty-loop", period=0.05, seconds=120)
+        wait_alive(p, 0.5)
+        r = investigate(str(book), "--pid", str(p.pid), "--window", "2", "--json", "--out", str(tmp_path / "b"))
+    assert r.returncode == 1, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["nodes"][0]["probes"][0]["hook"] == "uprobe"
+    ev = json.loads((tmp_path / "b" / "evidence.json").read_text())["calls"]["ufunc"]
+    expected = ev["probe"]["observed_s"] / 0.05
+    assert 0.6 * expected <= ev["calls"] <= 1.2 * expected, (ev["calls"], expected)
+    assert [x["value"] for x in ev["returns"]] == ["0"] and ev["zero_returns"] == ev["calls"]
+    (proc,) = ev["processes"]
+    assert proc["pid"] == p.pid and proc["comm"] == "isatty-loop"
+    assert ev["callers"] == [] and ev["last"]["tid"] == p.pid

@@ -317,6 +317,9 @@ def _check_param(loc: yamlpos.Located, path: tuple[Any, ...], ptype: str, value:
         loc.error(path, f"expected a non-negative integer, got {value!r}")
     elif ptype == "symbol" and not (isinstance(value, str) and SYMBOL.fullmatch(value)):
         loc.error(path, f"expected a kernel symbol name (letters, digits, _ and .), got {value!r}")
+    elif ptype == "path" and not (isinstance(value, str) and value.startswith("/") and len(value) < 4096
+                                  and "\0" not in value and ":" not in value):
+        loc.error(path, f"expected an absolute path (without ':'), got {value!r}")
 
 
 def _compile(loc: yamlpos.Located, path: tuple[Any, ...], src: str) -> Expr | None:

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from ..bpf import BpfError, BpfObject, num_possible_cpus
 from ..bpf import features
-from .manifest import HookAlternative, ProbeManifest
+from .manifest import TARGET_TYPES, HookAlternative, ProbeManifest
 from .units import parse_duration_ns
 
 
@@ -99,7 +99,7 @@ def resolve_params(manifest: ProbeManifest, given: dict[str, Any]) -> dict[str, 
     out: dict[str, int] = {}
     for name, p in manifest.params.items():
         v = given.get(name, ARCH_DEFAULTS.get((name, platform.machine()), p.default))
-        if p.type == "symbol":
+        if p.type in TARGET_TYPES:
             continue
         if p.type == "duration":
             out[name] = parse_duration_ns(v)
@@ -140,7 +140,7 @@ class ProbeInstance:
             if pname in chosen and prog.kind in ("fentry", "fexit") and chosen[pname] != prog.target:
                 prog.set_attach_target(chosen[pname])
         for pname, p in m.params.items():
-            if p.type != "symbol":
+            if p.type not in TARGET_TYPES:
                 obj.set_global(p.global_name, self.values[pname])
         present = obj.globals()
         for gname, value in self.targets.globals().items():
@@ -162,7 +162,7 @@ class ProbeInstance:
             return self._start_userspace(t0)
         self.values = resolve_params(self.manifest, self.params)
         self.symbols = {n: str(self.params.get(n, p.default or "")) for n, p in self.manifest.params.items()
-                        if p.type == "symbol"}
+                        if p.type in TARGET_TYPES}
         if not features.btf():   # every probe of the library is CO-RE
             self.attempts.append({"hook": "any", "reason": features.btf().reason})
             raise ProbeUnavailable(self.name, self.attempts)
@@ -183,6 +183,9 @@ class ProbeInstance:
                         link = prog.attach_iter()
                     elif prog.kind in ("kprobe", "kretprobe"):
                         link = prog.attach_kprobe(target, retprobe=prog.kind == "kretprobe")
+                    elif prog.kind in ("uprobe", "uretprobe"):
+                        binary, _, func = target.rpartition(":")
+                        link = prog.attach_uprobe(binary, func, retprobe=prog.kind == "uretprobe")
                     else:
                         link = prog.attach()
                     self.links.append(f"{link.kind}:{link.target}")

@@ -17,9 +17,10 @@ from typing import Any
 
 import yaml
 
-PARAM_TYPES = ("duration", "int", "bool", "symbol")
-# A "symbol" parameter is no BPF global: it names what the programs attach to (a kernel
-# function), written "{name}" in the hook targets.
+PARAM_TYPES = ("duration", "int", "bool", "symbol", "path")
+TARGET_TYPES = ("symbol", "path")
+# A "symbol" or "path" parameter is no BPF global: it names what the programs attach to (a
+# kernel function; a binary and its function), written "{name}" in the hook targets.
 # The collectors (investigator/probes/collectors/): a custom probe must produce records one
 # of them decodes, since a playbook never brings code.
 COLLECTORS = ("runqlat", "blocked", "workqueue", "futex", "func", "lock", "irq", "mem", "offcpu", "hung", "lockhold")
@@ -182,7 +183,7 @@ def load_manifest(path: Path) -> ProbeManifest:
         _only_keys(p, {"global", "type", "default", "help"}, f"{where}: param {name}")
         if p["type"] not in PARAM_TYPES:
             raise ManifestError(f"{where}: param {name}: type must be one of {PARAM_TYPES}")
-        if p["type"] != "symbol" and "global" not in p:
+        if p["type"] not in TARGET_TYPES and "global" not in p:
             raise ManifestError(f"{where}: param {name}: missing 'global'")
         params[name] = Param(name=name, global_name=p.get("global", ""), type=p["type"],
                              default=p.get("default"), help=p.get("help", ""))

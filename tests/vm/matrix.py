@@ -18,7 +18,16 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-PARAMS = {"kernel.func": {"function": "do_sys_openat2"}}   # a function every kernel has
+def _libc() -> str:
+    for line in open(f"/proc/{os.getpid()}/maps"):
+        if "/libc.so" in line.split()[-1]:
+            return line.split()[-1]
+    return "/lib/x86_64-linux-gnu/libc.so.6"
+
+
+# targets every kernel (and this machine's libc) has
+PARAMS = {"kernel.func": {"function": "do_sys_openat2"},
+          "user.func": {"binary": _libc(), "function": "isatty"}}
 BEGIN, END = "<!-- matrix -->", "<!-- /matrix -->"
 
 
