@@ -21,25 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+from docsplice import splice  # noqa: E402
 sys.path.insert(0, str(REPO / "tests"))
 from scenarios.build import c_helper  # noqa: E402
-from scenarios.procs import (FLOCK_ABBA, NORMAL_HOG, PERIODIC, PTY_WRITERS, RT_HOG, STAT_REFRESH,  # noqa: E402
-                             frozen_filesystem, processes, rps_to, sysctl, wait_alive)
-
-BEGIN, END = "<!-- accuracy -->", "<!-- /accuracy -->"
-PIPE_RESIZER = """
-import fcntl, os, time
-open("/proc/self/comm", "w").write("{name}")
-r, w = os.pipe()
-end = time.monotonic() + {seconds}
-while time.monotonic() < end:
-    try:
-        fcntl.fcntl(w, 1031, 1 << 30)
-    except OSError:
-        pass
-    time.sleep(0.1)
-"""
-
+from scenarios.procs import (FLOCK_ABBA, NORMAL_HOG, PERIODIC, PIPE_RESIZER, PTY_WRITERS, RT_HOG,  # noqa: E402
+                             STAT_REFRESH, frozen_filesystem, processes, rps_to, sysctl,
+                             threads_by_comm, wait_alive)
 
 @dataclass
 class Case:
@@ -50,23 +38,6 @@ class Case:
     verdict: str | None
     setup: Callable[[Path], contextlib.AbstractContextManager[dict]]   # yields the expected entities
     forbid: tuple[str, ...] = ()   # verdicts that must not appear (look-alikes)
-
-
-def _pids(ps, code: str, tmp: Path, **fmt) -> tuple[object, list[int]]:
-    pidfile = tmp / "pids"
-    parent = ps.spawn(code, pidfile=str(pidfile), **fmt)
-    end = time.monotonic() + 10
-    while not pidfile.exists() and time.monotonic() < end:
-        wait_alive(parent, 0.05)
-    return parent, [int(x) for x in pidfile.read_text().split()]
-
-
-def _threads(pid: int) -> dict[str, int]:
-    out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/comm") as f:
-            out[f.read().strip()] = int(tid)
-    return out
 
 
 @contextlib.contextmanager
@@ -104,14 +75,14 @@ def pthread_abba(tmp: Path) -> Iterator[dict]:
         ps.procs.append(proc)
         proc.stdout.readline()
         wait_alive(proc, 3.0)
-        t = _threads(proc.pid)
+        t = threads_by_comm(proc.pid)
         yield {"roles": {t["lock-a-then-b"]: "waiter", t["lock-b-then-a"]: "waiter"}}
 
 
 @contextlib.contextmanager
 def flock_abba(tmp: Path) -> Iterator[dict]:
     with processes() as ps:
-        parent, (a, b) = _pids(ps, FLOCK_ABBA, tmp, name="flock-abba", dir=str(tmp), seconds=60)
+        parent, (a, b) = ps.spawn_with_pids(FLOCK_ABBA, str(tmp / "pids"), name="flock-abba", dir=str(tmp), seconds=60)
         wait_alive(parent, 1.5)
         yield {"roles": {a: "waiter", b: "waiter"}}
 
@@ -128,7 +99,7 @@ def pthread_contention(tmp: Path) -> Iterator[dict]:
 @contextlib.contextmanager
 def kernel_mutex_contention(tmp: Path) -> Iterator[dict]:
     with processes() as ps:
-        parent, pids = _pids(ps, PTY_WRITERS, tmp, name="ptylock", drain=0.05, chunk=64 * 1024, seconds=60)
+        parent, pids = ps.spawn_with_pids(PTY_WRITERS, str(tmp / "pids"), name="ptylock", drain=0.05, chunk=64 * 1024, seconds=60)
         wait_alive(parent, 1.0)
         yield {"any_of": set(pids), "kind": "mutex"}
 
@@ -136,7 +107,7 @@ def kernel_mutex_contention(tmp: Path) -> Iterator[dict]:
 @contextlib.contextmanager
 def chain_to_reader(tmp: Path) -> Iterator[dict]:
     with processes() as ps:
-        parent, (w0, w1) = _pids(ps, PTY_WRITERS, tmp, name="ptychain", drain=0, chunk=256 * 1024, seconds=60)
+        parent, (w0, w1) = ps.spawn_with_pids(PTY_WRITERS, str(tmp / "pids"), name="ptychain", drain=0, chunk=256 * 1024, seconds=60)
         wait_alive(parent, 1.0)
         yield {"roles": {w1: "waiter", w0: "holder"}, "kind": "mutex"}
 
@@ -164,7 +135,7 @@ def softirq_wrong_context(tmp: Path) -> Iterator[dict]:
 @contextlib.contextmanager
 def alloc_failures(tmp: Path) -> Iterator[dict]:
     with sysctl("fs.pipe-max-size", str(1 << 31)), processes() as ps:
-        p = ps.spawn(PIPE_RESIZER, name="pipe-resizer", seconds=60)
+        p = ps.spawn(PIPE_RESIZER, name="pipe-resizer", period=0.1, seconds=60)
         wait_alive(p, 0.5)
         yield {"roles": {p.pid: "victim"}}
 
@@ -283,10 +254,7 @@ def main() -> int:
         time.sleep(1.0)       # let the previous scenario's load drain
     table = render(rows)
     if "--write" in sys.argv:
-        path = Path(sys.argv[sys.argv.index("--write") + 1])
-        text = path.read_text()
-        a, b = text.index(BEGIN) + len(BEGIN), text.index(END)
-        path.write_text(text[:a] + "\n" + table + text[b:])
+        splice(Path(sys.argv[sys.argv.index("--write") + 1]), "accuracy", table)
     print(table)
     return 0 if all(r["ok"] and r["entities"] != "WRONG" for r in rows) else 1
 

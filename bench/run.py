@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+from docsplice import splice  # noqa: E402
 PY = sys.executable
 
 
@@ -201,11 +203,8 @@ def main() -> int:
                       f"slowdown pipe {q('slow')}, messaging {q('slow_msg')}")
     text = "\n".join(lines + ratios) + "\n"
     print(text)
-    if args.out:   # replace the part between the markers, keep the rest of the page
-        doc = args.out.read_text() if args.out.exists() else "<!-- results -->\n<!-- /results -->\n"
-        head, rest = doc.split("<!-- results -->", 1)
-        tail = rest.split("<!-- /results -->", 1)[1] if "<!-- /results -->" in rest else ""
-        args.out.write_text(f"{head}<!-- results -->\n\n{text}<!-- /results -->{tail}")
+    if args.out:
+        splice(args.out, "results", text)
     return 0
 
 

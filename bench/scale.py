@@ -19,17 +19,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+from docsplice import splice  # noqa: E402
 sys.path.insert(0, str(REPO / "tests"))
 from scenarios.build import c_helper  # noqa: E402
-from scenarios.procs import processes, wait_alive  # noqa: E402
-
-
-def _threads(pid: int) -> dict[str, int]:
-    out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/comm") as f:
-            out[f.read().strip()] = int(tid)
-    return out
+from scenarios.procs import processes, threads_by_comm, wait_alive  # noqa: E402
 
 
 def one(n: int, tmp: Path) -> dict[str, float | bool]:
@@ -43,7 +37,7 @@ def one(n: int, tmp: Path) -> dict[str, float | bool]:
         wait_alive(proc, 3.0 if n < 5000 else 6.0)
         if n:
             assert len(os.listdir(f"/proc/{crowd.pid}/task")) >= n, "the crowd did not start"
-        t = _threads(proc.pid)
+        t = threads_by_comm(proc.pid)
         t0 = time.monotonic()
         p = subprocess.Popen([sys.executable, "-m", "investigator", "playbooks/freeze.yaml", "--window", "3",
                               "--json", "--out", str(tmp / f"b{n}")], cwd=REPO, stdout=subprocess.PIPE,
@@ -84,12 +78,7 @@ def main() -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if a.out:
-        doc = a.out.read_text()
-        if "<!-- scale -->" not in doc:
-            doc += "\n<!-- scale -->\n<!-- /scale -->\n"
-        head, rest = doc.split("<!-- scale -->", 1)
-        tail = rest.split("<!-- /scale -->", 1)[1]
-        a.out.write_text(f"{head}<!-- scale -->\n\n{text}<!-- /scale -->{tail}")
+        splice(a.out, "scale", text)
     return 0
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import investigate
 from scenarios.build import c_helper
-from scenarios.procs import NORMAL_HOG, PERIODIC, RT_HOG, STAT_REFRESH, processes, wait_alive
+from scenarios.procs import NORMAL_HOG, PERIODIC, RT_HOG, STAT_REFRESH, processes, threads_by_comm, wait_alive
 
 pytestmark = [pytest.mark.bpf, pytest.mark.cpu_heavy]
 
@@ -165,14 +165,6 @@ def test_task_blocked_in_d_state_is_a_hung_task(tmp_path: Path) -> None:
     assert not _verdicts(p, "starvation")
 
 
-def _threads(pid: int) -> dict[str, int]:
-    out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/comm") as f:
-            out[f.read().strip()] = int(tid)
-    return out
-
-
 def test_pthread_abba_deadlock_is_found_with_its_cycle(tmp_path: Path) -> None:
     """Two threads take two mutexes in opposite orders and deadlock, 3 s before the
     investigation.  The verdict names both threads, both mutexes (their addresses, as the
@@ -184,7 +176,7 @@ def test_pthread_abba_deadlock_is_found_with_its_cycle(tmp_path: Path) -> None:
         ps.procs.append(proc)  # type: ignore[arg-type]
         addrs = dict(part.split("=") for part in proc.stdout.readline().split())  # type: ignore[union-attr]
         wait_alive(proc, 3.0)  # type: ignore[arg-type]
-        threads = _threads(proc.pid)
+        threads = threads_by_comm(proc.pid)
         p = investigate("playbooks/freeze.yaml", "--window", "2", "--json", "--out", str(tmp_path / "b"))
     assert p.returncode == 1, p.stderr
     (v,) = _verdicts(p, "deadlock")

@@ -16,17 +16,6 @@ from scenarios.procs import PTY_WRITERS, processes, wait_alive
 pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel]
 
 
-def writers(ps, tmp: Path, drain: float) -> tuple[object, list[int]]:
-    pidfile = tmp / "writers.pid"
-    rd = ps.spawn(PTY_WRITERS, name="ptylock", drain=drain, chunk=64 * 1024, seconds=60,
-                  pidfile=str(pidfile))
-    end = time.monotonic() + 10
-    while not pidfile.exists() and time.monotonic() < end:
-        wait_alive(rd, 0.05)
-    pids = [int(x) for x in pidfile.read_text().split()]
-    return rd, pids
-
-
 def playbook(tmp: Path) -> Path:
     p = tmp / "lock.yaml"
     p.write_text("""apiVersion: investigator/v1
@@ -50,7 +39,8 @@ nodes:
 
 def test_mutex_contention_names_lock_waiter_and_owner(tmp_path: Path) -> None:
     with processes() as ps:
-        rd, pids = writers(ps, tmp_path, drain=0.05)
+        rd, pids = ps.spawn_with_pids(PTY_WRITERS, str(tmp_path / "pids"), name="ptylock", drain=0.05,
+                                      chunk=64 * 1024, seconds=60)
         wait_alive(rd, 1.0)
         p = investigate(str(playbook(tmp_path)), "--window", "3", "--json", "--out", str(tmp_path / "b"))
     assert p.returncode == 1, p.stderr

@@ -52,12 +52,8 @@ def test_mutex_hold_times_holders_and_timeline(tmp_path: Path, ruled_out: str) -
         os.environ["INVESTIGATOR_DISABLE_HOOKS"] = ruled_out
     try:
         with processes() as ps:
-            rd = ps.spawn(PTY_WRITERS, name="ptyhold", drain=0.1, chunk=96 * 1024, seconds=120,
-                          pidfile=str(pidfile))
-            end = time.monotonic() + 20
-            while not pidfile.exists() and time.monotonic() < end:
-                wait_alive(rd, 0.05)
-            pids = [int(x) for x in pidfile.read_text().split()]
+            rd, pids = ps.spawn_with_pids(PTY_WRITERS, str(pidfile), name="ptyhold", drain=0.1,
+                                          chunk=96 * 1024, seconds=120)
             wait_alive(rd, 0.5)
             p = investigate(str(book), "--window", "4", "--json", "--out", str(tmp_path / "b"), timeout=300)
     finally:

@@ -11,22 +11,9 @@ from pathlib import Path
 
 import pytest
 from conftest import investigate
-from scenarios.procs import processes, sysctl, wait_alive
+from scenarios.procs import PIPE_RESIZER, processes, sysctl, wait_alive
 
 pytestmark = [pytest.mark.bpf]
-
-PIPE_RESIZER = """
-import fcntl, os, time
-open("/proc/self/comm", "w").write("{name}")
-r, w = os.pipe()
-end = time.monotonic() + {seconds}
-while time.monotonic() < end:
-    try:
-        fcntl.fcntl(w, 1031, 1 << 30)      # F_SETPIPE_SZ
-    except OSError:
-        pass
-    time.sleep({period})
-"""
 
 EPOLL_LEAK = """
 import select, time

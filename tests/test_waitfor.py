@@ -17,15 +17,6 @@ from scenarios.procs import FLOCK_ABBA, PTY_WRITERS, processes, wait_alive
 pytestmark = [pytest.mark.bpf]
 
 
-def started(ps, code: str, tmp: Path, **fmt) -> tuple[object, list[int]]:
-    pidfile = tmp / "pids"
-    parent = ps.spawn(code, pidfile=str(pidfile), **fmt)
-    end = time.monotonic() + 10
-    while not pidfile.exists() and time.monotonic() < end:
-        wait_alive(parent, 0.05)
-    return parent, [int(x) for x in pidfile.read_text().split()]
-
-
 def freeze(tmp: Path) -> tuple[dict, dict]:
     p = investigate("playbooks/freeze.yaml", "--window", "2", "--json", "--out", str(tmp / "b"))
     assert p.returncode == 1, p.stderr
@@ -35,7 +26,8 @@ def freeze(tmp: Path) -> tuple[dict, dict]:
 
 def test_flock_abba_deadlock_names_both_processes_and_files(tmp_path: Path) -> None:
     with processes() as ps:
-        parent, (p0, p1) = started(ps, FLOCK_ABBA, tmp_path, name="flock-abba", dir=str(tmp_path), seconds=60)
+        parent, (p0, p1) = ps.spawn_with_pids(FLOCK_ABBA, str(tmp_path / "pids"), name="flock-abba",
+                                              dir=str(tmp_path), seconds=60)
         wait_alive(parent, 1.5)           # both hold one lock and wait for the other
         rep, v = freeze(tmp_path)
     assert v["verdict"] == "deadlock", v
@@ -61,8 +53,8 @@ def _release() -> tuple[int, int]:
 @pytest.mark.skipif(_release() < (6, 16), reason="the kernel records a task's lock in task->blocker since 6.16")
 def test_mutex_chain_ending_in_a_reader_that_never_reads_is_hung_task(tmp_path: Path) -> None:
     with processes() as ps:
-        parent, (w0, w1) = started(ps, PTY_WRITERS, tmp_path, name="ptychain", drain=0,
-                                   chunk=256 * 1024, seconds=60)
+        parent, (w0, w1) = ps.spawn_with_pids(PTY_WRITERS, str(tmp_path / "pids"), name="ptychain", drain=0,
+                                              chunk=256 * 1024, seconds=60)
         wait_alive(parent, 1.0)           # w0 blocks holding the tty write mutex; w1 waits for it
         rep, v = freeze(tmp_path)
     assert v["verdict"] == "hung-task", v

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import contextlib
 from contextlib import contextmanager
 from collections.abc import Iterator
 
@@ -112,6 +113,22 @@ for p in pids:
     os.kill(p, 9)
 """
 
+PIPE_RESIZER = """
+import fcntl, os, time
+open("/proc/self/comm", "w").write("{name}")
+r, w = os.pipe()
+end = time.monotonic() + {seconds}
+while time.monotonic() < end:
+    try:
+        # F_SETPIPE_SZ of 1 GiB: the pipe ring's kcalloc() asks for 10 MiB, beyond kmalloc's
+        # largest size: kmalloc returns NULL and fcntl fails with ENOMEM (when
+        # fs.pipe-max-size allows the size at all)
+        fcntl.fcntl(w, 1031, 1 << 30)
+    except OSError:
+        pass
+    time.sleep({period})
+"""
+
 NORMAL_HOG = """
 import os, time
 open("/proc/self/comm", "w").write("{name}")
@@ -134,6 +151,17 @@ class Procs:
                              stdin=subprocess.DEVNULL)
         self.procs.append(p)
         return p
+
+    def spawn_with_pids(self, code: str, pidfile: str, name: str = "scenario",
+                        **fmt: object) -> tuple[subprocess.Popen[bytes], list[int]]:
+        """Spawn a scenario that forks workers and writes their PIDs to ``pidfile``; wait
+        for the file (10 s at most) and return the parent and the workers' PIDs."""
+        parent = self.spawn(code, name=name, pidfile=pidfile, **fmt)
+        end = time.monotonic() + 10
+        while not os.path.exists(pidfile) and time.monotonic() < end:
+            wait_alive(parent, 0.05)
+        with open(pidfile) as f:
+            return parent, [int(x) for x in f.read().split()]
 
     def spawn_argv(self, argv: list[str]) -> subprocess.Popen[bytes]:
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
@@ -158,6 +186,15 @@ class Procs:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+
+
+def threads_by_comm(pid: int) -> dict[str, int]:
+    """A process's threads: name -> TID (scenario threads name themselves)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            out[f.read().strip()] = int(tid)
+    return out
 
 
 def children_of(pid: int) -> list[int]:
@@ -191,9 +228,9 @@ def wait_alive(p: subprocess.Popen[bytes], seconds: float) -> None:
 
 
 @contextmanager
-def sysctl(name: str, value: str) -> Iterator[None]:
-    """Set a sysctl for the duration of a scenario; the old value is always restored."""
-    path = "/proc/sys/" + name.replace(".", "/")
+def written(path: str, value: str) -> Iterator[None]:
+    """Write a kernel setting file for the duration of a scenario; the old value is always
+    restored."""
     with open(path) as f:
         old = f.read().strip()
     with open(path, "w") as f:
@@ -205,20 +242,17 @@ def sysctl(name: str, value: str) -> Iterator[None]:
             f.write(old)
 
 
+def sysctl(name: str, value: str) -> contextlib.AbstractContextManager[None]:
+    """A sysctl set for the duration of a scenario (restored after)."""
+    return written("/proc/sys/" + name.replace(".", "/"), value)
+
+
 @contextmanager
 def rps_to(cpu: int, dev: str = "lo") -> Iterator[None]:
     """Receive packet steering: packets received on ``dev`` (loopback: every local send) are
     processed in the NET_RX softirq of ``cpu``, raised there by an IPI.  Restored after."""
-    path = f"/sys/class/net/{dev}/queues/rx-0/rps_cpus"
-    with open(path) as f:
-        old = f.read().strip()
-    with open(path, "w") as f:
-        f.write(format(1 << cpu, "x"))
-    try:
+    with written(f"/sys/class/net/{dev}/queues/rx-0/rps_cpus", format(1 << cpu, "x")):
         yield
-    finally:
-        with open(path, "w") as f:
-            f.write(old)
 
 
 @contextmanager

@@ -28,7 +28,6 @@ def _libc() -> str:
 # targets every kernel (and this machine's libc) has
 PARAMS = {"kernel.func": {"function": "do_sys_openat2"},
           "user.func": {"binary": _libc(), "function": "isatty"}}
-BEGIN, END = "<!-- matrix -->", "<!-- /matrix -->"
 
 
 def _attach(m: object, params: dict[str, object]) -> dict[str, object]:
@@ -112,10 +111,9 @@ def main() -> int:
     results = guests() + [here()]
     table = render(results)
     if "--write" in sys.argv:
-        path = Path(sys.argv[sys.argv.index("--write") + 1])
-        text = path.read_text()
-        a, b = text.index(BEGIN) + len(BEGIN), text.index(END)
-        path.write_text(text[:a] + "\n" + table + text[b:])
+        sys.path.insert(0, str(REPO / "bench"))
+        from docsplice import splice
+        splice(Path(sys.argv[sys.argv.index("--write") + 1]), "matrix", table)
     print(table)
     return 0
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
 VM_DIR = Path(os.environ.get("INVESTIGATOR_VM_DIR", "/var/cache/investigator-vm"))
 QBOOT = Path("/usr/share/qemu/qboot.rom")
 
@@ -78,9 +79,11 @@ def boot(kernel: Kernel, script: str, *, timeout: float = 900, mem: str = "1G",
            "-nographic", "-no-reboot", *bios,
            "-kernel", str(kernel.dir / "boot" / "vmlinuz"),
            "-initrd", str(kernel.dir / "initramfs.cpio.gz"),
-           "-append", f"console=ttyS0 quiet loglevel=4 panic=-1 vm_workdir={work} vm_pybin={pybin}",
+           "-append", f"console=ttyS0 quiet loglevel=4 panic=-1 vm_workdir={work} vm_pybin={pybin} "
+                      f"vm_repo={REPO}",
            "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
            "-virtfs", f"local,path={work},mount_tag=work,security_model=none,multidevs=remap",
+           "-virtfs", f"local,path={REPO},mount_tag=repo,security_model=none,readonly=on,multidevs=remap",
            "-nic", "none"]
     t0 = time.monotonic()
     with open(work / "serial.log", "wb") as log:

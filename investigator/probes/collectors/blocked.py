@@ -54,12 +54,27 @@ def describe(r: BlockedRec) -> dict[str, Any]:
             "wchan": stack[0].split("+")[0] if stack else "", "blocker": blocker}
 
 
+def finding(w: dict[str, Any]) -> dict[str, Any]:
+    """A described blocked task as a finding: the task as waiter, the owner of the lock it
+    is blocked on (when the kernel records one) as holder, that lock."""
+    ent = {k: w[k] for k in ("tid", "pid", "comm")}
+    roles = [{**ent, "role": "waiter"}]
+    locks = []
+    if w["blocker"]:
+        locks.append({"addr": w["blocker"]["addr"], "kind": w["blocker"]["kind"],
+                      "owner_tid": (w["blocker"]["owner"] or {}).get("tid", 0)})
+        if w["blocker"]["owner"]:
+            roles.append({**w["blocker"]["owner"], "role": "holder"})
+    return {"task": ent, "blocked_s": w["blocked_s"], "stack": w["stack"], "wchan": w["wchan"],
+            "blocker": w["blocker"], "tasks": roles, "locks": locks, "cpus": []}
+
+
 def snapshot(inst: Any) -> dict[int, BlockedRec]:
     return iter_snapshot(inst, BlockedRec, MAX_TASKS)
 
 
 def empty_worst() -> dict[str, Any]:
-    return {"blocked_s": 0.0, "state": "", "task": task_entity(0, 0, ""), "stack": [],
+    return {"blocked_s": 0.0, "state": "", "task": task_entity(0, 0, ""), "stack": [], "wchan": "",
             "blocker": None, "tasks": [], "cpus": [], "locks": []}
 
 
@@ -104,17 +119,7 @@ class Collector:
         worst = empty_worst()
         if d_tasks:
             w = max(stuck or d_tasks, key=lambda t: t["blocked_s"])
-            ent = {k: w[k] for k in ("tid", "pid", "comm")}
-            roles = [{**ent, "role": "waiter"}]
-            locks = []
-            if w["blocker"]:
-                locks.append({"addr": w["blocker"]["addr"], "kind": w["blocker"]["kind"],
-                              "owner_tid": (w["blocker"]["owner"] or {}).get("tid", 0)})
-                if w["blocker"]["owner"]:
-                    roles.append({**w["blocker"]["owner"], "role": "holder"})
-            worst = {"blocked_s": w["blocked_s"], "state": w["state"], "task": ent, "stuck": w["stuck"],
-                     "stack": w["stack"], "blocker": w["blocker"], "tasks": roles, "cpus": [],
-                     "locks": locks}
+            worst = {**finding(w), "state": w["state"], "stuck": w["stuck"]}
         edges = [{"waiter": t["tid"], "holder": t["blocker"]["owner"]["tid"],
                   "lock": f"{t['blocker']['kind']} {t['blocker']['addr']}", "kind": t["blocker"]["kind"],
                   "stuck": t["stuck"] or (t["state"] == "S" and t["tid"] in self.first

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .blocked import BlockedRec, describe
+from .blocked import BlockedRec, describe, finding
 
 REPORTS = 64
 LAYOUTS = {"blocked_rec": BlockedRec}
@@ -44,17 +44,7 @@ class Collector:
         worst = {"task": {"tid": 0, "pid": 0, "comm": ""}, "blocked_s": 0.0, "stack": [], "wchan": "",
                  "blocker": None, "tasks": [], "locks": [], "cpus": []}
         if tasks:
-            w = tasks[0]
-            ent = {k: w[k] for k in ("tid", "pid", "comm")}
-            roles = [{**ent, "role": "waiter"}]
-            locks = []
-            if w["blocker"]:
-                locks.append({"addr": w["blocker"]["addr"], "kind": w["blocker"]["kind"],
-                              "owner_tid": (w["blocker"]["owner"] or {}).get("tid", 0)})
-                if w["blocker"]["owner"]:
-                    roles.append({**w["blocker"]["owner"], "role": "holder"})
-            worst = {"task": ent, "blocked_s": w["blocked_s"], "stack": w["stack"], "wchan": w["wchan"],
-                     "blocker": w["blocker"], "tasks": roles, "locks": locks, "cpus": []}
+            worst = finding(tasks[0])
         return {
             "timeout_s": _timeout(),
             "reports": total,

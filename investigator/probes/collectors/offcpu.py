@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from ._common import cstr, kernel_stack, task_entity
+from .blocked import state_letter
 
 TOP = 20
 u32, s32, u64 = C.c_uint32, C.c_int32, C.c_uint64
@@ -62,10 +63,6 @@ class UserMaps:
         return hex(addr)
 
 
-def _state(s: int) -> str:
-    return "D" if s & 2 else "S" if s & 1 else "R" if s == 0 else hex(s)
-
-
 class Collector:
     def start(self, inst: Any) -> None:
         pass
@@ -107,7 +104,7 @@ class Collector:
             tgid, comm = comms[tid]
             rows.append({"tid": tid, "pid": tgid, "comm": comm, "kstack": s.kstack, "ustack": s.ustack,
                          "total_ns": max(0, now - s.ts), "count": 0, "max_ns": max(0, now - s.ts),
-                         "ongoing_ns": max(0, now - s.ts), "state": _state(s.state)})
+                         "ongoing_ns": max(0, now - s.ts), "state": state_letter(s.state)})
         rows.sort(key=lambda r: -r["total_ns"])
         per_task: dict[int, dict[str, Any]] = {}
         for r in rows:
