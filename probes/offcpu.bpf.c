@@ -27,7 +27,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 16384);
 	__uint(key_size, sizeof(__u32));
 	__uint(value_size, OFFCPU_STACK_DEPTH * sizeof(__u64));
 } stacks SEC(".maps");
@@ -57,6 +57,8 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct
 		/* prev is current here: its stacks are the blocking path */
 		s.kstack = bpf_get_stackid(ctx, &stacks, 0);
 		s.ustack = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+		if (s.kstack < 0)       /* a hash collision in the stack map: no stack kept */
+			COUNT_DROP();
 		if (bpf_map_update_elem(&start, &pid, &s, BPF_ANY))
 			COUNT_DROP();
 	}

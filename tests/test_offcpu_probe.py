@@ -85,4 +85,6 @@ nodes:
     rd = next(s for s in ev["stacks"] if s["tid"] == reader.pid and s["ongoing_ms"])
     # (it blocks once its interpreter has started: ~0.1 s here, seconds under emulation)
     assert 300 <= rd["ongoing_ms"] <= away_ms and rd["state"] == "S" and rd["count"] == 0, (rd, away_ms)
-    assert "pipe_read" in " ".join(rd["kernel_stack"]), rd["kernel_stack"]
+    # (a stack lost to a collision in the stack map is counted as a drop: seen once under
+    # emulation on 6.1)
+    assert "pipe_read" in " ".join(rd["kernel_stack"]) or (not rd["kernel_stack"] and ev["probe"]["drops"]), rd
