@@ -14,6 +14,8 @@ import pytest
 from conftest import investigate
 from scenarios.procs import FLOCK_ABBA, PTY_WRITERS, processes, wait_alive
 
+from investigator.probes.manifest import kernel_version
+
 pytestmark = [pytest.mark.bpf]
 
 
@@ -45,12 +47,7 @@ def test_flock_abba_deadlock_names_both_processes_and_files(tmp_path: Path) -> N
     assert again["summary"] == v["summary"]
 
 
-def _release() -> tuple[int, int]:
-    major, minor = os.uname().release.split(".")[:2]
-    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
-
-
-@pytest.mark.skipif(_release() < (6, 16), reason="the kernel records a task's lock in task->blocker since 6.16")
+@pytest.mark.skipif(kernel_version() < (6, 16), reason="the kernel records a task's lock in task->blocker since 6.16")
 def test_mutex_chain_ending_in_a_reader_that_never_reads_is_hung_task(tmp_path: Path) -> None:
     with processes() as ps:
         parent, (w0, w1) = ps.spawn_with_pids(PTY_WRITERS, str(tmp_path / "pids"), name="ptychain", drain=0,

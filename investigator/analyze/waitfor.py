@@ -16,7 +16,6 @@ class Edge:
     holder: int           # tid
     lock: str             # the lock's identity, e.g. "pthread_mutex 0x55d5...a0"
     kind: str
-    info: tuple[tuple[str, Any], ...] = ()
 
 
 def cycles(edges: list[Edge]) -> list[list[Edge]]:
@@ -127,23 +126,21 @@ def analyze(env: dict[str, Any]) -> dict[str, Any]:
                 if "stuck" not in e and e["waiter"] in waiters:
                     w = waiters[e["waiter"]]
                     e = {**e, "stuck": bool(w.get("stuck")), "waited_s": w.get("blocked_s", 0.0)}
-                raw.append({**e, "source": alias})
+                raw.append({**e, "source": alias, "stuck": bool(e.get("stuck")),
+                            "waited_s": float(e.get("waited_s") or 0.0)})
     who: dict[int, dict[str, Any]] = {}
     _entities(env, who)
     out["edges_count"] = len(raw)
-    edges = [Edge(e["waiter"], e["holder"], e.get("lock", ""), e.get("kind", ""),
-                  (("stuck", bool(e.get("stuck"))), ("waited_s", float(e.get("waited_s") or 0.0)),
-                   ("source", e["source"]))) for e in raw]
-    info = {(e.waiter, e.holder): dict(e.info) for e in edges}
+    edges = [Edge(e["waiter"], e["holder"], e.get("lock", ""), e.get("kind", "")) for e in raw]
     by_pair = {(e["waiter"], e["holder"]): e for e in raw}
     found = []
     for cyc in cycles(edges):
-        stuck = all(info[(e.waiter, e.holder)]["stuck"] for e in cyc)
-        found.append({"size": len(cyc), "stuck": stuck,
-                      "blocked_s": min(info[(e.waiter, e.holder)]["waited_s"] for e in cyc),
-                      "tasks": [_ent(e.waiter, who, "waiter") for e in cyc],
-                      "locks": [_lock_row(by_pair[(e.waiter, e.holder)], who) for e in cyc],
-                      "cycle": [e.waiter for e in cyc], "cpus": []})
+        waits = [by_pair[(e.waiter, e.holder)] for e in cyc]
+        found.append({"size": len(cyc), "stuck": all(w["stuck"] for w in waits),
+                      "blocked_s": min(w["waited_s"] for w in waits),
+                      "tasks": [_ent(w["waiter"], who, "waiter") for w in waits],
+                      "locks": [_lock_row(w, who) for w in waits],
+                      "cycle": [w["waiter"] for w in waits], "cpus": []})
     found.sort(key=lambda c: (not c["stuck"], -c["blocked_s"]))
     out["cycles"] = found
     out["cycles_count"] = len(found)
@@ -151,7 +148,7 @@ def analyze(env: dict[str, Any]) -> dict[str, Any]:
     if found and found[0]["stuck"]:
         out["deadlock"] = found[0]
     # chains: from each stuck waiter, follow stuck edges while they lead somewhere new
-    nxt = {e["waiter"]: e for e in raw if e.get("stuck")}
+    nxt = {e["waiter"]: e for e in raw if e["stuck"]}
     in_cycle = {t for c in found for t in c["cycle"]}
     best: list[dict[str, Any]] = []
     for start in sorted(nxt):
@@ -178,6 +175,3 @@ def analyze(env: dict[str, Any]) -> dict[str, Any]:
                         "cpus": []}
     return out
 
-
-def produces_edges(evidence_paths: set[str]) -> bool:
-    return "edges" in evidence_paths

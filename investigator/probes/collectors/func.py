@@ -70,7 +70,6 @@ class Collector:
             if c.calls:
                 cpus.append({"cpu": cpu, "calls": c.calls, "max_us": round(c.max_ns / 1e3, 3)})
         calls = sum(c["calls"] for c in cpus)
-        max_ns = max((p["max_us"] for p in procs), default=0.0) * 1e3
         returns = []
         for k, v in maps["returns"].items(limit=256):
             val = int.from_bytes(k, "little", signed=True)
@@ -103,7 +102,7 @@ class Collector:
             "rate_per_s": round(calls / observed, 3),
             "errors": errors,
             "zero_returns": nulls,
-            "max_us": round(max_ns / 1e3, 3),
+            "max_us": max((c["max_us"] for c in cpus), default=0.0),
             "p99_us": round(hist_quantile(slots, 0.99) / 1e3, 3),
             "hist_ns": log2_hist(slots, unit="ns"),
             "returns": returns[:TOP],

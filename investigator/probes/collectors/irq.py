@@ -116,7 +116,7 @@ class Collector:
             comm = cstr(c.comm)
             vec = key.vec & 0xFFFF
             charged.append({**task_entity(key.tid, c.tgid, comm), "vector": VECTORS[vec] if vec < 10 else str(vec),
-                            "cpu": c.cpu, "count": c.count, "charged_ms": _ms(c.total_ns),
+                            "cpu": c.cpu, "count": c.count, "charged_ms": _ms(c.total_ns), "_vec": vec,
                             "share_pct": round(100 * c.total_ns / window_ns, 2),
                             "context": context_of(key.tid, comm, bool(c.kthread))})
         # who raised what: per (task, vector), raises of its own vs from interrupts
@@ -130,7 +130,7 @@ class Collector:
             o = origin.setdefault((rk.tid, rk.vec), [0, 0])
             o[1 if kinds[rk.stack_id] else 0] += int.from_bytes(v, "little")
         for c in charged:
-            own, irq = origin.get((c["tid"], VECTORS.index(c["vector"]) if c["vector"] in VECTORS else -1), [0, 0])
+            own, irq = origin.get((c["tid"], c.pop("_vec")), [0, 0])
             c["raised_self"], c["raised_irq"] = own, irq
         charged.sort(key=lambda c: -c["charged_ms"])
         cpus = []

@@ -89,40 +89,46 @@ class Collector:
             rows.append({"tid": key.tid, "pid": key.tgid, "comm": cstr(key.comm), "kstack": key.kstack,
                          "ustack": key.ustack, "total_ns": val.total_ns, "count": val.count, "max_ns": val.max_ns,
                          "ongoing_ns": 0, "state": ""})
-        # still off the CPU when the window closed: often the most interesting
-        comms: dict[int, tuple[int, str]] = {}
-        for k, v in maps["start"].lookup_batch(limit=10240):
-            tid = int.from_bytes(k, "little")
-            s = OffcpuStart.from_buffer_copy(v)
-            if tid not in comms:
+        # still off the CPU when the window closed: often the most interesting.  Who they
+        # are is known from their ended waits, else read from /proc -- only for the tasks
+        # the evidence names (there can be thousands of sleepers)
+        known = {r["tid"]: (r["pid"], r["comm"]) for r in rows}
+
+        def ident(tid: int) -> tuple[int, str]:
+            if tid not in known:
                 try:
                     with open(f"/proc/{tid}/status") as f:
                         st = dict(line.split(":", 1) for line in f if ":" in line)
-                    comms[tid] = (int(st["Tgid"]), st["Name"].strip())
+                    known[tid] = (int(st["Tgid"]), st["Name"].strip())
                 except (OSError, KeyError, ValueError):
-                    comms[tid] = (tid, "")
-            tgid, comm = comms[tid]
-            rows.append({"tid": tid, "pid": tgid, "comm": comm, "kstack": s.kstack, "ustack": s.ustack,
+                    known[tid] = (tid, "")
+            return known[tid]
+
+        for k, v in maps["start"].lookup_batch(limit=10240):
+            s = OffcpuStart.from_buffer_copy(v)
+            rows.append({"tid": int.from_bytes(k, "little"), "kstack": s.kstack, "ustack": s.ustack,
                          "total_ns": max(0, now - s.ts), "count": 0, "max_ns": max(0, now - s.ts),
                          "ongoing_ns": max(0, now - s.ts), "state": state_letter(s.state)})
         rows.sort(key=lambda r: -r["total_ns"])
         per_task: dict[int, dict[str, Any]] = {}
         for r in rows:
-            t = per_task.setdefault(r["tid"], {**task_entity(r["tid"], r["pid"], r["comm"]), "offcpu_ms": 0.0,
-                                               "blocks": 0, "ongoing_ms": 0.0})
+            t = per_task.setdefault(r["tid"], {"offcpu_ms": 0.0, "blocks": 0, "ongoing_ms": 0.0})
             t["offcpu_ms"] = round(t["offcpu_ms"] + r["total_ns"] / 1e6, 3)
             t["blocks"] += r["count"]
             t["ongoing_ms"] = round(t["ongoing_ms"] + r["ongoing_ns"] / 1e6, 3)
-        tasks = sorted(per_task.values(), key=lambda t: -t["offcpu_ms"])
-        stacks = [{**task_entity(r["tid"], r["pid"], r["comm"]), "total_ms": round(r["total_ns"] / 1e6, 3),
-                   "count": r["count"], "max_ms": round(r["max_ns"] / 1e6, 3),
-                   "ongoing_ms": round(r["ongoing_ns"] / 1e6, 3), "state": r["state"],
-                   "kernel_stack": kstack(r["kstack"]), "user_stack": ustack(r["pid"], r["ustack"])}
-                  for r in rows[:TOP]]
+        top = sorted(per_task.items(), key=lambda kv: -kv[1]["offcpu_ms"])[:TOP]
+        tasks = [{**task_entity(tid, *ident(tid)), **t} for tid, t in top]
+        stacks = []
+        for r in rows[:TOP]:
+            pid, comm = ident(r["tid"])
+            stacks.append({**task_entity(r["tid"], pid, comm), "total_ms": round(r["total_ns"] / 1e6, 3),
+                           "count": r["count"], "max_ms": round(r["max_ns"] / 1e6, 3),
+                           "ongoing_ms": round(r["ongoing_ns"] / 1e6, 3), "state": r["state"],
+                           "kernel_stack": kstack(r["kstack"]), "user_stack": ustack(pid, r["ustack"])})
         return {
             "tasks_count": len(per_task),
             "total_ms": round(sum(r["total_ns"] for r in rows) / 1e6, 3),
-            "tasks": tasks[:TOP],
+            "tasks": tasks,
             "stacks": stacks,
             "worst": stacks[0] if stacks else {**task_entity(0, 0, ""), "total_ms": 0.0, "count": 0, "max_ms": 0.0,
                                                "ongoing_ms": 0.0, "state": "", "kernel_stack": [], "user_stack": []},
