@@ -1,7 +1,9 @@
 """The merged wait-for graph (waitfor.*) on real reproducers started before the
 investigation: a flock ABBA deadlock between two processes, and a kernel-mutex chain that
-ends in a task waiting for a reader that never reads -- hung-task, not deadlock.  Both are
-concluded by playbooks/freeze.yaml's user-deadlock node."""
+ends in a task waiting for a reader that never reads -- hung-task, not deadlock; a kernel
+lock chain that ends in a FUSE daemon that never answers (hung-task), and a FUSE daemon
+blocked on a kernel lock its own client holds (a deadlock across layers).  All are concluded
+by playbooks/freeze.yaml's user-deadlock node."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import investigate
-from scenarios.procs import FLOCK_ABBA, PTY_WRITERS, processes, wait_alive
+from scenarios.procs import FLOCK_ABBA, FUSE_RENAMER, PTY_WRITERS, fuse_mount, processes, threads_by_comm, wait_alive
 
 from investigator.probes.manifest import kernel_version
 
@@ -62,3 +64,51 @@ def test_mutex_chain_ending_in_a_reader_that_never_reads_is_hung_task(tmp_path: 
     assert f"ptychain-w0 (tid {w0}), sleeping in wait_woken" in v["summary"], v["summary"]
     # not a deadlock, and the other nodes stay quiet
     assert all(x["verdict"] != "deadlock" for x in rep["verdicts"])
+
+
+NEEDS_FUSE_AND_BLOCKER = pytest.mark.skipif(
+    kernel_version() < (6, 16) or not os.path.exists("/dev/fuse"),
+    reason="needs /dev/fuse and task->blocker (6.16+) for the rename mutex")
+
+
+@NEEDS_FUSE_AND_BLOCKER
+def test_lock_chain_ending_in_a_fuse_daemon_that_never_answers_is_hung_task(tmp_path: Path) -> None:
+    """Two renames across the directories of one FUSE mount: the first holds the
+    superblock's rename mutex and waits for the daemon's answer, which never comes; the
+    second waits for the mutex in D state.  The chain: renamer2 -> renamer1 (mutex) ->
+    daemon (fuse request), ending in a daemon idle in fuse_dev_do_read."""
+    with processes() as ps, fuse_mount(ps, str(tmp_path), "silent") as (daemon, mnt):
+        r1 = ps.spawn(FUSE_RENAMER, name="fuse-ren1", src=f"{mnt}/a/x", dst=f"{mnt}/b/y")
+        wait_alive(r1, 0.5)
+        r2 = ps.spawn(FUSE_RENAMER, name="fuse-ren2", src=f"{mnt}/a/z", dst=f"{mnt}/b/w")
+        wait_alive(r2, 1.0)
+        rep, v = freeze(tmp_path)
+    assert v["verdict"] == "hung-task", v
+    roles = [(t["tid"], t["role"]) for t in v["tasks"]]
+    assert roles == [(r2.pid, "waiter"), (r1.pid, "waiter"), (daemon.pid, "holder")], roles
+    assert [(lk["kind"], lk["waiter_tid"], lk["holder_tid"]) for lk in v["locks"]] == \
+        [("mutex", r2.pid, r1.pid), ("fuse", r1.pid, daemon.pid)], v["locks"]
+    assert v["locks"][1]["lock"].startswith("fuse RENAME #") and v["locks"][1]["lock"].endswith(mnt)
+    assert f"fuse-daemon (tid {daemon.pid}), sleeping in fuse_dev_do_read" in v["summary"], v["summary"]
+    assert all(x["verdict"] != "deadlock" for x in rep["verdicts"])
+
+
+@NEEDS_FUSE_AND_BLOCKER
+def test_fuse_daemon_blocked_on_a_lock_its_client_holds_is_a_deadlock(tmp_path: Path) -> None:
+    """The client's rename holds the rename mutex and waits for the daemon; the daemon's
+    worker, handling that RENAME, renames across the same directories itself and waits for
+    the mutex: a cycle through a FUSE request and a kernel mutex."""
+    with processes() as ps, fuse_mount(ps, str(tmp_path), "self") as (daemon, mnt):
+        c = ps.spawn(FUSE_RENAMER, name="fuse-client", src=f"{mnt}/a/x", dst=f"{mnt}/b/y")
+        wait_alive(c, 1.0)
+        worker = threads_by_comm(daemon.pid)["fuse-daemon-wk"]
+        rep, v = freeze(tmp_path)
+    assert v["verdict"] == "deadlock", v
+    assert sorted((t["tid"], t["pid"]) for t in v["tasks"]) == sorted([(c.pid, c.pid), (worker, daemon.pid)])
+    locks = {lk["kind"]: lk for lk in v["locks"]}
+    assert set(locks) == {"fuse", "mutex"}, v["locks"]
+    assert (locks["fuse"]["waiter_tid"], locks["fuse"]["holder_tid"]) == (c.pid, worker)
+    assert (locks["mutex"]["waiter_tid"], locks["mutex"]["holder_tid"]) == (worker, c.pid)
+    assert {lk["source"] for lk in v["locks"]} == {"fuse", "blocked"}
+    # the daemon's main thread, idle in its read loop, is not part of the cycle
+    assert daemon.pid not in {t["tid"] for t in v["tasks"]}

@@ -163,13 +163,18 @@ def uprobe() -> Support:
     return _try_load(PROG_KPROBE)
 
 
+ITER_SINCE = {"task": "5.8", "task_file": "5.8", "task_vma": "5.12"}
+
+
 @lru_cache(maxsize=None)
-def iter_task() -> Support:
+def iterator(target: str = "task") -> Support:
+    """Can a BPF iterator over ``target`` (task, task_file, ...) load here?"""
     if not kernel_btf():
         return kernel_btf()
-    bid = _vmlinux_btf_id("task", ATTACH_ITER)
+    bid = _vmlinux_btf_id(target, ATTACH_ITER)
     if bid < 0:
-        return Support(False, "no bpf_iter_task in this kernel (needs >= 5.8)")
+        since = ITER_SINCE.get(target)
+        return Support(False, f"no bpf_iter_{target} in this kernel" + (f" (needs >= {since})" if since else ""))
     return _try_load(PROG_TRACING, ATTACH_ITER, bid)
 
 
@@ -210,7 +215,7 @@ def hook(kind: str, target: str = "") -> Support:
     if kind in ("uprobe", "uretprobe"):
         return uprobe()
     if kind == "iter":
-        return iter_task() if target in ("task", "") else Support(False, f"iterator {target} not probed")
+        return iterator(target or "task")
     if kind == "perf_event":
         return perf_event()
     return Support(False, f"unknown hook kind {kind}")
@@ -225,6 +230,6 @@ def summary() -> dict[str, Support]:
         "fentry": fentry("schedule"),
         "kprobe": kprobe(),
         "uprobe": uprobe(),
-        "iter": iter_task(),
+        "iter": iterator("task"),
         "perf_event": perf_event(),
     }

@@ -281,3 +281,114 @@ def frozen_filesystem(workdir: str) -> Iterator[str]:
             os.remove(img)
         except OSError:
             pass
+
+
+FUSE_DAEMON = """
+import os, struct, subprocess, threading, time
+# A FUSE filesystem served by this process through /dev/fuse directly (no libfuse): the
+# directories a and b and files in a.  It answers everything but RENAME.  A rename across
+# the two directories takes the superblock's s_vfs_rename_mutex and then waits for the
+# daemon's answer, holding the mutex; a second such rename waits for the mutex in D state.
+# mode "silent": a RENAME is never answered (a daemon that never answers).
+# mode "self": the daemon hands the RENAME to a worker thread that first renames across
+# the same directories itself -- and blocks on the mutex its own client holds: a FUSE
+# self-deadlock across layers.  The mount is detached when this process exits.
+open("/proc/self/comm", "w").write("{name}")
+end = time.monotonic() + {seconds}
+mnt, mode = "{mnt}", "{mode}"
+fd = os.open("/dev/fuse", os.O_RDWR)
+subprocess.run(["mount", "-t", "fuse", "-o", f"fd={{fd}},rootmode=40000,user_id=0,group_id=0",
+                "investigator-fuse", mnt], check=True, pass_fds=[fd])
+S_IFDIR, S_IFREG = 0o040000, 0o100000
+TREE = {{(1, b"a"): (2, S_IFDIR | 0o755), (1, b"b"): (3, S_IFDIR | 0o755)}}
+for i, n in enumerate((b"x", b"z", b"x2")):
+    TREE[(2, n)] = (10 + i, S_IFREG | 0o644)
+MODES = {{ino: m for ino, m in TREE.values()}}
+MODES[1] = S_IFDIR | 0o755
+
+def attr(ino):
+    return struct.pack("<6Q10I", ino, 0, 0, 0, 0, 0, 0, 0, 0, MODES[ino], 1, 0, 0, 0, 4096, 0)
+
+def reply(unique, payload=b"", error=0):
+    os.write(fd, struct.pack("<IiQ", 16 + len(payload), error, unique) + payload)
+
+def worker():
+    open("/proc/thread-self/comm", "w").write("{name}-wk")
+    os.rename(mnt + "/a/x2", mnt + "/b/y2")      # blocks on s_vfs_rename_mutex
+
+open("{ready}", "w").close()
+while time.monotonic() < end:
+    try:
+        req = os.read(fd, 1 << 20)
+    except OSError:
+        break
+    length, opcode, unique, nodeid = struct.unpack_from("<IIQQ", req)
+    if opcode == 26:                                   # INIT
+        reply(unique, struct.pack("<IIIIHHIIHHII6I", 7, 31, 0, 0, 16, 12, 4096, 1, 1, 0, 0, 0, *[0] * 6))
+    elif opcode == 1:                                  # LOOKUP
+        ent = TREE.get((nodeid, req[40:].split(b"\\0")[0]))
+        if ent:
+            reply(unique, struct.pack("<QQQQII", ent[0], 0, 600, 600, 0, 0) + attr(ent[0]))
+        else:
+            reply(unique, error=-2)
+    elif opcode == 3:                                  # GETATTR
+        reply(unique, struct.pack("<QII", 600, 0, 0) + attr(nodeid if nodeid in MODES else 1))
+    elif opcode in (14, 27):                           # OPEN, OPENDIR
+        reply(unique, struct.pack("<QII", 1, 0, 0))
+    elif opcode in (12, 45):                           # RENAME, RENAME2: never answered
+        if mode == "self":
+            threading.Thread(target=worker, daemon=True).start()
+    elif opcode == 38:                                 # DESTROY
+        break
+    else:
+        reply(unique, error=-38)                       # ENOSYS
+"""
+
+FUSE_RENAMER = """
+import os
+open("/proc/self/comm", "w").write("{name}")
+os.rename("{src}", "{dst}")       # across directories of the FUSE mount: waits for the daemon
+"""
+
+
+def _mount_dev(mnt: str) -> str:
+    """major:minor of what is mounted on mnt, from mountinfo (a stat could hang on FUSE)."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            a = line.split()
+            if a[4] == mnt:
+                return a[2]
+    return ""
+
+
+@contextmanager
+def fuse_mount(ps: Procs, workdir: str, mode: str, name: str = "fuse-daemon") -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A FUSE_DAEMON mounted on workdir/mnt.  On exit the connection is aborted through
+    fusectl (a client killed while its request is with the daemon would otherwise wait
+    for the answer forever, and a self-deadlocked daemon never exits), then the daemon is
+    killed and the mount detached."""
+    mnt, ready = os.path.join(workdir, "mnt"), os.path.join(workdir, "fuse-ready")
+    os.makedirs(mnt, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(ready)
+    daemon = ps.spawn(FUSE_DAEMON, name=name, mnt=mnt, ready=ready, mode=mode, seconds=60)
+    ctl = "/sys/fs/fuse/connections"
+    mounted_ctl = False
+    try:
+        end = time.monotonic() + 10
+        while not os.path.exists(ready) and time.monotonic() < end:
+            wait_alive(daemon, 0.05)
+        conn = _mount_dev(mnt).split(":")[-1]
+        yield daemon, mnt
+    finally:
+        if not os.path.exists(f"{ctl}/{conn}"):
+            mounted_ctl = subprocess.run(["mount", "-t", "fusectl", "fusectl", ctl], capture_output=True).returncode == 0
+        try:
+            with open(f"{ctl}/{conn}/abort", "w") as f:
+                f.write("1")
+        except OSError:
+            pass
+        daemon.kill()
+        subprocess.run(["umount", "-l", mnt], capture_output=True)
+        if mounted_ctl:
+            subprocess.run(["umount", ctl], capture_output=True)

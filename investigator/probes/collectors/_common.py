@@ -55,15 +55,19 @@ def unpack(struct_cls: type[C.Structure], raw: bytes) -> Any:
     return struct_cls.from_buffer_copy(raw[:C.sizeof(struct_cls)])
 
 
-def iter_snapshot(inst: Any, record: type[C.Structure], max_records: int) -> dict[int, Any]:
-    """Run the probe's task iterator once; its fixed-size records by ``tid`` (bounded)."""
+def iter_records(inst: Any, record: type[C.Structure], max_records: int) -> list[Any]:
+    """Run the probe's iterator once; the fixed-size records it wrote (at most max_records)."""
     size = C.sizeof(record)
     link = next((lk for lk in inst.obj.links if lk.kind == "iter"), None)
     if link is None:
         raise RuntimeError(f"{inst.name}: its iterator is detached; no snapshot can be taken")
     data = link.read_iter(limit=max_records * size)
-    recs = (record.from_buffer_copy(data, off) for off in range(0, len(data) - size + 1, size))
-    return {r.tid: r for r in recs}
+    return [record.from_buffer_copy(data, off) for off in range(0, len(data) - size + 1, size)]
+
+
+def iter_snapshot(inst: Any, record: type[C.Structure], max_records: int) -> dict[int, Any]:
+    """Run the probe's task iterator once; its records by ``tid`` (bounded)."""
+    return {r.tid: r for r in iter_records(inst, record, max_records)}
 
 
 def kernel_stack(stack_map: Any, stack_id: int, depth: int = 32) -> list[str]:
@@ -86,3 +90,27 @@ def seconds_since_ran(now_ns: int, last_arrival_ns: int, exec_start_ns: int) -> 
     """How long a task has not run, from the scheduler's own timestamps (0 if unknown)."""
     ran = max(last_arrival_ns, exec_start_ns)
     return round(max(0, now_ns - ran) / 1e9, 3) if ran else 0.0
+
+
+def proc_task(tid: int) -> dict[str, Any] | None:
+    """What a task is doing, read from /proc (a lock holder at the end of a wait-for chain, a
+    FUSE daemon's thread): state, wchan and kernel stack; None once it is gone.  Reads only
+    /proc files that never reach into a filesystem the task may be stuck on."""
+    try:
+        with open(f"/proc/{tid}/stat") as f:
+            stat = f.read()
+        comm = stat[stat.index("(") + 1: stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        with open(f"/proc/{tid}/wchan") as f:
+            wchan = f.read().strip()
+        try:
+            with open(f"/proc/{tid}/stack") as f:
+                stack = [line.split(" ", 1)[-1].strip() for line in f][:32]
+        except OSError:
+            stack = []
+        with open(f"/proc/{tid}/status") as f:
+            tgid = next(int(line.split()[1]) for line in f if line.startswith("Tgid:"))
+    except (OSError, ValueError, StopIteration):
+        return None
+    return {**task_entity(tid, tgid, comm), "state": fields[0], "wchan": "" if wchan == "0" else wchan,
+            "stack": stack}

@@ -12,7 +12,7 @@ import ctypes as C
 from typing import Any
 
 from ...system.kallsyms import symbolize
-from ._common import cstr, iter_snapshot, seconds_since_ran, task_entity
+from ._common import cstr, iter_snapshot, proc_task, seconds_since_ran, task_entity
 
 STACK_DEPTH = 32
 MAX_TASKS = 4096            # records kept from one snapshot (bounded memory)
@@ -78,29 +78,6 @@ def empty_worst() -> dict[str, Any]:
             "blocker": None, "tasks": [], "cpus": [], "locks": []}
 
 
-def _holder(tid: int) -> dict[str, Any] | None:
-    """What a lock's holder is doing, when it is not itself blocked on a traced lock (the end
-    of a wait-for chain): state, wchan and kernel stack from /proc."""
-    try:
-        with open(f"/proc/{tid}/stat") as f:
-            stat = f.read()
-        comm = stat[stat.index("(") + 1: stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
-        with open(f"/proc/{tid}/wchan") as f:
-            wchan = f.read().strip()
-        try:
-            with open(f"/proc/{tid}/stack") as f:
-                stack = [line.split(" ", 1)[-1].strip() for line in f][:32]
-        except OSError:
-            stack = []
-        with open(f"/proc/{tid}/status") as f:
-            tgid = next(int(line.split()[1]) for line in f if line.startswith("Tgid:"))
-    except (OSError, ValueError, StopIteration):
-        return None
-    return {**task_entity(tid, tgid, comm), "state": fields[0], "wchan": "" if wchan == "0" else wchan,
-            "stack": stack}
-
-
 class Collector:
     def start(self, inst: Any) -> None:
         self.first = snapshot(inst)
@@ -127,7 +104,7 @@ class Collector:
                   "waited_s": t["blocked_s"]}
                  for t in tasks if t["blocker"] and t["blocker"]["owner"] and t["blocker"]["owner"]["tid"] != t["tid"]]
         known = {t["tid"] for t in tasks}
-        holders = [_holder(e["holder"]) for e in edges if e["holder"] not in known][:TOP_TASKS]
+        holders = [proc_task(e["holder"]) for e in edges if e["holder"] not in known][:TOP_TASKS]
         return {
             "edges": edges,
             "holders": [h for h in holders if h],

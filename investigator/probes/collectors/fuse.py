@@ -1,0 +1,210 @@
+"""Evidence of ``fuse.requests`` (probes/fuse.bpf.c): FUSE requests that have no answer yet,
+who made them and which daemon owes the answer, snapshotted by a task_file iterator when the
+window opens and when it closes.
+
+A request present in both snapshots (same connection, same ``unique``) was not answered
+during the window: its client's wait is *stuck*.  The client waits for the daemon -- the
+process holding the connection's /dev/fuse open -- and, more precisely, for those of its
+threads that are busy (not idle waiting for the next request in fuse_dev_do_read, poll or a
+futex): a thread that read the request and is now blocked is what the answer waits for.
+When every daemon thread is idle the request was lost or ignored: the wait ends at the
+daemon's main thread ("a daemon that never answers").
+
+Nothing here touches a FUSE mount (a stat of a stuck mount would hang the investigation):
+the connection's mount point comes from /proc/self/mountinfo, the tasks from /proc."""
+
+from __future__ import annotations
+
+import ctypes as C
+import os
+from typing import Any
+
+from ._common import iter_records, proc_task, task_entity
+
+u32, u64 = C.c_uint32, C.c_uint64
+MAX_RECORDS = 65536           # records read from one snapshot (bounded memory)
+TOP = 50
+MAX_THREADS = 256             # threads of one daemon looked at
+MAX_TARGETS = 16              # busy daemon threads a client's wait points to
+REC_DEVICE, REC_REQUEST = 1, 2
+WHERE = {0: "pending", 1: "processing", 2: "io"}
+# where a daemon thread sleeps while it has no request to work on
+IDLE_WCHANS = ("fuse_dev_do_read", "do_epoll_wait", "ep_poll", "do_sys_poll", "do_select", "core_sys_select",
+               "futex_wait_queue", "futex_do_wait", "futex_wait", "io_uring_cqring_wait", "io_cqring_wait")
+# include/uapi/linux/fuse.h
+OPCODES = {1: "LOOKUP", 2: "FORGET", 3: "GETATTR", 4: "SETATTR", 5: "READLINK", 6: "SYMLINK", 8: "MKNOD",
+           9: "MKDIR", 10: "UNLINK", 11: "RMDIR", 12: "RENAME", 13: "LINK", 14: "OPEN", 15: "READ",
+           16: "WRITE", 17: "STATFS", 18: "RELEASE", 20: "FSYNC", 21: "SETXATTR", 22: "GETXATTR",
+           23: "LISTXATTR", 24: "REMOVEXATTR", 25: "FLUSH", 26: "INIT", 27: "OPENDIR", 28: "READDIR",
+           29: "RELEASEDIR", 30: "FSYNCDIR", 31: "GETLK", 32: "SETLK", 33: "SETLKW", 34: "ACCESS",
+           35: "CREATE", 36: "INTERRUPT", 37: "BMAP", 38: "DESTROY", 39: "IOCTL", 40: "POLL",
+           41: "NOTIFY_REPLY", 42: "BATCH_FORGET", 43: "FALLOCATE", 44: "READDIRPLUS", 45: "RENAME2",
+           46: "LSEEK", 47: "COPY_FILE_RANGE", 48: "SETUPMAPPING", 49: "REMOVEMAPPING", 50: "SYNCFS",
+           51: "TMPFILE", 52: "STATX"}
+
+
+class FuseRec(C.Structure):
+    _fields_ = [("kind", u32), ("where", u32), ("tgid", u32), ("fd", u32), ("conn", u32), ("ns_level", u32),
+                ("opcode", u32), ("client", u32), ("unique", u64), ("nodeid", u64), ("age_jiffies", u64),
+                ("hz", u64), ("now_ns", u64), ("comm", C.c_char * 16)]
+
+
+LAYOUTS = {"fuse_rec": FuseRec}
+
+
+def conn_name(conn: int) -> str:
+    """A connection as /sys/fs/fuse/connections and mountinfo name it (major:minor)."""
+    return f"{conn >> 20}:{conn & 0xfffff}"
+
+
+def mounts() -> dict[str, dict[str, str]]:
+    """major:minor -> {mountpoint, fstype, source} of this mount namespace's FUSE mounts."""
+    out: dict[str, dict[str, str]] = {}
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                a, b = left.split(), right.split()
+                if len(a) >= 5 and b and b[0].startswith("fuse"):
+                    out.setdefault(a[2], {"mountpoint": a[4], "fstype": b[0], "source": b[1] if len(b) > 1 else ""})
+    except OSError:
+        pass
+    return out
+
+
+def snapshot(inst: Any) -> dict[str, Any]:
+    """One pass of the iterator: the daemons' /dev/fuse files and the unanswered requests
+    (by (conn, unique); a request seen through several files is kept once)."""
+    devices: dict[int, dict[int, dict[str, Any]]] = {}     # conn -> tgid -> {comm, fds}
+    reqs: dict[tuple[int, int], dict[str, Any]] = {}
+    now_ns, hz = 0, 0
+    for r in iter_records(inst, FuseRec, MAX_RECORDS):
+        now_ns, hz = r.now_ns or now_ns, r.hz or hz
+        if r.kind == REC_DEVICE:
+            d = devices.setdefault(r.conn, {}).setdefault(
+                r.tgid, {"comm": bytes(r.comm).split(b"\0", 1)[0].decode(errors="replace"), "fds": [],
+                         "ns_level": r.ns_level})
+            d["fds"].append(r.fd)
+        elif r.kind == REC_REQUEST:
+            key = (r.conn, r.unique)
+            q = reqs.get(key)
+            if q is None:
+                q = reqs[key] = {"conn": r.conn, "unique": r.unique, "opcode": r.opcode, "client_ns_pid": r.client,
+                                 "nodeid": r.nodeid, "where": WHERE.get(r.where, str(r.where)),
+                                 "age_jiffies": r.age_jiffies, "ns_level": r.ns_level, "daemons": []}
+            if r.where and r.tgid not in q["daemons"]:      # read by this daemon
+                q["daemons"].append(r.tgid)
+    return {"devices": devices, "requests": reqs, "now_ns": now_ns, "hz": hz}
+
+
+def _nspid_map(daemon_pid: int) -> dict[int, int]:
+    """pid as the daemon's pid namespace sees it -> global tid, for the tasks of that
+    namespace (a containerised FUSE daemon names its clients by their namespaced pid)."""
+    try:
+        ns = os.stat(f"/proc/{daemon_pid}/ns/pid").st_ino
+    except OSError:
+        return {}
+    out: dict[int, int] = {}
+    for pid in os.listdir("/proc")[:100000]:
+        if not pid.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{pid}/ns/pid").st_ino != ns:
+                continue
+            for tid in os.listdir(f"/proc/{pid}/task")[:MAX_THREADS]:
+                with open(f"/proc/{pid}/task/{tid}/status") as f:
+                    line = next((x for x in f if x.startswith("NSpid:")), "")
+                nspids = line.split()[1:]
+                if nspids:
+                    out[int(nspids[-1])] = int(tid)
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _threads(tgid: int) -> list[dict[str, Any]]:
+    try:
+        tids = sorted(int(t) for t in os.listdir(f"/proc/{tgid}/task"))[:MAX_THREADS]
+    except OSError:
+        return []
+    return [t for t in (proc_task(tid) for tid in tids) if t]
+
+
+def busy(t: dict[str, Any]) -> bool:
+    """A daemon thread that is working on something (running, or sleeping anywhere but in a
+    wait for the next request)."""
+    return t["state"] in ("R", "D") or not any(t["wchan"].startswith(w) for w in IDLE_WCHANS)
+
+
+class Collector:
+    def start(self, inst: Any) -> None:
+        self.first = snapshot(inst)
+
+    def finish(self, inst: Any) -> dict[str, Any]:
+        last = snapshot(inst)
+        window_s = max(0.0, (last["now_ns"] - self.first["now_ns"]) / 1e9) if self.first["now_ns"] else 0.0
+        hz = last["hz"]
+        mnt = mounts()
+        threads: dict[int, list[dict[str, Any]]] = {}
+        for per in last["devices"].values():
+            for tgid in per:
+                threads.setdefault(tgid, _threads(tgid))
+        nsmaps: dict[int, dict[int, int]] = {}
+        requests, edges = [], []
+        for key, q in sorted(last["requests"].items()):
+            stuck = key in self.first["requests"]
+            age_s = round(q["age_jiffies"] / hz, 3) if hz and q["age_jiffies"] else None
+            waited = age_s if age_s is not None else (round(window_s, 3) if stuck else 0.0)
+            owners = q["daemons"] or sorted(last["devices"].get(q["conn"], {}))
+            client_tid = q["client_ns_pid"]
+            if q["ns_level"] and client_tid and owners:
+                m = nsmaps.setdefault(owners[0], _nspid_map(owners[0]))
+                client_tid = m.get(client_tid, 0)
+            client = proc_task(client_tid) if client_tid else None
+            targets: list[dict[str, Any]] = []
+            for d in owners:
+                ts = threads.get(d) or []
+                targets += [t for t in ts if busy(t)][:MAX_TARGETS]
+            if not targets:
+                targets = [t for d in owners for t in threads.get(d, [])[:1]]    # main thread
+            m_ = mnt.get(conn_name(q["conn"]), {})
+            req = {"conn": conn_name(q["conn"]), "mountpoint": m_.get("mountpoint", ""), "fstype": m_.get("fstype", ""),
+                   "op": OPCODES.get(q["opcode"], str(q["opcode"])), "opcode": q["opcode"], "unique": q["unique"],
+                   "nodeid": q["nodeid"], "where": q["where"], "age_s": age_s, "waited_s": waited, "stuck": stuck,
+                   "client": client or task_entity(client_tid, client_tid, ""), "daemon_pids": owners,
+                   "waits_for": [t["tid"] for t in targets]}
+            requests.append(req)
+            if client and client["tid"] not in {t["tid"] for t in targets}:
+                lock = f"fuse {req['op']} #{q['unique']} {req['mountpoint'] or req['conn']}"
+                edges += [{"waiter": client["tid"], "holder": t["tid"], "lock": lock, "kind": "fuse",
+                           "stuck": stuck, "waited_s": waited} for t in targets]
+        requests.sort(key=lambda r: (not r["stuck"], -(r["waited_s"] or 0.0)))
+        daemons = []
+        for conn, per in sorted(last["devices"].items()):
+            m_ = mnt.get(conn_name(conn), {})
+            for tgid, d in sorted(per.items()):
+                ts = threads.get(tgid, [])
+                daemons.append({"conn": conn_name(conn), "mountpoint": m_.get("mountpoint", ""),
+                                "fstype": m_.get("fstype", ""), **task_entity(tgid, tgid, d["comm"]), "fds": d["fds"],
+                                "threads": [{k: t[k] for k in ("tid", "pid", "comm", "state", "wchan")} | {"busy": busy(t)}
+                                            for t in ts[:TOP]],
+                                "unanswered": sum(1 for r in requests if r["conn"] == conn_name(conn))})
+        stuck_reqs = [r for r in requests if r["stuck"]]
+        worst: dict[str, Any] = {"request": None, "tasks": [], "locks": [], "cpus": []}
+        if requests:
+            w = requests[0]
+            worst = {"request": {k: w[k] for k in ("conn", "mountpoint", "op", "unique", "where", "waited_s", "stuck")},
+                     "tasks": [{**{k: w["client"][k] for k in ("tid", "pid", "comm")}, "role": "waiter"}] +
+                              [{**{k: t[k] for k in ("tid", "pid", "comm")}, "role": "holder"}
+                               for t in (proc_task(x) for x in w["waits_for"]) if t],
+                     "locks": [{"kind": "fuse", "lock": f"fuse {w['op']} #{w['unique']}", "conn": w["conn"]}],
+                     "cpus": []}
+        return {
+            "count": len(requests),
+            "stuck_count": len(stuck_reqs),
+            "max_waited_s": max((r["waited_s"] or 0.0 for r in stuck_reqs), default=0.0),
+            "requests": requests[:TOP],
+            "daemons": daemons[:TOP],
+            "edges": edges,
+            "worst": worst,
+        }

@@ -1,0 +1,86 @@
+"""fuse.requests on a real FUSE filesystem (a scenario daemon serving /dev/fuse itself):
+a RENAME the daemon read and never answers (processing), and a LOOKUP queued while the
+daemon is stopped (pending).  Each request names its client and the daemon it waits for."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from conftest import investigate
+from scenarios.procs import FUSE_RENAMER, fuse_mount, processes, wait_alive
+
+pytestmark = [pytest.mark.bpf, pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="needs /dev/fuse")]
+
+BOOK = """apiVersion: investigator/v1
+kind: Playbook
+metadata: {name: fuse-test, description: FUSE requests without an answer}
+start: [fuse]
+nodes:
+  fuse:
+    hypothesis: a FUSE client waits for its daemon
+    probes:
+      - use: fuse.requests
+    conclude:
+      - when: fuse.stuck_count > 0
+        verdict: hung-task
+        about: fuse.worst
+        explain: "{fuse.worst.request.op} waits for {fuse.worst.tasks.1.comm}"
+"""
+
+LOOKUP = """
+import os
+open("/proc/self/comm", "w").write("{name}")
+os.stat("{path}")          # LOOKUP: queued for a daemon that is stopped
+"""
+
+
+def run(tmp: Path) -> tuple[dict, dict]:
+    book = tmp / "fuse.yaml"
+    book.write_text(BOOK)
+    p = investigate(str(book), "--window", "2", "--json", "--out", str(tmp / "b"))
+    assert p.returncode == 1, p.stderr
+    (v,) = json.loads(p.stdout)["verdicts"]
+    return v, json.loads((tmp / "b" / "evidence.json").read_text())["fuse"]["fuse"]
+
+
+def test_unanswered_rename_names_its_client_and_the_daemon(tmp_path: Path) -> None:
+    with processes() as ps, fuse_mount(ps, str(tmp_path), "silent") as (daemon, mnt):
+        c = ps.spawn(FUSE_RENAMER, name="fuse-client", src=f"{mnt}/a/x", dst=f"{mnt}/b/y")
+        wait_alive(c, 1.0)
+        v, ev = run(tmp_path)
+    assert v["verdict"] == "hung-task"
+    assert [(t["tid"], t["role"]) for t in v["tasks"]] == [(c.pid, "waiter"), (daemon.pid, "holder")]
+    (r,) = ev["requests"]
+    assert (r["op"], r["where"], r["stuck"], r["mountpoint"]) == ("RENAME", "processing", True, mnt), r
+    assert r["client"]["tid"] == c.pid and r["client"]["wchan"] == "request_wait_answer", r["client"]
+    assert r["daemon_pids"] == [daemon.pid] and r["waits_for"] == [daemon.pid]
+    # the age comes from the request itself (6.14+): the client has waited since before the window
+    assert r["age_s"] is None or r["age_s"] >= 2.5, r
+    assert r["waited_s"] >= 2.0
+    (d,) = ev["daemons"]
+    assert d["pid"] == daemon.pid and d["mountpoint"] == mnt and d["unanswered"] == 1
+    assert [(t["wchan"], t["busy"]) for t in d["threads"]] == [("fuse_dev_do_read", False)]
+    assert ev["edges"] == [{"waiter": c.pid, "holder": daemon.pid, "lock": f"fuse RENAME #{r['unique']} {mnt}",
+                            "kind": "fuse", "stuck": True, "waited_s": r["waited_s"]}]
+
+
+def test_request_queued_for_a_stopped_daemon_is_pending(tmp_path: Path) -> None:
+    with processes() as ps, fuse_mount(ps, str(tmp_path), "silent") as (daemon, mnt):
+        os.kill(daemon.pid, signal.SIGSTOP)
+        try:
+            c = ps.spawn(LOOKUP, name="fuse-stat", path=f"{mnt}/a/nothing")
+            wait_alive(c, 1.0)
+            v, ev = run(tmp_path)
+        finally:
+            os.kill(daemon.pid, signal.SIGCONT)
+    r = next(r for r in ev["requests"] if r["client"]["tid"] == c.pid)
+    assert (r["op"], r["where"], r["stuck"]) == ("LOOKUP", "pending", True), r
+    # the daemon is not idle in a read: it is stopped, and the wait ends there
+    assert r["waits_for"] == [daemon.pid]
+    (d,) = ev["daemons"]
+    assert d["threads"][0]["state"] == "T" and d["threads"][0]["busy"], d
+    assert v["verdict"] == "hung-task"
