@@ -25,9 +25,9 @@ sys.path.insert(0, str(REPO / "bench"))
 from docsplice import splice  # noqa: E402
 sys.path.insert(0, str(REPO / "tests"))
 from scenarios.build import c_helper  # noqa: E402
-from scenarios.procs import (FLOCK_ABBA, NORMAL_HOG, PERIODIC, PIPE_RESIZER, PTY_WRITERS, RT_HOG,  # noqa: E402
-                             STAT_REFRESH, frozen_filesystem, processes, rps_to, sysctl,
-                             threads_by_comm, wait_alive)
+from scenarios.procs import (FLOCK_ABBA, FUSE_RENAMER, NORMAL_HOG, PERIODIC, PIPE_RESIZER,  # noqa: E402
+                             PTY_WRITERS, RT_HOG, STAT_REFRESH, frozen_filesystem, fuse_mount, processes,
+                             rps_to, sysctl, threads_by_comm, wait_alive)
 
 @dataclass
 class Case:
@@ -113,6 +113,25 @@ def chain_to_reader(tmp: Path) -> Iterator[dict]:
 
 
 @contextlib.contextmanager
+def chain_to_fuse_daemon(tmp: Path) -> Iterator[dict]:
+    with processes() as ps, fuse_mount(ps, str(tmp), "silent") as (daemon, mnt):
+        r1 = ps.spawn(FUSE_RENAMER, name="fuse-ren1", src=f"{mnt}/a/x", dst=f"{mnt}/b/y")
+        wait_alive(r1, 0.5)
+        r2 = ps.spawn(FUSE_RENAMER, name="fuse-ren2", src=f"{mnt}/a/z", dst=f"{mnt}/b/w")
+        wait_alive(r2, 1.0)
+        yield {"roles": {r2.pid: "waiter", r1.pid: "waiter", daemon.pid: "holder"}, "kind": "fuse"}
+
+
+@contextlib.contextmanager
+def fuse_self_deadlock(tmp: Path) -> Iterator[dict]:
+    with processes() as ps, fuse_mount(ps, str(tmp), "self") as (daemon, mnt):
+        c = ps.spawn(FUSE_RENAMER, name="fuse-client", src=f"{mnt}/a/x", dst=f"{mnt}/b/y")
+        wait_alive(c, 1.0)
+        worker = threads_by_comm(daemon.pid)["fuse-daemon-wk"]
+        yield {"roles": {c.pid: "waiter", worker: "waiter"}, "kind": "fuse"}
+
+
+@contextlib.contextmanager
 def softirq_flood(tmp: Path) -> Iterator[dict]:
     exe = c_helper("udp_flood", tmp)
     with rps_to(1), processes() as ps:
@@ -167,6 +186,11 @@ CASES = [
          "kernel-locks", "contention", kernel_mutex_contention, forbid=("deadlock",)),
     Case("chain-to-reader", "a writer waits for the tty mutex held by a writer waiting for a reader that never reads",
          "deadlock.yaml", "user-deadlock", "hung-task", chain_to_reader, forbid=("deadlock",)),
+    Case("chain-to-fuse-daemon", "a rename waits for the rename mutex held by a rename waiting for a FUSE daemon "
+         "that never answers", "deadlock.yaml", "user-deadlock", "hung-task", chain_to_fuse_daemon,
+         forbid=("deadlock",)),
+    Case("fuse-self-deadlock", "a FUSE daemon's worker waits for the rename mutex its own client holds",
+         "deadlock.yaml", "user-deadlock", "deadlock", fuse_self_deadlock),
     Case("softirq-flood", "loopback UDP floods, NET_RX steered to CPU 1 (RPS)", "interrupts.yaml", "irq-overload",
          "overload", softirq_flood),
     Case("softirq-wrong-context", "NET_RX for another CPU's sender runs in a CPU hog", "interrupts.yaml",

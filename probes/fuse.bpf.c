@@ -17,8 +17,6 @@
 #include "common.h"
 #include "fuse.h"
 
-extern unsigned long CONFIG_HZ __kconfig __weak;
-
 /* fuse_req::create_time: jiffies when the request was made (6.14, request timeouts) */
 struct fuse_req___ct {
 	unsigned long create_time;
@@ -147,7 +145,7 @@ int dump_fuse(struct bpf_iter__task_file *ctx)
 	rec->fd = ctx->fd;
 	rec->conn = BPF_CORE_READ(fc, dev);
 	rec->ns_level = BPF_CORE_READ(fc, pid_ns, level);
-	rec->hz = CONFIG_HZ;
+	rec->jiffies = bpf_jiffies64();
 	rec->now_ns = bpf_ktime_get_ns();
 	BPF_CORE_READ_STR_INTO(&rec->comm, task, comm);
 	bpf_seq_write(seq, rec, sizeof(*rec));

@@ -31,7 +31,8 @@ struct fuse_rec {
 	__u64 unique;
 	__u64 nodeid;
 	__u64 age_jiffies;      /* jiffies - fuse_req::create_time (6.14+), else 0 */
-	__u64 hz;               /* CONFIG_HZ, when libbpf could read the kernel config, else 0 */
+	__u64 jiffies;          /* at the snapshot (two snapshots give HZ; a kconfig extern would
+				 * fail to load where no kernel config file is installed) */
 	__u64 now_ns;
 	char comm[16];
 };

@@ -13,7 +13,8 @@ import pytest
 from conftest import investigate
 from scenarios.procs import FUSE_RENAMER, fuse_mount, processes, wait_alive
 
-pytestmark = [pytest.mark.bpf, pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="needs /dev/fuse")]
+pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel,
+              pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="needs /dev/fuse")]
 
 BOOK = """apiVersion: investigator/v1
 kind: Playbook

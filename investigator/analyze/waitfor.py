@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_CYCLES = 20
+STACK_FRAMES = 16
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,12 @@ FIELDS: tuple[tuple[str, str, str, str], ...] = (
     ("deadlock.size", "int", "", "Tasks in the first stuck cycle (0: none)."),
     ("deadlock.stuck", "bool", "", "Every wait of it was stuck."),
     ("deadlock.blocked_s", "float", "s", "The shortest time any of its waits was seen stuck."),
-    ("deadlock.tasks", "list", "", "Its tasks (tid, pid, comm, role waiter)."),
+    ("deadlock.tasks", "list", "", "Its tasks (tid, pid, comm, role waiter, waits_for and holds: lock names, stack when recorded)."),
     ("deadlock.locks", "list", "", "Its locks in cycle order: lock, kind, source, waiter_tid, waiter_comm, holder_tid, holder_comm."),
     ("deadlock.cycle", "list", "", "Its tids in cycle order."),
     ("deadlock.cpus", "list", "", "Empty (a deadlock is not tied to a CPU)."),
     ("chain.length", "int", "", "Waits in the longest stuck chain that is not a cycle (0: none)."),
-    ("chain.tasks", "list", "", "Its tasks, first waiter to the last holder (role waiter/holder)."),
+    ("chain.tasks", "list", "", "Its tasks, first waiter to the last holder (role waiter/holder, waits_for, holds, stack)."),
     ("chain.locks", "list", "", "Its locks in order, as in deadlock.locks."),
     ("chain.terminal.tid", "int", "", "The task at the end of the chain, which waits for nothing traced."),
     ("chain.terminal.comm", "str", "", "Its name."),
@@ -82,6 +83,9 @@ def _entities(obj: Any, out: dict[int, dict[str, Any]], depth: int = 0) -> None:
             for k in ("state", "wchan"):
                 if obj.get(k) and k not in cur:
                     cur[k] = obj[k]
+            st = obj.get("stack")
+            if st and isinstance(st, list) and all(isinstance(f, str) for f in st[:1]) and "stack" not in cur:
+                cur["stack"] = st[:STACK_FRAMES]
         for v in obj.values():
             if isinstance(v, (dict, list)):
                 _entities(v, out, depth + 1)
@@ -97,9 +101,16 @@ def _lock_row(e: dict[str, Any], who: dict[int, dict[str, Any]]) -> dict[str, An
             "holder_tid": e["holder"], "holder_comm": who.get(e["holder"], {}).get("comm", "")}
 
 
-def _ent(tid: int, who: dict[int, dict[str, Any]], role: str) -> dict[str, Any]:
+def _ent(tid: int, who: dict[int, dict[str, Any]], role: str, waits_for: str = "",
+         holds: str = "") -> dict[str, Any]:
+    """A task of a cycle or chain: who, the lock it waits for and the one it holds (the
+    lock the previous task waits for), and its stack when a probe recorded one."""
     w = who.get(tid, {})
-    return {"tid": tid, "pid": w.get("pid", tid), "comm": w.get("comm", ""), "role": role}
+    e = {"tid": tid, "pid": w.get("pid", tid), "comm": w.get("comm", ""), "role": role,
+         "waits_for": waits_for, "holds": holds}
+    if w.get("stack"):
+        e["stack"] = w["stack"]
+    return e
 
 
 def empty_analysis() -> dict[str, Any]:
@@ -138,7 +149,8 @@ def analyze(env: dict[str, Any]) -> dict[str, Any]:
         waits = [by_pair[(e.waiter, e.holder)] for e in cyc]
         found.append({"size": len(cyc), "stuck": all(w["stuck"] for w in waits),
                       "blocked_s": min(w["waited_s"] for w in waits),
-                      "tasks": [_ent(w["waiter"], who, "waiter") for w in waits],
+                      "tasks": [_ent(w["waiter"], who, "waiter", w["lock"], waits[i - 1]["lock"])
+                                for i, w in enumerate(waits)],
                       "locks": [_lock_row(w, who) for w in waits],
                       "cycle": [w["waiter"] for w in waits], "cpus": []})
     found.sort(key=lambda c: (not c["stuck"], -c["blocked_s"]))
@@ -168,7 +180,9 @@ def analyze(env: dict[str, Any]) -> dict[str, Any]:
         tids = [e["waiter"] for e in best] + [best[-1]["holder"]]
         term = who.get(tids[-1], {})
         out["chain"] = {"length": len(best),
-                        "tasks": [_ent(t, who, "waiter") for t in tids[:-1]] + [_ent(tids[-1], who, "holder")],
+                        "tasks": [_ent(t, who, "waiter", best[i]["lock"], best[i - 1]["lock"] if i else "")
+                                  for i, t in enumerate(tids[:-1])] +
+                                 [_ent(tids[-1], who, "holder", "", best[-1]["lock"])],
                         "locks": [_lock_row(e, who) for e in best],
                         "terminal": {"tid": tids[-1], "comm": term.get("comm", ""), "wchan": term.get("wchan", ""),
                                      "state": term.get("state", "")},

@@ -2,7 +2,8 @@
 
     {"playbook": str, "complete": bool, "started_at": str, "duration_s": float,
      "kernel": {...}, "nodes": [{"id", "status", "verdict", ...}],
-     "verdicts": [{"verdict", "node", "summary", "tasks": [{"pid","tid","comm","role"}],
+     "verdicts": [{"verdict", "node", "summary",
+                   "tasks": [{"pid","tid","comm","role"} + optional "waits_for", "holds", "wchan", "stack"],
                    "locks": [...], "cpus": [...], "evidence": {...}}]}
 
 ``verdicts`` holds the problems found, never refuted hypotheses.
@@ -23,8 +24,14 @@ def _entities(about: Any) -> tuple[list[dict[str, Any]], list[Any], list[Any]]:
     tasks = []
     for t in about.get("tasks") or []:
         if isinstance(t, dict):
-            tasks.append({"pid": int(t.get("pid", 0)), "tid": int(t.get("tid", 0)),
-                          "comm": str(t.get("comm", "")), "role": str(t.get("role", "bystander"))})
+            e = {"pid": int(t.get("pid", 0)), "tid": int(t.get("tid", 0)),
+                 "comm": str(t.get("comm", "")), "role": str(t.get("role", "bystander"))}
+            for k in ("waits_for", "holds", "wchan"):      # a wait-for cycle's or chain's task
+                if t.get(k):
+                    e[k] = str(t[k])
+            if isinstance(t.get("stack"), list) and t["stack"]:
+                e["stack"] = [str(f) for f in t["stack"][:16]]
+            tasks.append(e)
     cpus = [c for c in (about.get("cpus") or []) if isinstance(c, int) and c >= 0]
     locks = [lk for lk in (about.get("locks") or []) if isinstance(lk, dict)]
     return tasks, locks, cpus

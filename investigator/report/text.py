@@ -83,6 +83,12 @@ def render_text(rep: dict[str, Any], bundle: str | None = None) -> str:
                        f"{v['summary']}")
             for t in v["tasks"]:
                 out.append(f"       {t['role']:<9} tid {t['tid']:<7} pid {t['pid']:<7} {t['comm']}")
+                if t.get("waits_for") or t.get("holds"):
+                    out.append("                 " + "; ".join(
+                        x for x in (f"waits for {t['waits_for']}" if t.get("waits_for") else "",
+                                    f"holds {t['holds']}" if t.get("holds") else "") if x))
+                if t.get("stack"):
+                    out.append("                 in " + " < ".join(f.split("+")[0] for f in t["stack"][:6]))
             if v["cpus"]:
                 out.append(f"       cpu       {', '.join(map(str, v['cpus']))}")
             for lk in v["locks"]:
@@ -134,6 +140,15 @@ def render_markdown(rep: dict[str, Any]) -> str:
             for t in v["tasks"]:
                 out.append(f"| {t['role']} | {t['tid']} | {t['pid']} | `{t['comm']}` |")
             out.append("")
+            for t in v["tasks"]:
+                if t.get("waits_for") or t.get("stack"):
+                    out.append(f"- `{t['comm']}` ({t['tid']})"
+                               + (f" waits for `{t['waits_for']}`" if t.get("waits_for") else "")
+                               + (f", holds `{t['holds']}`" if t.get("holds") else "")
+                               + (": " + " < ".join(f"`{f.split('+')[0]}`" for f in t["stack"][:8])
+                                  if t.get("stack") else ""))
+            if any(t.get("waits_for") or t.get("stack") for t in v["tasks"]):
+                out.append("")
         if v["cpus"]:
             out.append(f"CPUs: {', '.join(map(str, v['cpus']))}")
             out.append("")

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Second-kernel stage, one-time setup (as root, Debian 12): qemu, Debian's 6.1 and 6.12
 # kernel images (downloaded and unpacked, never installed), a static busybox, and one
-# initramfs per kernel holding the virtio/9p modules and tests/vm/init.
+# initramfs per kernel holding the virtio/9p and fuse modules and tests/vm/init.
 #   tests/vm/setup.sh [DIR]      DIR defaults to $INVESTIGATOR_VM_DIR or /var/cache/investigator-vm
 # Idempotent: what is already there is kept. Prints one line per kernel: VERSION DIR.
 set -eu
@@ -22,6 +22,8 @@ fi
 	(cd debs && apt-get download -qq busybox-static 2>/dev/null)
 	mkdir -p bb && dpkg-deb -x debs/busybox-static_*.deb bb
 }
+# Loaded at boot: the 9p share of the host's root, and fuse (its tests; a module on Debian).
+MODULES="virtio_pci 9pnet_virtio 9p fuse"
 # The versioned package behind each meta-package (security updates rename it).
 for meta in linux-image-amd64 linux-image-6.12-amd64; do
 	KPKG=$(apt-cache depends "$meta" 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
@@ -29,7 +31,7 @@ for meta in linux-image-amd64 linux-image-6.12-amd64; do
 	KVER=${KPKG#linux-image-}
 	K="k-$KVER"
 	# rebuilt when tests/vm/init changes
-	SUM=$(cat "$HERE/init" "$HERE/moddeps.py" | cksum | cut -d' ' -f1)
+	SUM=$( (cat "$HERE/init" "$HERE/moddeps.py"; echo "$MODULES") | cksum | cut -d' ' -f1)
 	if [ ! -f "$K/initramfs.cpio.gz" ] || [ "$(cat "$K/init.sum" 2>/dev/null)" != "$SUM" ]; then
 		(cd debs && { ls "${KPKG}"_*.deb >/dev/null 2>&1 || apt-get download -qq "$KPKG" 2>/dev/null; })
 		rm -rf "$K" && mkdir -p "$K"
@@ -40,7 +42,7 @@ for meta in linux-image-amd64 linux-image-6.12-amd64; do
 		cp bb/bin/busybox "$R/bin/busybox"
 		cp "$HERE/init" "$R/init"; chmod +x "$R/init"
 		: > "$R/modules.order"
-		for ko in $(python3 "$HERE/moddeps.py" "$K/lib/modules/$KVER" virtio_pci 9pnet_virtio 9p 2>/dev/null); do
+		for ko in $(python3 "$HERE/moddeps.py" "$K/lib/modules/$KVER" $MODULES 2>/dev/null); do
 			b=mod/$(basename "$ko" .xz)
 			case $ko in
 			*.xz) python3 -c 'import lzma,sys; sys.stdout.buffer.write(lzma.open(sys.argv[1]).read())' "$ko" > "$R/$b" ;;

@@ -27,6 +27,7 @@ TOP = 50
 MAX_THREADS = 256             # threads of one daemon looked at
 MAX_TARGETS = 16              # busy daemon threads a client's wait points to
 REC_DEVICE, REC_REQUEST = 1, 2
+HZ_VALUES = (100, 250, 300, 1000)
 WHERE = {0: "pending", 1: "processing", 2: "io"}
 # where a daemon thread sleeps while it has no request to work on
 IDLE_WCHANS = ("fuse_dev_do_read", "do_epoll_wait", "ep_poll", "do_sys_poll", "do_select", "core_sys_select",
@@ -46,7 +47,7 @@ OPCODES = {1: "LOOKUP", 2: "FORGET", 3: "GETATTR", 4: "SETATTR", 5: "READLINK", 
 class FuseRec(C.Structure):
     _fields_ = [("kind", u32), ("where", u32), ("tgid", u32), ("fd", u32), ("conn", u32), ("ns_level", u32),
                 ("opcode", u32), ("client", u32), ("unique", u64), ("nodeid", u64), ("age_jiffies", u64),
-                ("hz", u64), ("now_ns", u64), ("comm", C.c_char * 16)]
+                ("jiffies", u64), ("now_ns", u64), ("comm", C.c_char * 16)]
 
 
 LAYOUTS = {"fuse_rec": FuseRec}
@@ -77,9 +78,10 @@ def snapshot(inst: Any) -> dict[str, Any]:
     (by (conn, unique); a request seen through several files is kept once)."""
     devices: dict[int, dict[int, dict[str, Any]]] = {}     # conn -> tgid -> {comm, fds}
     reqs: dict[tuple[int, int], dict[str, Any]] = {}
-    now_ns, hz = 0, 0
+    now_ns, jiffies = 0, 0
     for r in iter_records(inst, FuseRec, MAX_RECORDS):
-        now_ns, hz = r.now_ns or now_ns, r.hz or hz
+        if r.kind == REC_DEVICE and not now_ns:
+            now_ns, jiffies = r.now_ns, r.jiffies
         if r.kind == REC_DEVICE:
             d = devices.setdefault(r.conn, {}).setdefault(
                 r.tgid, {"comm": bytes(r.comm).split(b"\0", 1)[0].decode(errors="replace"), "fds": [],
@@ -94,7 +96,17 @@ def snapshot(inst: Any) -> dict[str, Any]:
                                  "age_jiffies": r.age_jiffies, "ns_level": r.ns_level, "daemons": []}
             if r.where and r.tgid not in q["daemons"]:      # read by this daemon
                 q["daemons"].append(r.tgid)
-    return {"devices": devices, "requests": reqs, "now_ns": now_ns, "hz": hz}
+    return {"devices": devices, "requests": reqs, "now_ns": now_ns, "jiffies": jiffies}
+
+
+def hz(first: dict[str, Any], last: dict[str, Any]) -> int:
+    """The kernel's HZ from two snapshots' (ktime, jiffies), snapped to the usual values;
+    0 when the window gave no two readings."""
+    dt = (last["now_ns"] - first["now_ns"]) / 1e9
+    if not first["now_ns"] or not last["now_ns"] or dt < 0.2:
+        return 0
+    rate = (last["jiffies"] - first["jiffies"]) / dt
+    return min(HZ_VALUES, key=lambda h: abs(h - rate))
 
 
 def _nspid_map(daemon_pid: int) -> dict[int, int]:
@@ -143,7 +155,7 @@ class Collector:
     def finish(self, inst: Any) -> dict[str, Any]:
         last = snapshot(inst)
         window_s = max(0.0, (last["now_ns"] - self.first["now_ns"]) / 1e9) if self.first["now_ns"] else 0.0
-        hz = last["hz"]
+        per_s = hz(self.first, last)
         mnt = mounts()
         threads: dict[int, list[dict[str, Any]]] = {}
         for per in last["devices"].values():
@@ -153,7 +165,7 @@ class Collector:
         requests, edges = [], []
         for key, q in sorted(last["requests"].items()):
             stuck = key in self.first["requests"]
-            age_s = round(q["age_jiffies"] / hz, 3) if hz and q["age_jiffies"] else None
+            age_s = round(q["age_jiffies"] / per_s, 3) if per_s and q["age_jiffies"] else None
             waited = age_s if age_s is not None else (round(window_s, 3) if stuck else 0.0)
             owners = q["daemons"] or sorted(last["devices"].get(q["conn"], {}))
             client_tid = q["client_ns_pid"]
