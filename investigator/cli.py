@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a playbook (the default: investigate PLAYBOOK)")
     r.add_argument("playbook")
     r.add_argument("--window", type=float, metavar="SECONDS", help="observation window of every node")
+    r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="sets",
+                   help="override one of the playbook's vars (VALUE in YAML: 1, [0, 1], text); repeatable")
     r.add_argument("--max-time", type=float, default=600.0, metavar="SECONDS",
                    help="time budget of the whole run (default 600)")
     r.add_argument("--pid", type=int, default=0, help="only observe this process (in-kernel filter)")
@@ -61,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("replay", help="re-evaluate a bundle's conclusions offline")
     rp.add_argument("bundle", type=Path)
     rp.add_argument("--playbook", type=Path, help="an edited playbook to evaluate instead")
+    rp.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="sets",
+                    help="evaluate with one of the playbook's vars changed; repeatable")
     rp.add_argument("--json", action="store_true")
     t = sub.add_parser("test", help="replay a playbook's recorded fixtures and check their verdicts")
     t.add_argument("playbook", type=Path)
@@ -120,6 +124,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     lp = _load(args.playbook, args.allow_custom_probes)
     if lp is None:
+        return exitcodes.USAGE
+    from .playbook.load import VarError, apply_overrides
+    try:
+        apply_overrides(lp, args.sets)
+    except VarError as e:
+        _err(str(e))
         return exitcodes.USAGE
     from .system.doctor import can_load_bpf
     if not can_load_bpf():
@@ -272,6 +282,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .evidence import bundle
     from .evidence.replay import replay
     from .playbook import PlaybookError
+    from .playbook.load import VarError
     from .report.text import render_text
     try:
         b = bundle.read(args.bundle)
@@ -279,10 +290,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         _err(f"{args.bundle}: not a readable bundle: {e}")
         return exitcodes.USAGE
     try:
-        rep = replay(b, args.playbook, str(args.bundle / "playbook.yaml"))
+        rep = replay(b, args.playbook, str(args.bundle / "playbook.yaml"), args.sets)
     except PlaybookError as e:
         for d in e.diagnostics:
             sys.stderr.write(f"{d}\n")
+        return exitcodes.USAGE
+    except VarError as e:
+        _err(str(e))
         return exitcodes.USAGE
     if args.json:
         print(json.dumps(rep, indent=2, default=str))

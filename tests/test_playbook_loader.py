@@ -223,3 +223,44 @@ def test_deep_nesting_and_huge_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(PlaybookError) as ei:
         load_playbook(huge)
     assert "larger than" in str(ei.value)
+
+
+VARS_BOOK = """apiVersion: investigator/v1
+kind: Playbook
+metadata: {name: vars-test}
+vars:
+  reserved_cpus: [1]
+  min_ms: 20.0
+start: [n]
+nodes:
+  n:
+    hypothesis: h
+    probes: [{use: sched.blocked}]
+    conclude:
+      - when: blocked.count > 0 && blocked.max_blocked_s * 1000.0 >= vars.min_ms && 1 in vars.reserved_cpus
+        verdict: hung-task
+        explain: "over {vars.min_ms} ms"
+"""
+
+
+def test_vars_are_checked_like_evidence_names() -> None:
+    load_playbook("v.yaml", text=VARS_BOOK)
+    errs = errors_of(VARS_BOOK.replace("vars.min_ms &&", "vars.min_sm &&"))
+    assert any(e.startswith("t.yaml:13:70:") and "'vars.min_sm' is not among the playbook's vars" in e
+               and "did you mean 'min_ms'" in e for e in errs), errs
+    errs = errors_of(VARS_BOOK.replace("min_ms: 20.0", "min_ms: {a: 1}"))
+    assert any(e.startswith("t.yaml:6:") and "must be a number, string, boolean or a list" in e for e in errs), errs
+
+
+def test_set_overrides_a_var_of_the_same_kind() -> None:
+    from investigator.playbook.load import VarError, apply_overrides
+    lp = load_playbook("v.yaml", text=VARS_BOOK)
+    assert apply_overrides(lp, ["reserved_cpus=[0, 1]", "min_ms=5"]) == {"reserved_cpus": [0, 1], "min_ms": 5}
+    assert lp.spec.vars == {"reserved_cpus": [0, 1], "min_ms": 5}
+    assert apply_overrides(lp, ["reserved_cpus=0"]) == {"reserved_cpus": [0]}      # one value, as a list
+    with pytest.raises(VarError, match="no var 'reserved_cpu'.*did you mean 'reserved_cpus'"):
+        apply_overrides(lp, ["reserved_cpu=1"])
+    with pytest.raises(VarError, match="expected a single value"):
+        apply_overrides(lp, ["min_ms=[1, 2]"])
+    with pytest.raises(VarError, match="expected NAME=VALUE"):
+        apply_overrides(lp, ["min_ms"])

@@ -6,15 +6,22 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.run import NodeRun
-from ..playbook.load import load_playbook
+from ..playbook.load import apply_overrides, load_playbook
 from ..report import model
 from ..rules.conclude import conclude
 
 
-def replay(b: dict[str, Any], playbook: Path | None, bundled_name: str) -> dict[str, Any]:
+def replay(b: dict[str, Any], playbook: Path | None, bundled_name: str,
+           sets: list[str] | None = None) -> dict[str, Any]:
+    """The bundle's report, its conclusions drawn again from its evidence: with the vars the
+    run used (those the playbook still declares), then ``sets`` (NAME=VALUE) on top."""
     lp = load_playbook(playbook) if playbook else \
         load_playbook(bundled_name, text=b["playbook_text"], imports=b.get("imports", {}))
     old = b["report"]
+    for name, value in (old.get("vars") or {}).items():
+        if name in lp.spec.vars:
+            lp.spec.vars[name] = value
+    apply_overrides(lp, sets or [])
     nodes = []
     for n in old["nodes"]:
         nr = NodeRun(n["id"], n.get("hypothesis", ""), n.get("window_s", 0.0), status=n["status"],
@@ -31,4 +38,5 @@ def replay(b: dict[str, Any], playbook: Path | None, bundled_name: str) -> dict[
         nodes.append(nr)
     return model.build(nodes, playbook=lp.name, complete=old["complete"], started_at=old["started_at"],
                        duration_s=old["duration_s"], kernel=old["kernel"],
-                       interrupted_by=old.get("interrupted_by"), replayed=True)
+                       interrupted_by=old.get("interrupted_by"), replayed=True,
+                       variables=dict(lp.spec.vars))

@@ -104,6 +104,8 @@ def load_playbook(path: str | Path, text: str | None = None,
         _import(lp, imp, ("imports", i), loc, where, locs, imports)
     if len(spec.imports) > MAX_IMPORTS:
         loc.error(("imports",), f"at most {MAX_IMPORTS} imports")
+    for name, value in list(spec.vars.items()):
+        _check_var(loc, ("vars", name), name, value)
     reg = dict(probes if probes is not None else registry())
     _add_local_probes(lp, loc, where, reg, allow_custom_probes)
     _check_semantics(lp, loc, where, reg)
@@ -174,11 +176,14 @@ def _import(lp: LoadedPlaybook, imp: Import, ipath: tuple[Any, ...], loc: yamlpo
         return
     locs.append(iloc)
     if data.get("kind") == "Playbook":   # nodes may come from another playbook as well
-        data = {k: v for k, v in data.items() if k in ("apiVersion", "metadata", "nodes")}
+        data = {k: v for k, v in data.items() if k in ("apiVersion", "metadata", "nodes", "vars")}
         data["kind"] = "NodeLibrary"
     lib: NodeLibrary = build(NodeLibrary, data, (), iloc)
     if data.get("imports"):
         iloc.error(("imports",), "imported files cannot import further")
+    for name, value in lib.vars.items():      # the importing playbook's own values win
+        if _check_var(iloc, ("vars", name), name, value):
+            lp.spec.vars.setdefault(name, value)
     wanted = list(lib.nodes) if imp.nodes is None else list(imp.nodes)
     for j, nid in enumerate(imp.nodes or []):
         if nid not in lib.nodes:
@@ -248,6 +253,8 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
             if alias == WAITFOR:
                 nloc.error(upath + ("as",), f"'{WAITFOR}' is the node's wait-for graph (an analyzer): "
                                             "choose another evidence name")
+            if alias == VARS:
+                nloc.error(upath + ("as",), f"'{VARS}' names the playbook's vars: choose another evidence name")
             if alias in aliases:
                 nloc.error(upath, f"two probes of this node use the evidence name '{alias}' (set 'as')")
             aliases[alias] = m
@@ -275,12 +282,12 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
                 if e is not None:
                     lp.exprs[(nid, k, attr)] = e
                     if not broken:
-                        _check_refs(nloc, rpath + (attr,), e.references(), aliases)
+                        _check_refs(nloc, rpath + (attr,), e.references(), aliases, spec.vars)
             if not broken:
                 for name, col in placeholders(rule.explain):
                     if name.split(".")[0] == "about" and rule.about is not None:
                         continue  # the rule's own finding: free-form, checked when it renders
-                    _check_refs(nloc, rpath + ("explain",), [(name, col)], aliases, template=True)
+                    _check_refs(nloc, rpath + ("explain",), [(name, col)], aliases, spec.vars, template=True)
             for m_, nxt in enumerate(rule.next):
                 if nxt not in node_ids:
                     nloc.error(rpath + ("next", m_), f"unknown node '{nxt}'{did_you_mean(nxt, node_ids)}")
@@ -303,6 +310,53 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
 
 
 SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,127}")
+VARS = "vars"
+VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+SCALARS = (str, int, float, bool)
+
+
+def _check_var(loc: yamlpos.Located, path: tuple[Any, ...], name: str, value: Any) -> bool:
+    """A var is a name and a number, string, boolean or a list of them (at most 1024)."""
+    if not (isinstance(name, str) and VAR_NAME.fullmatch(name)):
+        loc.error(path, f"a var name is letters, digits and _ (not starting with a digit), got {name!r}", key=True)
+        return False
+    if isinstance(value, SCALARS) or (isinstance(value, list) and len(value) <= 1024
+                                      and all(isinstance(v, SCALARS) for v in value)):
+        return True
+    loc.error(path, f"var '{name}' must be a number, string, boolean or a list of them, got {value!r}")
+    return False
+
+
+class VarError(ValueError):
+    """A --set that names no var of the playbook or gives a value of another kind."""
+
+
+def apply_overrides(lp: LoadedPlaybook, sets: list[str]) -> dict[str, Any]:
+    """Apply ``NAME=VALUE`` overrides (VALUE in YAML: 1, [0, 1], text) to the playbook's vars;
+    the overridden values, for the report."""
+    import yaml
+    done: dict[str, Any] = {}
+    for item in sets:
+        name, eq, raw = item.partition("=")
+        name = name.strip()
+        if not eq:
+            raise VarError(f"--set {item!r}: expected NAME=VALUE")
+        if name not in lp.spec.vars:
+            raise VarError(f"--set {name}: the playbook has no var '{name}' "
+                           f"(its vars: {', '.join(sorted(lp.spec.vars)) or 'none'}){did_you_mean(name, lp.spec.vars)}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise VarError(f"--set {name}: {raw!r} is not a YAML value ({e.problem})") from None
+        old = lp.spec.vars[name]
+        if isinstance(old, list) and not isinstance(value, list):
+            value = [value]
+        ok = isinstance(value, SCALARS) or (isinstance(value, list) and all(isinstance(v, SCALARS) for v in value))
+        if not ok or isinstance(old, list) != isinstance(value, list):
+            raise VarError(f"--set {name}: expected {'a list' if isinstance(old, list) else 'a single value'} "
+                           f"like its default {old!r}, got {value!r}")
+        lp.spec.vars[name] = done[name] = value
+    return done
 
 
 def _check_param(loc: yamlpos.Located, path: tuple[Any, ...], ptype: str, value: Any) -> None:
@@ -334,10 +388,17 @@ def _compile(loc: yamlpos.Located, path: tuple[Any, ...], src: str) -> Expr | No
 
 
 def _check_refs(loc: yamlpos.Located, path: tuple[Any, ...], refs: list[tuple[str, int]],
-                aliases: dict[str, ProbeManifest], template: bool = False) -> None:
+                aliases: dict[str, ProbeManifest], variables: dict[str, Any],
+                template: bool = False) -> None:
     for ref, col in refs:
         parts = ref.split(".")
         root = parts[0]
+        if root == VARS and root not in aliases:
+            if len(parts) < 2 or parts[1] not in variables:
+                name = parts[1] if len(parts) > 1 else ""
+                _at(loc, path, ref, f"'{ref}' is not among the playbook's vars "
+                    f"({', '.join(sorted(variables)) or 'none declared'}){did_you_mean(name, variables)}")
+            continue
         if root not in aliases:
             what = "placeholder" if template else "expression"
             _at(loc, path, ref, f"{what} names '{root}', which no probe of this node provides "

@@ -116,6 +116,10 @@ class Playbook:
     defaults: Defaults = doc("Defaults for every node.", default_factory=Defaults)
     imports: list[Import] = doc("Nodes reused from other files (shared building blocks).",
                                 default_factory=list)
+    vars: dict[str, Any] = doc("Named expectations the rules read as `vars.NAME` (a number, string, "
+                               "boolean or a list of them), e.g. the CPUs reserved for an application; "
+                               "`investigate --set NAME=VALUE` overrides one for a run.",
+                               default_factory=dict)
 
 
 @dataclass
@@ -124,6 +128,10 @@ class NodeLibrary:
     kind: Literal["NodeLibrary"] = doc("A file of reusable nodes, imported by playbooks.")
     metadata: Metadata = doc("Name, description, owners, maturity.")
     nodes: dict[str, Node] = doc("The reusable nodes by id.")
+    vars: dict[str, Any] = doc("Named expectations the rules read as `vars.NAME` (a number, string, "
+                               "boolean or a list of them), e.g. the CPUs reserved for an application; "
+                               "defaults for the playbooks that import its nodes (theirs win).",
+                               default_factory=dict)
 
 
 # --------------------------------------------------------------------------- validation

@@ -4,7 +4,8 @@
      "kernel": {...}, "nodes": [{"id", "status", "verdict", ...}],
      "verdicts": [{"verdict", "node", "summary",
                    "tasks": [{"pid","tid","comm","role"} + optional "waits_for", "holds", "wchan", "stack"],
-                   "locks": [...], "cpus": [...], "evidence": {...}}]}
+                   "locks": [...], "cpus": [...], "evidence": {...}}],
+     "vars": {...}}   (the playbook's vars, with --set overrides, when it has any)
 
 ``verdicts`` holds the problems found, never refuted hypotheses.
 """
@@ -58,7 +59,8 @@ def verdict_dict(n: Any) -> dict[str, Any]:
 def build(nodes: list[Any], *, playbook: str, complete: bool, started_at: str, duration_s: float,
           kernel: dict[str, Any], interrupted_by: str | None = None,
           timings: dict[str, float] | None = None, replayed: bool = False,
-          overhead_guard: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+          overhead_guard: list[dict[str, Any]] | None = None,
+          variables: dict[str, Any] | None = None) -> dict[str, Any]:
     rep: dict[str, Any] = {
         "report_version": SCHEMA_VERSION,
         "playbook": playbook,
@@ -77,10 +79,12 @@ def build(nodes: list[Any], *, playbook: str, complete: bool, started_at: str, d
         rep["replayed"] = True
     if overhead_guard:
         rep["overhead_guard"] = overhead_guard
+    if variables:
+        rep["vars"] = variables          # the expectations the rules were evaluated with
     return rep
 
 
 def from_result(r: Any) -> dict[str, Any]:
     return build(r.nodes, playbook=r.playbook.name, complete=r.complete, started_at=r.started_at,
                  duration_s=r.duration_s, kernel=r.kernel, interrupted_by=r.interrupted_by,
-                 timings=r.timings, overhead_guard=r.overhead_guard)
+                 timings=r.timings, overhead_guard=r.overhead_guard, variables=dict(r.playbook.spec.vars))

@@ -46,7 +46,7 @@ def with_analyzers(env: dict[str, Any]) -> dict[str, Any]:
 def conclude(lp: LoadedPlaybook, node_id: str, env: dict[str, Any]) -> Conclusion:
     node = lp.spec.nodes[node_id]
     errors: list[str] = []
-    env = with_analyzers(env)
+    env = {**with_analyzers(env), "vars": lp.spec.vars}
     for i, rule in enumerate(node.conclude):
         when = lp.exprs.get((node_id, i, "when")) or Expr(rule.when)
         try:
