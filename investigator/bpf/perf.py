@@ -28,3 +28,18 @@ def open_cpu_clock(cpu: int, freq_hz: int = 49) -> int:
     if fd < 0:
         raise BpfError(f"perf_event_open cpu-clock cpu{cpu}", C.get_errno())
     return int(fd)
+
+
+def online_cpus() -> list[int]:
+    """The CPUs online now (/sys/devices/system/cpu/online: "0-3,6")."""
+    try:
+        with open("/sys/devices/system/cpu/online") as f:
+            text = f.read().strip()
+    except OSError:
+        return list(range(os.cpu_count() or 1))
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        if lo.strip():
+            out.extend(range(int(lo), int(hi or lo) + 1))
+    return out

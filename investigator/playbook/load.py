@@ -351,6 +351,8 @@ def apply_overrides(lp: LoadedPlaybook, sets: list[str]) -> dict[str, Any]:
         old = lp.spec.vars[name]
         if isinstance(old, list) and not isinstance(value, list):
             value = [value]
+        if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)        # CEL compares a double with a double, not with an int
         ok = isinstance(value, SCALARS) or (isinstance(value, list) and all(isinstance(v, SCALARS) for v in value))
         if not ok or isinstance(old, list) != isinstance(value, list):
             raise VarError(f"--set {name}: expected {'a list' if isinstance(old, list) else 'a single value'} "

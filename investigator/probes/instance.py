@@ -4,6 +4,7 @@ collect evidence, detach."""
 from __future__ import annotations
 
 import importlib
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -186,6 +187,11 @@ class ProbeInstance:
                     elif prog.kind in ("uprobe", "uretprobe"):
                         binary, _, func = target.rpartition(":")
                         link = prog.attach_uprobe(binary, func, retprobe=prog.kind == "uretprobe")
+                    elif prog.kind == "perf_event":
+                        # one sampling event per online CPU, at the probe's `freq` (its link
+                        # owns the event's fd and closes it on detach)
+                        self.links += self._attach_sampling(prog, target)
+                        continue
                     else:
                         link = prog.attach()
                     self.links.append(f"{link.kind}:{link.target}")
@@ -203,6 +209,21 @@ class ProbeInstance:
             self.collector.start(self)
             return
         raise ProbeUnavailable(self.name, self.attempts)
+
+    def _attach_sampling(self, prog: Any, target: str) -> list[str]:
+        from ..bpf.perf import online_cpus, open_cpu_clock
+        if target != "cpu-clock":
+            raise BpfError(f"perf_event target {target!r}: only cpu-clock sampling is supported", 22)
+        out = []
+        for cpu in online_cpus():
+            fd = open_cpu_clock(cpu, self.values.get("freq") or 49)
+            try:
+                link = prog.attach_perf_event(fd, target=f"cpu-clock/cpu{cpu}")
+            except BpfError:
+                os.close(fd)
+                raise
+            out.append(f"{link.kind}:{link.target}")
+        return out
 
     def _start_userspace(self, t0: float) -> None:
         self.values = resolve_params(self.manifest, self.params)

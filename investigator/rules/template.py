@@ -41,7 +41,14 @@ def render(template: str, env: dict[str, Any]) -> str:
                 return format(v, spec)
             except (ValueError, TypeError):
                 return str(v)
-        if isinstance(v, float):
-            return f"{v:g}" if abs(v) < 1e6 else f"{v:.0f}"
-        return str(v)
+        return _text(v)
     return _PLACEHOLDER.sub(sub, template)[:MAX_OUT]
+
+
+def _text(v: Any) -> str:
+    """A value as a sentence shows it: 0.25 not 0.250000, a list of scalars as "1, 2"."""
+    if isinstance(v, float):
+        return f"{v:g}" if abs(v) < 1e6 else f"{v:.0f}"
+    if isinstance(v, list) and all(isinstance(x, (str, int, float)) for x in v):
+        return ", ".join(_text(x) for x in v[:50]) or "(none)"
+    return str(v)

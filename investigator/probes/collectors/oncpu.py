@@ -1,0 +1,79 @@
+"""Evidence of ``sched.oncpu`` (probes/oncpu.bpf.c): sampled time per (CPU, task), per CPU
+and per task, for rules that compare where work ran with where it should run."""
+
+from __future__ import annotations
+
+import ctypes as C
+import os
+import time
+from typing import Any
+
+from ._common import cstr, policy_name, task_entity
+
+u32, s32, u64 = C.c_uint32, C.c_int32, C.c_uint64
+PF_KTHREAD = 0x00200000
+TOP_PLACEMENTS = 200
+TOP_TASKS = 50
+TOP_PER_CPU = 10
+
+
+class OncpuKey(C.Structure):
+    _fields_ = [("cpu", u32), ("tid", u32)]
+
+
+class OncpuVal(C.Structure):
+    _fields_ = [("ns", u64), ("samples", u64), ("tgid", u32), ("flags", u32), ("prio", s32), ("policy", u32),
+                ("comm", C.c_char * 16), ("pcomm", C.c_char * 16)]
+
+
+class OncpuCpu(C.Structure):
+    _fields_ = [("ns", u64), ("samples", u64), ("idle_ns", u64)]
+
+
+LAYOUTS = {"oncpu_key": OncpuKey, "oncpu_val": OncpuVal, "oncpu_cpu": OncpuCpu}
+
+
+def _ms(ns: int) -> float:
+    return round(ns / 1e6, 3)
+
+
+class Collector:
+    def start(self, inst: Any) -> None:
+        self.t0 = time.monotonic()
+
+    def finish(self, inst: Any) -> dict[str, Any]:
+        maps = inst.obj.maps
+        window_s = time.monotonic() - self.t0
+        per_cpu = {cpu: OncpuCpu.from_buffer_copy(raw) for cpu, raw in enumerate(maps["cpu_total"].lookup(0) or [])}
+        # Shares are of the window, not of the samples: a CPU in a deep idle state may not
+        # be sampled at all while idle (seen here: an idle CPU gave 41 samples in 2 s).
+        window_ns = max(1, int(window_s * 1e9))
+        placements = []
+        busy: dict[int, int] = {}
+        me = os.getpid()
+        for k, v in maps["oncpu"].lookup_batch(limit=16384):
+            key, val = OncpuKey.from_buffer_copy(k), OncpuVal.from_buffer_copy(v)
+            if val.tgid == me:          # the investigation itself is never the finding
+                continue
+            busy[key.cpu] = busy.get(key.cpu, 0) + val.ns
+            placements.append({"cpu": key.cpu, **task_entity(key.tid, val.tgid, cstr(val.comm), val.prio),
+                               "pcomm": cstr(val.pcomm), "kthread": bool(val.flags & PF_KTHREAD),
+                               "policy": policy_name(val.policy), "ms": _ms(val.ns),
+                               "share": round(min(1.0, val.ns / window_ns), 4)})
+        placements.sort(key=lambda p: (-p["ms"], p["cpu"], p["tid"]))
+        by_cpu = []
+        for cpu in sorted(c for c, t in per_cpu.items() if t.samples):
+            c = per_cpu[cpu]
+            mine = [p for p in placements if p["cpu"] == cpu][:TOP_PER_CPU]
+            b = round(min(1.0, busy.get(cpu, 0) / window_ns), 4)
+            by_cpu.append({"cpu": cpu, "sampled_ms": _ms(c.ns), "busy_share": b, "idle_share": round(1 - b, 4),
+                           "tasks": [{k: p[k] for k in ("tid", "pid", "comm", "pcomm", "ms", "share")} for p in mine]})
+        tasks: dict[int, dict[str, Any]] = {}
+        for p in placements:
+            t = tasks.setdefault(p["tid"], {**{k: p[k] for k in ("tid", "pid", "comm", "pcomm", "kthread")},
+                                            "ms": 0.0, "cpus": []})
+            t["ms"] = round(t["ms"] + p["ms"], 3)
+            t["cpus"].append(p["cpu"])
+        return {"window_s": round(window_s, 3), "samples": sum(c.samples for c in per_cpu.values()),
+                "by_cpu": by_cpu, "placements": placements[:TOP_PLACEMENTS],
+                "tasks": sorted(tasks.values(), key=lambda t: -t["ms"])[:TOP_TASKS]}
