@@ -38,6 +38,7 @@ class Case:
     verdict: str | None
     setup: Callable[[Path], contextlib.AbstractContextManager[dict]]   # yields the expected entities
     forbid: tuple[str, ...] = ()   # verdicts that must not appear (look-alikes)
+    sets: tuple[str, ...] = ()     # the playbook's vars for this machine (--set NAME=VALUE)
 
 
 @contextlib.contextmanager
@@ -132,6 +133,23 @@ def fuse_self_deadlock(tmp: Path) -> Iterator[dict]:
 
 
 @contextlib.contextmanager
+def reserved_cpu_intruder(tmp: Path) -> Iterator[dict]:
+    with processes() as ps:
+        ps.spawn(PERIODIC, name="latency-app", cpu=1, period=0.01, work=0.001, seconds=40)
+        hog = ps.spawn(NORMAL_HOG, name="batch-job", cpu=1, seconds=40)
+        wait_alive(hog, 0.5)
+        yield {"roles": {hog.pid: "intruder"}, "cpus": [1]}
+
+
+@contextlib.contextmanager
+def misplaced_application(tmp: Path) -> Iterator[dict]:
+    with processes() as ps:
+        app = ps.spawn(NORMAL_HOG, name="latency-app", cpu=0, seconds=40)
+        wait_alive(app, 0.5)
+        yield {"roles": {app.pid: "misplaced"}, "cpus": [0]}
+
+
+@contextlib.contextmanager
 def softirq_flood(tmp: Path) -> Iterator[dict]:
     exe = c_helper("udp_flood", tmp)
     with rps_to(1), processes() as ps:
@@ -169,6 +187,7 @@ def healthy(tmp: Path) -> Iterator[dict]:
         yield {}
 
 
+RESERVED = ("reserved_cpus=[1]", "reserved_for=[latency-app]")
 CASES = [
     Case("rt-hog", "an RT busy loop starves a normal task on its CPU", "starvation.yaml", "cpu-starvation",
          "starvation", rt_hog),
@@ -195,6 +214,10 @@ CASES = [
          "overload", softirq_flood),
     Case("softirq-wrong-context", "NET_RX for another CPU's sender runs in a CPU hog", "interrupts.yaml",
          "softirq-wrong-context", "wrong-context", softirq_wrong_context),
+    Case("reserved-cpu-intruder", "a batch job busy on the CPU reserved for latency-app", "placement.yaml",
+         "reserved-cpus", "wrong-context", reserved_cpu_intruder, sets=RESERVED),
+    Case("misplaced-application", "latency-app busy on CPU 0, outside its reserved CPU 1", "placement.yaml",
+         "reserved-cpus", "wrong-context", misplaced_application, sets=RESERVED),
     Case("alloc-failure", "kcalloc() beyond kmalloc's largest size, every 100 ms", "memory.yaml",
          "alloc-failures", "alloc-failure", alloc_failures),
     Case("healthy", "every CPU busy with normal hogs and periodic tasks", "freeze.yaml", None, None, healthy,
@@ -222,7 +245,8 @@ def run_case(c: Case, out: Path) -> dict:
         with c.setup(tmp) as want:
             t0 = time.monotonic()
             p = subprocess.run([sys.executable, "-m", "investigator", f"playbooks/{c.playbook}", "--json",
-                                "--out", str(tmp / "b")], cwd=REPO, capture_output=True, text=True, timeout=300)
+                                "--out", str(tmp / "b"), *[a for s in c.sets for a in ("--set", s)]],
+                               cwd=REPO, capture_output=True, text=True, timeout=300)
             took = time.monotonic() - t0
         rep = json.loads(p.stdout or "{}")
         text = subprocess.run([sys.executable, "-m", "investigator", "replay", str(tmp / "b")], cwd=REPO,
