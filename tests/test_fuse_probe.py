@@ -4,9 +4,11 @@ daemon is stopped (pending).  Each request names its client and the daemon it wa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,67 @@ def test_request_queued_for_a_stopped_daemon_is_pending(tmp_path: Path) -> None:
     (d,) = ev["daemons"]
     assert d["threads"][0]["state"] == "T" and d["threads"][0]["busy"], d
     assert v["verdict"] == "hung-task"
+
+
+NS_WRAPPER = """
+import subprocess, sys, time
+# pid 1 of a new pid namespace: the daemon and its client live here, and the daemon's
+# connection names the client by its pid in this namespace
+d = subprocess.Popen([sys.executable, "-c", {daemon!r}])
+end = time.monotonic() + 10
+import os
+while not os.path.exists({ready!r}) and time.monotonic() < end:
+    time.sleep(0.05)
+c = subprocess.Popen([sys.executable, "-c", {client!r}])
+time.sleep({seconds})
+"""
+
+
+def _tid_by_comm(comm: str) -> int:
+    for pid in os.listdir("/proc"):
+        try:
+            if pid.isdigit() and Path(f"/proc/{pid}/comm").read_text().strip() == comm:
+                return int(pid)
+        except OSError:
+            continue
+    raise AssertionError(f"no task named {comm}")
+
+
+def test_daemon_in_a_pid_namespace_names_its_client_by_global_pid(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+    import textwrap
+    from scenarios.procs import FUSE_DAEMON, children_of
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1)")
+    mnt, ready = tmp_path / "mnt", tmp_path / "ready"
+    mnt.mkdir()
+    daemon = textwrap.dedent(FUSE_DAEMON.format(name="ns-daemon", mnt=mnt, ready=ready, mode="silent", seconds=40))
+    client = textwrap.dedent(FUSE_RENAMER.format(name="ns-client", src=f"{mnt}/a/x", dst=f"{mnt}/b/y"))
+    wrapper = textwrap.dedent(NS_WRAPPER.format(daemon=daemon, client=client, ready=str(ready), seconds=40))
+    ctl = Path("/sys/fs/fuse/connections")
+    p = subprocess.Popen(["unshare", "--pid", "--fork", sys.executable, "-c", wrapper])
+    try:
+        end = time.monotonic() + 10
+        while time.monotonic() < end and "ns-client" not in os.popen("cat /proc/[0-9]*/comm 2>/dev/null").read():
+            time.sleep(0.1)
+        time.sleep(1.0)
+        c_tid, d_tid = _tid_by_comm("ns-client"), _tid_by_comm("ns-daemon")
+        ns_pid = Path(f"/proc/{c_tid}/status").read_text().split("NSpid:")[1].split()[-1]
+        assert int(ns_pid) != c_tid, "the client should have a pid of its own in the namespace"
+        v, ev = run(tmp_path)
+    finally:
+        conn = next((line.split()[2].split(":")[1] for line in open("/proc/self/mountinfo")
+                     if line.split()[4] == str(mnt)), None)
+        if conn and (ctl / conn / "abort").exists():
+            (ctl / conn / "abort").write_text("1")
+        for kid in children_of(p.pid) + [p.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(kid, signal.SIGKILL)
+        p.wait(timeout=10)
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+    (r,) = ev["requests"]
+    assert r["client"]["tid"] == c_tid and r["client"]["comm"] == "ns-client", r
+    assert r["waits_for"] == [d_tid]
+    assert [(t["tid"], t["role"]) for t in v["tasks"]] == [(c_tid, "waiter"), (d_tid, "holder")]
