@@ -1,7 +1,8 @@
 #!/bin/sh
 # Second-kernel stage, one-time setup (as root, Debian 12): qemu, Debian's 6.1 and 6.12
 # kernel images (downloaded and unpacked, never installed), a static busybox, and one
-# initramfs per kernel holding the virtio/9p and fuse modules and tests/vm/init.
+# initramfs per kernel holding the virtio/9p and fuse modules and tests/vm/init, and a
+# fault module per kernel (tests/vm/faults/, built with its Debian headers and gcc).
 #   tests/vm/setup.sh [DIR]      DIR defaults to $INVESTIGATOR_VM_DIR or /var/cache/investigator-vm
 # Idempotent: what is already there is kept. Prints one line per kernel: VERSION DIR.
 set -eu
@@ -56,6 +57,29 @@ for meta in linux-image-amd64 linux-image-6.12-amd64; do
 		rm -rf "$R"
 		# Only the image, its config and the initramfs are needed from here on.
 		rm -rf "$K/lib/modules" "$K/usr"
+	fi
+	# The fault module (tests/vm/faults/) built against this kernel's Debian headers,
+	# rebuilt when its source changes; the headers are unpacked for the build only.
+	FSUM=$(cat "$HERE/faults/faults.c" "$HERE/faults/Kbuild" | cksum | cut -d' ' -f1)
+	if [ ! -f "$K/faults.ko" ] || [ "$(cat "$K/faults.sum" 2>/dev/null)" != "$FSUM" ]; then
+		HPKGS="linux-headers-$KVER $(apt-cache depends "linux-headers-$KVER" 2>/dev/null |
+			awk '/Depends: linux-(headers|kbuild)-/{print $2}')"
+		H=$(mktemp -d "$D/hdr.XXXX")
+		for p in $HPKGS; do
+			(cd debs && { ls "${p}"_*.deb >/dev/null 2>&1 || apt-get download -qq "$p" 2>/dev/null; })
+			dpkg-deb -x debs/"${p}"_*.deb "$H"
+		done
+		# the flavour's Makefile includes the common one by absolute path; no module BTF
+		# (6.12 would want pahole, and nothing reads the module's types)
+		sed -i "s|include /usr/src/|include $H/usr/src/|" "$H/usr/src/linux-headers-$KVER/Makefile"
+		B=$(mktemp -d "$D/faults.XXXX")
+		cp "$HERE/faults/faults.c" "$HERE/faults/Kbuild" "$B/"
+		if make -s -C "$H/usr/src/linux-headers-$KVER" M="$B" CONFIG_DEBUG_INFO_BTF_MODULES= modules >"$B/build.log" 2>&1; then
+			cp "$B/faults.ko" "$K/faults.ko" && echo "$FSUM" > "$K/faults.sum"
+		else
+			echo "setup: building the fault module for $KVER failed:" >&2; tail -20 "$B/build.log" >&2
+		fi
+		rm -rf "$H" "$B"
 	fi
 	echo "$KVER $D/$K"
 done
