@@ -28,6 +28,26 @@ struct blocked_rec {
 	char comm[16];
 	char owner_comm[16];
 	__u64 stack[STACK_DEPTH];
+	__u32 blocker_src;      /* BLOCKER_SRC_*: where blocker came from */
+	__u32 reserved;
 };
+
+enum blocker_src {
+	BLOCKER_SRC_NONE = 0,
+	BLOCKER_SRC_KERNEL = 1, /* task->blocker (6.16+) */
+	BLOCKER_SRC_STACK = 2,  /* the waiter found on the task's kernel stack (any kernel) */
+};
+
+/* Lock slow paths a sleeping task's stack can show, by kind (BLOCKER_TYPE_* values),
+ * filled by user space from /proc/kallsyms before the first snapshot. */
+#define MAX_LOCK_FNS    16
+struct lock_fn {
+	__u64 lo;
+	__u64 hi;
+	__u32 kind;
+	__u32 valid;
+};
+
+#define SCAN_BYTES      2048    /* of a sleeping task's kernel stack, from its saved sp up */
 
 #endif

@@ -38,6 +38,19 @@ static __always_inline __u64 lock_owner(__u64 blocker)
 	return owner & ~7ULL;
 }
 
+/* The owner of rec->blocker's lock, when it has one, into the record. */
+static __always_inline void fill_owner(struct blocked_rec *rec)
+{
+	struct task_struct *owner = (void *)lock_owner(rec->blocker);
+
+	rec->lock_owner = (__u64)owner;
+	if (owner) {
+		rec->owner_tid = BPF_CORE_READ(owner, pid);
+		rec->owner_tgid = BPF_CORE_READ(owner, tgid);
+		BPF_CORE_READ_STR_INTO(&rec->owner_comm, owner, comm);
+	}
+}
+
 /* with_stack: bpf_get_task_stack() needs a trusted task pointer (an iterator's, tp_btf's);
  * a raw_tp program passes false and the record has no stack (stack_bytes 0). */
 static __always_inline void fill_blocked_rec(struct task_struct *task, struct blocked_rec *rec,
@@ -59,17 +72,12 @@ static __always_inline void fill_blocked_rec(struct task_struct *task, struct bl
 	rec->owner_tid = 0;
 	rec->owner_tgid = 0;
 	__builtin_memset(rec->owner_comm, 0, sizeof(rec->owner_comm));
+	rec->blocker_src = BLOCKER_SRC_NONE;
 	if (bpf_core_field_exists(((struct task_struct___blocker *)task)->blocker)) {
 		rec->blocker = BPF_CORE_READ((struct task_struct___blocker *)task, blocker);
 		if (rec->blocker) {
-			struct task_struct *owner = (void *)lock_owner(rec->blocker);
-
-			rec->lock_owner = (__u64)owner;
-			if (owner) {
-				rec->owner_tid = BPF_CORE_READ(owner, pid);
-				rec->owner_tgid = BPF_CORE_READ(owner, tgid);
-				BPF_CORE_READ_STR_INTO(&rec->owner_comm, owner, comm);
-			}
+			rec->blocker_src = BLOCKER_SRC_KERNEL;
+			fill_owner(rec);
 		}
 	}
 	rec->stack_bytes = with_stack ? bpf_get_task_stack(task, rec->stack, sizeof(rec->stack), 0) : 0;

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from conftest import investigate
-from scenarios.procs import FLOCK_ABBA, FUSE_RENAMER, PTY_WRITERS, fuse_mount, processes, threads_by_comm, wait_alive
+from scenarios.procs import (FLOCK_ABBA, FUSE_RENAMER, FUSE_TRUNCATER, PTY_WRITERS, fuse_mount, processes,
+                             threads_by_comm, wait_alive)
 
-from investigator.probes.manifest import kernel_version
 
 pytestmark = [pytest.mark.bpf]
 
@@ -49,7 +49,7 @@ def test_flock_abba_deadlock_names_both_processes_and_files(tmp_path: Path) -> N
     assert again["summary"] == v["summary"]
 
 
-@pytest.mark.skipif(kernel_version() < (6, 16), reason="the kernel records a task's lock in task->blocker since 6.16")
+@pytest.mark.second_kernel
 def test_mutex_chain_ending_in_a_reader_that_never_reads_is_hung_task(tmp_path: Path) -> None:
     with processes() as ps:
         parent, (w0, w1) = ps.spawn_with_pids(PTY_WRITERS, str(tmp_path / "pids"), name="ptychain", drain=0,
@@ -66,12 +66,19 @@ def test_mutex_chain_ending_in_a_reader_that_never_reads_is_hung_task(tmp_path: 
     assert all(x["verdict"] != "deadlock" for x in rep["verdicts"])
 
 
-NEEDS_FUSE_AND_BLOCKER = pytest.mark.skipif(
-    kernel_version() < (6, 16) or not os.path.exists("/dev/fuse"),
-    reason="needs /dev/fuse and task->blocker (6.16+) for the rename mutex")
+# Lock owners come from task->blocker (6.16+) or, on any kernel, from the waiter on the
+# blocked task's stack: these run on this kernel and in the second-kernel guests.
+NEEDS_FUSE = [pytest.mark.second_kernel,
+              pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="needs /dev/fuse")]
 
 
-@NEEDS_FUSE_AND_BLOCKER
+def _needs_fuse(f):  # type: ignore[no-untyped-def]
+    for m in NEEDS_FUSE:
+        f = m(f)
+    return f
+
+
+@_needs_fuse
 def test_lock_chain_ending_in_a_fuse_daemon_that_never_answers_is_hung_task(tmp_path: Path) -> None:
     """Two renames across the directories of one FUSE mount: the first holds the
     superblock's rename mutex and waits for the daemon's answer, which never comes; the
@@ -93,7 +100,7 @@ def test_lock_chain_ending_in_a_fuse_daemon_that_never_answers_is_hung_task(tmp_
     assert all(x["verdict"] != "deadlock" for x in rep["verdicts"])
 
 
-@NEEDS_FUSE_AND_BLOCKER
+@_needs_fuse
 def test_fuse_daemon_blocked_on_a_lock_its_client_holds_is_a_deadlock(tmp_path: Path) -> None:
     """The client's rename holds the rename mutex and waits for the daemon; the daemon's
     worker, handling that RENAME, renames across the same directories itself and waits for
@@ -112,3 +119,25 @@ def test_fuse_daemon_blocked_on_a_lock_its_client_holds_is_a_deadlock(tmp_path: 
     assert {lk["source"] for lk in v["locks"]} == {"fuse", "blocked"}
     # the daemon's main thread, idle in its read loop, is not part of the cycle
     assert daemon.pid not in {t["tid"] for t in v["tasks"]}
+
+
+@_needs_fuse
+def test_inode_rwsem_chain_is_found_from_the_waiters_stack(tmp_path: Path) -> None:
+    """Two truncates of one FUSE file: the first holds the inode's i_rwsem and waits for a
+    SETATTR answer that never comes; the second waits for the rwsem in D state.  No kernel
+    records this rwsem's owner (6.18's task->blocker covers mutexes and semaphores): the
+    edge comes from the waiter found on the second task's own stack."""
+    with processes() as ps, fuse_mount(ps, str(tmp_path), "silent") as (daemon, mnt):
+        t1 = ps.spawn(FUSE_TRUNCATER, name="fuse-trunc1", path=f"{mnt}/a/x")
+        wait_alive(t1, 0.5)
+        t2 = ps.spawn(FUSE_TRUNCATER, name="fuse-trunc2", path=f"{mnt}/a/x")
+        wait_alive(t2, 1.0)
+        rep, v = freeze(tmp_path)
+    assert v["verdict"] == "hung-task", v
+    assert [(t["tid"], t["role"]) for t in v["tasks"]] == [(t2.pid, "waiter"), (t1.pid, "waiter"), (daemon.pid, "holder")]
+    assert [(lk["kind"], lk["source"]) for lk in v["locks"]] == [("rwsem-write", "blocked"), ("fuse", "fuse")]
+    assert v["locks"][1]["lock"].startswith("fuse SETATTR #")
+    ev = json.loads((tmp_path / "b" / "evidence.json").read_text())["user-deadlock"]["blocked"]
+    w = next(t for t in ev["tasks"] if t["tid"] == t2.pid)
+    assert w["blocker"]["source"] == "stack" and w["blocker"]["owner"]["tid"] == t1.pid, w["blocker"]
+    assert all(x["verdict"] != "deadlock" for x in rep["verdicts"])

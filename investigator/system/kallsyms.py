@@ -36,6 +36,17 @@ class Kallsyms:
     def function(self, addr: int) -> str:
         return self.name(addr).split("+", 1)[0]
 
+    def ranges(self, names: dict[str, int]) -> list[tuple[int, int, int]]:
+        """(start, end, tag) of every function whose name -- without a compiler suffix such as
+        .constprop.0 -- is in ``names`` (name -> tag); a function ends where the next symbol
+        begins."""
+        out = []
+        for i, n in enumerate(self._names):
+            tag = names.get(n.split(".", 1)[0])
+            if tag is not None and i + 1 < len(self._addrs):
+                out.append((self._addrs[i], self._addrs[i + 1], tag))
+        return out
+
 
 @lru_cache(maxsize=1)
 def kallsyms() -> Kallsyms:

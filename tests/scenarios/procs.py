@@ -289,7 +289,8 @@ import os, struct, subprocess, threading, time
 # directories a and b and files in a.  It answers everything but RENAME.  A rename across
 # the two directories takes the superblock's s_vfs_rename_mutex and then waits for the
 # daemon's answer, holding the mutex; a second such rename waits for the mutex in D state.
-# mode "silent": a RENAME is never answered (a daemon that never answers).
+# mode "silent": a RENAME or a SETATTR (truncate) is never answered (a daemon that never
+# answers); a truncate holds the file's i_rwsem while it waits.
 # mode "self": the daemon hands the RENAME to a worker thread that first renames across
 # the same directories itself -- and blocks on the mutex its own client holds: a FUSE
 # self-deadlock across layers.  The mount is detached when this process exits.
@@ -335,6 +336,8 @@ while time.monotonic() < end:
         reply(unique, struct.pack("<QII", 600, 0, 0) + attr(nodeid if nodeid in MODES else 1))
     elif opcode in (14, 27):                           # OPEN, OPENDIR
         reply(unique, struct.pack("<QII", 1, 0, 0))
+    elif opcode == 4 and mode == "silent":             # SETATTR: never answered
+        continue
     elif opcode in (12, 45):                           # RENAME, RENAME2: never answered
         if mode == "self":
             threading.Thread(target=worker, daemon=True).start()
@@ -342,6 +345,12 @@ while time.monotonic() < end:
         break
     else:
         reply(unique, error=-38)                       # ENOSYS
+"""
+
+FUSE_TRUNCATER = """
+import os
+open("/proc/self/comm", "w").write("{name}")
+os.truncate("{path}", 0)      # takes the file's i_rwsem, then waits for the daemon's SETATTR answer
 """
 
 FUSE_RENAMER = """

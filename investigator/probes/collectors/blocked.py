@@ -27,10 +27,38 @@ class BlockedRec(C.Structure):
                 ("nivcsw", u64), ("blocker", u64), ("lock_owner", u64), ("owner_tid", u32),
                 ("owner_tgid", u32), ("tid", u32), ("tgid", u32), ("state", u32), ("flags", u32),
                 ("prio", s32), ("stack_bytes", s32), ("comm", C.c_char * 16),
-                ("owner_comm", C.c_char * 16), ("stack", u64 * STACK_DEPTH)]
+                ("owner_comm", C.c_char * 16), ("stack", u64 * STACK_DEPTH), ("blocker_src", u32),
+                ("reserved", u32)]
 
 
-LAYOUTS = {"blocked_rec": BlockedRec}
+class LockFn(C.Structure):
+    _fields_ = [("lo", u64), ("hi", u64), ("kind", u32), ("valid", u32)]
+
+
+LAYOUTS = {"blocked_rec": BlockedRec, "lock_fn": LockFn}
+BLOCKER_SOURCES = {1: "kernel", 2: "stack"}
+# The slow paths that sleep with a waiter on the task's stack, by blocker kind (0 mutex,
+# 1 semaphore, 2 rwsem read, 3 rwsem write): kernel/locking/{mutex,rwsem,semaphore}.c
+LOCK_SLOWPATHS = {"__mutex_lock": 0, "__ww_mutex_lock": 0, "__mutex_lock_slowpath": 0,
+                  "__mutex_lock_killable_slowpath": 0, "__mutex_lock_interruptible_slowpath": 0,
+                  "__down_common": 1, "__down": 1, "__down_interruptible": 1, "__down_killable": 1,
+                  "__down_timeout": 1, "rwsem_down_read_slowpath": 2, "rwsem_down_write_slowpath": 3}
+MAX_LOCK_FNS = 16
+
+
+def load_lock_fns(inst: Any) -> int:
+    """Tell the iterator where the lock slow paths are (from /proc/kallsyms); how many."""
+    from ...system.kallsyms import kallsyms
+    m = inst.obj.maps.get("lock_fns")
+    if m is None:
+        return 0
+    ranges = kallsyms().ranges(LOCK_SLOWPATHS)[:MAX_LOCK_FNS - 1]
+    if not ranges:                      # kallsyms hidden (kptr_restrict): no stack search
+        return 0
+    m.update(0, bytes(LockFn(min(r[0] for r in ranges), max(r[1] for r in ranges), 0, 1)))  # the span
+    for i, (lo, hi, kind) in enumerate(ranges, 1):
+        m.update(i, bytes(LockFn(lo, hi, kind, 1)))
+    return len(ranges)
 
 
 def state_letter(state: int) -> str:
@@ -46,7 +74,8 @@ def describe(r: BlockedRec) -> dict[str, Any]:
     blocker = None
     if r.blocker:
         blocker = {"kind": BLOCKER_KINDS.get(r.blocker & 3, "unknown"), "addr": hex(r.blocker & ~3),
-                   "owner": task_entity(r.owner_tid, r.owner_tgid, cstr(r.owner_comm)) if r.owner_tid else None}
+                   "owner": task_entity(r.owner_tid, r.owner_tgid, cstr(r.owner_comm)) if r.owner_tid else None,
+                   "source": BLOCKER_SOURCES.get(r.blocker_src, "kernel")}
     return {**task_entity(r.tid, r.tgid, cstr(r.comm), r.prio),
             "state": state_letter(r.state), "kthread": bool(r.flags & PF_KTHREAD),
             "blocked_s": seconds_since_ran(r.now_ns, r.last_arrival_ns, r.exec_start_ns),
@@ -80,6 +109,7 @@ def empty_worst() -> dict[str, Any]:
 
 class Collector:
     def start(self, inst: Any) -> None:
+        load_lock_fns(inst)
         self.first = snapshot(inst)
 
     def finish(self, inst: Any) -> dict[str, Any]:
