@@ -8,46 +8,20 @@ nor usable trampolines (there the node is unobservable and says why)."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, investigate
+from conftest import investigate
+from scenarios.faults import FAULT_WRITER, MISSING, MODULE, fault_module
 from scenarios.procs import processes, wait_alive
 
-sys.path.insert(0, str(REPO / "tests" / "vm"))
-import kmod  # noqa: E402
-
-CACHE = Path(os.environ.get("INVESTIGATOR_VM_DIR", "/var/cache/investigator-vm"))
-MODULE = CACHE / f"k-{os.uname().release}" / "faults.ko"
-pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel,
-              pytest.mark.skipif(not MODULE.exists(), reason=f"no fault module for this kernel ({MODULE}): "
-                                                              "tests/vm/setup.sh builds one per guest kernel")]
-
-ATOMIC_WRITER = """
-import time
-open("/proc/self/comm", "w").write("{name}")
-end = time.monotonic() + {seconds}
-while time.monotonic() < end:
-    with open("/proc/investigator_faults", "w") as f:
-        f.write("atomic-sleep 20")       # msleep(20) with preemption disabled, in the kernel
-    time.sleep(0.3)
-"""
+pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel, pytest.mark.skipif(not MODULE.exists(), reason=MISSING)]
 
 
-@pytest.fixture
-def fault_module() -> object:
-    kmod.load(str(MODULE))
-    try:
-        yield MODULE
-    finally:
-        kmod.unload("faults")
-
-
-def test_sleep_in_atomic_context_names_the_task_and_the_call(tmp_path: Path, fault_module: object) -> None:
-    with processes() as ps:
-        w = ps.spawn(ATOMIC_WRITER, name="atomic-writer", seconds=30)
+def test_sleep_in_atomic_context_names_the_task_and_the_call(tmp_path: Path) -> None:
+    with fault_module(), processes() as ps:
+        # msleep(20) with preemption disabled, in the kernel, every 0.3 s
+        w = ps.spawn(FAULT_WRITER, name="atomic-writer", command="atomic-sleep 20", period=0.3, seconds=30)
         wait_alive(w, 0.5)
         p = investigate("playbooks/context.yaml", "--window", "2", "--json", "--out", str(tmp_path / "b"))
     assert p.returncode == 1, p.stderr

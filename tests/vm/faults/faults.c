@@ -4,6 +4,9 @@
  * correct kernel.  Writing to /proc/investigator_faults:
  *   "atomic-sleep MS"   sleep MS milliseconds with preemption disabled (a blocking call in
  *                       atomic context: the scheduler reports "scheduling while atomic")
+ *   "lock-pair A B MS"  take mutex A, sleep MS ms, take mutex B, release both: two writers
+ *                       with A B and B A deadlock in the kernel (ABBA).  The waits are
+ *                       killable, so SIGKILL ends the deadlock and the test cleans up.
  * Built against Debian's headers by tests/vm/setup.sh; loaded by tests/vm/kmod.py. */
 #include <linux/module.h>
 #include <linux/delay.h>
@@ -21,16 +24,43 @@ static noinline void fault_atomic_sleep(unsigned int ms)
 		preempt_enable();
 }
 
+static DEFINE_MUTEX(fault_mutex_0);
+static DEFINE_MUTEX(fault_mutex_1);
+
+static struct mutex *fault_mutex(unsigned int i)
+{
+	return i ? &fault_mutex_1 : &fault_mutex_0;
+}
+
+static noinline int fault_lock_pair(unsigned int a, unsigned int b, unsigned int ms)
+{
+	int err = mutex_lock_killable(fault_mutex(a));
+
+	if (err)
+		return err;
+	msleep(ms);
+	err = mutex_lock_killable(fault_mutex(b));
+	if (!err)
+		mutex_unlock(fault_mutex(b));
+	mutex_unlock(fault_mutex(a));
+	return err;
+}
+
 static ssize_t faults_write(struct file *f, const char __user *ubuf, size_t n, loff_t *off)
 {
 	char buf[64] = {};
-	unsigned int ms;
+	unsigned int ms, a, b;
 
 	if (n >= sizeof(buf) || copy_from_user(buf, ubuf, n))
 		return -EINVAL;
 	if (sscanf(buf, "atomic-sleep %u", &ms) == 1 && ms <= 1000) {
 		fault_atomic_sleep(ms);
 		return n;
+	}
+	if (sscanf(buf, "lock-pair %u %u %u", &a, &b, &ms) == 3 && a <= 1 && b <= 1 && a != b && ms <= 10000) {
+		int err = fault_lock_pair(a, b, ms);
+
+		return err ? err : n;
 	}
 	return -EINVAL;
 }
