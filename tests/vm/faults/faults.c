@@ -7,9 +7,15 @@
  *   "lock-pair A B MS"  take mutex A, sleep MS ms, take mutex B, release both: two writers
  *                       with A B and B A deadlock in the kernel (ABBA).  The waits are
  *                       killable, so SIGKILL ends the deadlock and the test cleans up.
+ *   "softirq-storm CPU MS"  a tasklet on CPU that busy-waits 1 ms and schedules itself
+ *                       again, for MS ms: a driver's runaway softirq work (TASKLET), which
+ *                       the kernel soon hands to ksoftirqd/CPU.
  * Built against Debian's headers by tests/vm/setup.sh; loaded by tests/vm/kmod.py. */
 #include <linux/module.h>
 #include <linux/delay.h>
+#include <linux/interrupt.h>
+#include <linux/jiffies.h>
+#include <linux/smp.h>
 #include <linux/kernel.h>
 #include <linux/proc_fs.h>
 #include <linux/uaccess.h>
@@ -46,6 +52,22 @@ static noinline int fault_lock_pair(unsigned int a, unsigned int b, unsigned int
 	return err;
 }
 
+static unsigned long storm_end;         /* jiffies */
+
+static void storm_fn(struct tasklet_struct *t)
+{
+	mdelay(1);
+	if (time_before(jiffies, READ_ONCE(storm_end)))
+		tasklet_schedule(t);
+}
+
+static DECLARE_TASKLET(storm_tasklet, storm_fn);
+
+static void storm_start(void *unused)
+{
+	tasklet_schedule(&storm_tasklet);       /* on this CPU */
+}
+
 static ssize_t faults_write(struct file *f, const char __user *ubuf, size_t n, loff_t *off)
 {
 	char buf[64] = {};
@@ -55,6 +77,11 @@ static ssize_t faults_write(struct file *f, const char __user *ubuf, size_t n, l
 		return -EINVAL;
 	if (sscanf(buf, "atomic-sleep %u", &ms) == 1 && ms <= 1000) {
 		fault_atomic_sleep(ms);
+		return n;
+	}
+	if (sscanf(buf, "softirq-storm %u %u", &a, &ms) == 2 && ms <= 60000 && a < nr_cpu_ids && cpu_online(a)) {
+		WRITE_ONCE(storm_end, jiffies + msecs_to_jiffies(ms));
+		smp_call_function_single(a, storm_start, NULL, 1);
 		return n;
 	}
 	if (sscanf(buf, "lock-pair %u %u %u", &a, &b, &ms) == 3 && a <= 1 && b <= 1 && a != b && ms <= 10000) {
@@ -75,6 +102,8 @@ static int __init faults_init(void)
 static void __exit faults_exit(void)
 {
 	remove_proc_entry("investigator_faults", NULL);
+	WRITE_ONCE(storm_end, jiffies);
+	tasklet_kill(&storm_tasklet);
 }
 
 module_init(faults_init);

@@ -1,0 +1,51 @@
+"""Starvation by a softirq storm: the fault module's runaway tasklet on CPU 1 (a driver's
+softirq work that reschedules itself, tests/vm/faults/) is handed to ksoftirqd/1, and a
+low-priority task on that CPU waits hundreds of ms.  starvation.yaml's cpu-starvation node
+names the victim, ksoftirqd/1 as the task that held the CPU, and TASKLET softirq work as
+what it did.  Second-kernel guests only (the module is built for their kernels)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from conftest import investigate
+from scenarios.faults import MISSING, MODULE, fault_module
+from scenarios.procs import PERIODIC, processes, wait_alive
+
+pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel, pytest.mark.cpu_heavy,
+              pytest.mark.skipif(not MODULE.exists(), reason=MISSING)]
+
+# a batch job at nice 19 that wakes every 10 ms for 2 ms of work, on CPU 1
+BATCH = PERIODIC.replace("os.sched_setaffinity(0, {{{cpu}}})", "os.sched_setaffinity(0, {{{cpu}}}); os.nice(19)")
+
+
+def storm(ms: int) -> None:
+    with open("/proc/investigator_faults", "w") as f:
+        f.write(f"softirq-storm 1 {ms}")
+
+
+def test_softirq_storm_is_named_as_what_held_the_cpu(tmp_path: Path) -> None:
+    with fault_module(), processes() as ps:
+        victim = ps.spawn(BATCH, name="batch-victim", cpu=1, period=0.01, work=0.002, seconds=40)
+        wait_alive(victim, 0.3)
+        storm(30000)
+        try:
+            time.sleep(1.5)
+            p = investigate("playbooks/starvation.yaml", "--window", "3", "--json", "--out", str(tmp_path / "b"))
+        finally:
+            storm(0)                     # the tasklet stops at its next run
+            time.sleep(0.2)
+    assert p.returncode == 1, p.stderr
+    rep = json.loads(p.stdout)
+    (v,) = [v for v in rep["verdicts"] if v["node"] == "cpu-starvation"]
+    roles = {t["role"]: t for t in v["tasks"]}
+    assert roles["victim"]["tid"] == victim.pid
+    assert roles["culprit"]["comm"] == "ksoftirqd/1", roles
+    assert v["cpus"] == [1]
+    assert "held by TASKLET softirq work: it ran in ksoftirqd/1" in v["summary"], v["summary"]
+    sirq = v["evidence"]["details"]["softirq"]
+    assert sirq["vector"] == "TASKLET" and sirq["share_pct"] >= 50.0 and sirq["context"] == "ksoftirqd", sirq
+    assert v["evidence"]["details"]["wait_ms"] >= 100.0
