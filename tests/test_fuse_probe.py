@@ -134,7 +134,8 @@ def test_daemon_in_a_pid_namespace_names_its_client_by_global_pid(tmp_path: Path
             time.sleep(0.1)
         time.sleep(1.0)
         c_tid, d_tid = _tid_by_comm("ns-client"), _tid_by_comm("ns-daemon")
-        ns_pid = Path(f"/proc/{c_tid}/status").read_text().split("NSpid:")[1].split()[-1]
+        nspid_line = next(x for x in Path(f"/proc/{c_tid}/status").read_text().splitlines() if x.startswith("NSpid:"))
+        ns_pid = nspid_line.split()[-1]                 # "NSpid:  <global>  <in the namespace>"
         assert int(ns_pid) != c_tid, "the client should have a pid of its own in the namespace"
         v, ev = run(tmp_path)
     finally:
