@@ -370,34 +370,42 @@ def _mount_dev(mnt: str) -> str:
     return ""
 
 
+def abort_fuse(mnt: str) -> None:
+    """Abort the FUSE connection mounted on mnt through fusectl (mounted for the moment if
+    it is not): every request fails at once -- a client killed while its request is with
+    the daemon would otherwise wait for the answer forever, and a self-deadlocked daemon
+    never exits."""
+    conn = _mount_dev(mnt).split(":")[-1]
+    if not conn:
+        return
+    ctl = "/sys/fs/fuse/connections"
+    mounted = False
+    if not os.path.exists(f"{ctl}/{conn}"):
+        mounted = subprocess.run(["mount", "-t", "fusectl", "fusectl", ctl], capture_output=True).returncode == 0
+    try:
+        with open(f"{ctl}/{conn}/abort", "w") as f:
+            f.write("1")
+    except OSError:
+        pass
+    if mounted:
+        subprocess.run(["umount", ctl], capture_output=True)
+
+
 @contextmanager
 def fuse_mount(ps: Procs, workdir: str, mode: str, name: str = "fuse-daemon") -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """A FUSE_DAEMON mounted on workdir/mnt.  On exit the connection is aborted through
-    fusectl (a client killed while its request is with the daemon would otherwise wait
-    for the answer forever, and a self-deadlocked daemon never exits), then the daemon is
+    """A FUSE_DAEMON mounted on workdir/mnt.  On exit the connection is aborted, the daemon
     killed and the mount detached."""
     mnt, ready = os.path.join(workdir, "mnt"), os.path.join(workdir, "fuse-ready")
     os.makedirs(mnt, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.remove(ready)
     daemon = ps.spawn(FUSE_DAEMON, name=name, mnt=mnt, ready=ready, mode=mode, seconds=60)
-    ctl = "/sys/fs/fuse/connections"
-    mounted_ctl = False
     try:
         end = time.monotonic() + 10
         while not os.path.exists(ready) and time.monotonic() < end:
             wait_alive(daemon, 0.05)
-        conn = _mount_dev(mnt).split(":")[-1]
         yield daemon, mnt
     finally:
-        if not os.path.exists(f"{ctl}/{conn}"):
-            mounted_ctl = subprocess.run(["mount", "-t", "fusectl", "fusectl", ctl], capture_output=True).returncode == 0
-        try:
-            with open(f"{ctl}/{conn}/abort", "w") as f:
-                f.write("1")
-        except OSError:
-            pass
+        abort_fuse(mnt)
         daemon.kill()
         subprocess.run(["umount", "-l", mnt], capture_output=True)
-        if mounted_ctl:
-            subprocess.run(["umount", ctl], capture_output=True)

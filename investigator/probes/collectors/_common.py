@@ -92,10 +92,11 @@ def seconds_since_ran(now_ns: int, last_arrival_ns: int, exec_start_ns: int) -> 
     return round(max(0, now_ns - ran) / 1e9, 3) if ran else 0.0
 
 
-def proc_task(tid: int) -> dict[str, Any] | None:
+def proc_task(tid: int, with_stack: bool = True) -> dict[str, Any] | None:
     """What a task is doing, read from /proc (a lock holder at the end of a wait-for chain, a
-    FUSE daemon's thread): state, wchan and kernel stack; None once it is gone.  Reads only
-    /proc files that never reach into a filesystem the task may be stuck on."""
+    FUSE daemon's thread): state, wchan and kernel stack (unless ``with_stack`` is false);
+    None once it is gone.  Reads only /proc files that never reach into a filesystem the
+    task may be stuck on."""
     try:
         with open(f"/proc/{tid}/stat") as f:
             stat = f.read()
@@ -103,11 +104,13 @@ def proc_task(tid: int) -> dict[str, Any] | None:
         fields = stat[stat.rindex(")") + 2:].split()
         with open(f"/proc/{tid}/wchan") as f:
             wchan = f.read().strip()
-        try:
-            with open(f"/proc/{tid}/stack") as f:
-                stack = [line.split(" ", 1)[-1].strip() for line in f][:32]
-        except OSError:
-            stack = []
+        stack: list[str] = []
+        if with_stack:
+            try:
+                with open(f"/proc/{tid}/stack") as f:
+                    stack = [line.split(" ", 1)[-1].strip() for line in f][:32]
+            except OSError:
+                pass
         with open(f"/proc/{tid}/status") as f:
             tgid = next(int(line.split()[1]) for line in f if line.startswith("Tgid:"))
     except (OSError, ValueError, StopIteration):

@@ -139,7 +139,7 @@ def _threads(tgid: int) -> list[dict[str, Any]]:
         tids = sorted(int(t) for t in os.listdir(f"/proc/{tgid}/task"))[:MAX_THREADS]
     except OSError:
         return []
-    return [t for t in (proc_task(tid) for tid in tids) if t]
+    return [t for t in (proc_task(tid, with_stack=False) for tid in tids) if t]
 
 
 def busy(t: dict[str, Any]) -> bool:
@@ -161,6 +161,7 @@ class Collector:
         for per in last["devices"].values():
             for tgid in per:
                 threads.setdefault(tgid, _threads(tgid))
+        thread_by_tid = {t["tid"]: t for ts in threads.values() for t in ts}
         nsmaps: dict[int, dict[int, int]] = {}
         requests, edges = [], []
         for key, q in sorted(last["requests"].items()):
@@ -208,7 +209,7 @@ class Collector:
             worst = {"request": {k: w[k] for k in ("conn", "mountpoint", "op", "unique", "where", "waited_s", "stuck")},
                      "tasks": [{**{k: w["client"][k] for k in ("tid", "pid", "comm")}, "role": "waiter"}] +
                               [{**{k: t[k] for k in ("tid", "pid", "comm")}, "role": "holder"}
-                               for t in (proc_task(x) for x in w["waits_for"]) if t],
+                               for t in (thread_by_tid[x] for x in w["waits_for"])],
                      "locks": [{"kind": "fuse", "lock": f"fuse {w['op']} #{w['unique']}", "conn": w["conn"]}],
                      "cpus": []}
         return {
