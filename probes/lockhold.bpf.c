@@ -19,7 +19,7 @@ const volatile __u64 timeline_min_ns = 1000000ULL;      /* holds kept in the tim
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 8192);
 	__type(key, struct hold_key);
 	__type(value, struct hold_start);
 } held SEC(".maps");
@@ -39,13 +39,6 @@ struct {
 } by_lock SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
-	__uint(max_entries, 2048);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, HOLD_STACK_DEPTH * sizeof(__u64));
-} stacks SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, HOLD_RECENT);
 	__type(key, __u32);
@@ -53,11 +46,13 @@ struct {
 } recent SEC(".maps");
 
 __u64 recent_seq = 0;
+struct hold_stat zero_stat = {};        /* never written: too large for the BPF stack */
 
 static __always_inline void acquired(void *ctx, __u64 lock)
 {
 	struct hold_key k = {};
 	struct hold_start s = {};
+	long n;
 
 	COUNT_EVENT();
 	if (!lock || (only_lock && lock != only_lock))
@@ -67,7 +62,11 @@ static __always_inline void acquired(void *ctx, __u64 lock)
 	k.lock = lock;
 	k.tid = (__u32)bpf_get_current_pid_tgid();
 	s.ts = bpf_ktime_get_ns();
-	s.stack_id = bpf_get_stackid(ctx, &stacks, 0);
+	/* the stack goes with the hold, not into a stack map: a stack map keeps one stack per
+	 * hash bucket and refuses the next that lands there, so on a busy machine the
+	 * longest hold's stack could be the one refused */
+	n = bpf_get_stack(ctx, s.stack, sizeof(s.stack), 0);
+	s.frames = n > 0 ? n / sizeof(__u64) : 0;
 	if (bpf_map_update_elem(&held, &k, &s, BPF_ANY))
 		COUNT_DROP();
 }
@@ -77,7 +76,7 @@ static __always_inline void released(__u64 lock)
 	__u64 pid_tgid = bpf_get_current_pid_tgid(), now, d, seq;
 	struct hold_key k = {};
 	struct hold_start *s;
-	struct hold_stat *st, zero = {};
+	struct hold_stat *st;
 	struct hold_event *e;
 	__u32 slot;
 
@@ -92,7 +91,7 @@ static __always_inline void released(__u64 lock)
 	if (d >= min_hold_ns) {
 		st = bpf_map_lookup_elem(&by_lock, &lock);
 		if (!st) {
-			bpf_map_update_elem(&by_lock, &lock, &zero, BPF_NOEXIST);
+			bpf_map_update_elem(&by_lock, &lock, &zero_stat, BPF_NOEXIST);
 			st = bpf_map_lookup_elem(&by_lock, &lock);
 		}
 		if (st) {
@@ -104,7 +103,8 @@ static __always_inline void released(__u64 lock)
 				st->max_ns = d;
 				st->worst_tid = (__u32)pid_tgid;
 				st->worst_tgid = pid_tgid >> 32;
-				st->worst_stack_id = s->stack_id;
+				st->worst_frames = s->frames;
+				__builtin_memcpy(st->worst_stack, s->stack, sizeof(st->worst_stack));
 				bpf_get_current_comm(st->worst_comm, sizeof(st->worst_comm));
 			}
 		} else {

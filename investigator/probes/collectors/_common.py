@@ -71,12 +71,18 @@ def iter_snapshot(inst: Any, record: type[C.Structure], max_records: int) -> dic
 
 
 def kernel_stack(stack_map: Any, stack_id: int, depth: int = 32) -> list[str]:
-    """A stack map's kernel stack as symbols, without the probe's own frames (the BPF program
-    and the tracepoint/trampoline glue that called it)."""
+    """A stack map's kernel stack as symbols, without the probe's own frames."""
     if stack_id < 0:
         return []
+    return kernel_frames(stack_map.stack(stack_id, depth=depth))
+
+
+def kernel_frames(addrs: Any) -> list[str]:
+    """Kernel return addresses as symbols, without the probe's own frames (the BPF program
+    and the tracepoint/trampoline/kprobe glue that called it); zero addresses end nothing
+    and are skipped."""
     from ...system.kallsyms import symbolize
-    frames = symbolize([a for a in stack_map.stack(stack_id, depth=depth) if a])
+    frames = symbolize([a for a in addrs if a])
     i = 0
     while i < len(frames) and frames[i].startswith(("bpf_prog_", "bpf_trace_run", "__bpf_trace_",
                                                     "bpf_trampoline_", "__bpf_prog_enter", "trace_call_bpf",

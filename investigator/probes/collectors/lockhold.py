@@ -7,17 +7,19 @@ import ctypes as C
 import time
 from typing import Any
 
-from ._common import cstr, hist_quantile, kernel_stack, log2_hist, task_entity
+from ._common import cstr, hist_quantile, kernel_frames, log2_hist, task_entity
 from .lock import lock_name
 
 SLOTS = 32
+DEPTH = 24          # HOLD_STACK_DEPTH
 TOP = 20
-u32, s32, u64 = C.c_uint32, C.c_int32, C.c_uint64
+u32, u64 = C.c_uint32, C.c_uint64
 
 
 class HoldStat(C.Structure):
     _fields_ = [("count", u64), ("total_ns", u64), ("max_ns", u64), ("worst_tid", u32), ("worst_tgid", u32),
-                ("worst_stack_id", s32), ("pad", u32), ("worst_comm", C.c_char * 16), ("hist", u64 * SLOTS)]
+                ("worst_frames", u32), ("pad", u32), ("worst_comm", C.c_char * 16), ("hist", u64 * SLOTS),
+                ("worst_stack", u64 * DEPTH)]
 
 
 class HoldEvent(C.Structure):
@@ -30,7 +32,7 @@ class HoldKey(C.Structure):
 
 
 class HoldStart(C.Structure):
-    _fields_ = [("ts", u64), ("stack_id", s32), ("pad", u32)]
+    _fields_ = [("ts", u64), ("frames", u32), ("pad", u32), ("stack", u64 * DEPTH)]
 
 
 LAYOUTS = {"hold_stat": HoldStat, "hold_event": HoldEvent, "hold_key": HoldKey, "hold_start": HoldStart}
@@ -58,14 +60,14 @@ class Collector:
                           "total_ms": round(s.total_ns / 1e6, 3), "avg_us": round(s.total_ns / max(1, s.count) / 1e3, 3),
                           "max_ms": round(s.max_ns / 1e6, 3), "p99_us": hist_quantile(list(s.hist), 0.99),
                           "holder": task_entity(s.worst_tid, s.worst_tgid, cstr(s.worst_comm)),
-                          "_sid": s.worst_stack_id})
+                          "_stack": list(s.worst_stack)[: s.worst_frames]})
         locks.sort(key=lambda lk: -lk["max_ms"])
         for lk in locks[:TOP]:
-            lk["stack"] = kernel_stack(maps["stacks"], lk.pop("_sid"))
+            lk["stack"] = kernel_frames(lk.pop("_stack"))
         for lk in locks[TOP:]:
-            lk.pop("_sid")
+            lk.pop("_stack")
         holding = []
-        for k, v in maps["held"].lookup_batch(limit=16384):
+        for k, v in maps["held"].lookup_batch(limit=8192):
             hk, hs = HoldKey.from_buffer_copy(k), HoldStart.from_buffer_copy(v)
             holding.append({"addr": hex(hk.lock), "name": lock_name(hk.lock), "tid": hk.tid,
                             "held_ms": round((now - hs.ts) / 1e6, 3)})
