@@ -30,11 +30,13 @@ struct {
 } by_lock SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
-	__uint(max_entries, 2048);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, LOCK_STACK_DEPTH * sizeof(__u64));
-} stacks SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lock_wait);
+} scratch SEC(".maps");                 /* a wait being recorded: too large for the BPF stack */
+
+struct lock_stat zero_stat = {};        /* never written */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -60,7 +62,9 @@ static __always_inline int on_begin(void *ctx, void *lock, __u32 flags)
 	struct task_struct *t = (void *)bpf_get_current_task(), *owner;
 	__u64 pid_tgid = bpf_get_current_pid_tgid(), word;
 	__u32 tid = (__u32)pid_tgid;
-	struct lock_wait w = {}, *old;
+	struct lock_wait *w, *old;
+	__u32 zero = 0;
+	long n;
 
 	COUNT_EVENT();
 	old = bpf_map_lookup_elem(&waiting, &tid);
@@ -71,21 +75,29 @@ static __always_inline int on_begin(void *ctx, void *lock, __u32 flags)
 	}
 	if (!task_selected(t))
 		return 0;
-	w.lock = (__u64)lock;
-	w.start_ns = bpf_ktime_get_ns();
-	w.flags = flags;
-	w.tgid = pid_tgid >> 32;
-	bpf_get_current_comm(w.comm, sizeof(w.comm));
-	w.stack_id = bpf_get_stackid(ctx, &stacks, 0);
+	w = bpf_map_lookup_elem(&scratch, &zero);
+	if (!w)
+		return 0;
+	w->lock = (__u64)lock;
+	w->start_ns = bpf_ktime_get_ns();
+	w->flags = flags;
+	w->tgid = pid_tgid >> 32;
+	bpf_get_current_comm(w->comm, sizeof(w->comm));
+	/* the stack goes with the wait, not into a stack map: a stack map keeps one stack per
+	 * hash bucket and refuses the next that lands there (-EEXIST) */
+	n = bpf_get_stack(ctx, w->stack, sizeof(w->stack), 0);
+	w->frames = n > 0 ? n / sizeof(__u64) : 0;
 	word = owner_word(lock, flags);
-	w.owner_flags = word & 0x7;
+	w->owner_flags = word & 0x7;
 	owner = (void *)(word & ~0x7ULL);
+	w->owner_tid = w->owner_tgid = 0;
+	__builtin_memset(w->owner_comm, 0, sizeof(w->owner_comm));
 	if (owner) {
-		w.owner_tid = BPF_CORE_READ(owner, pid);
-		w.owner_tgid = BPF_CORE_READ(owner, tgid);
-		BPF_CORE_READ_STR_INTO(&w.owner_comm, owner, comm);
+		w->owner_tid = BPF_CORE_READ(owner, pid);
+		w->owner_tgid = BPF_CORE_READ(owner, tgid);
+		BPF_CORE_READ_STR_INTO(&w->owner_comm, owner, comm);
 	}
-	if (bpf_map_update_elem(&waiting, &tid, &w, BPF_ANY))
+	if (bpf_map_update_elem(&waiting, &tid, w, BPF_ANY))
 		COUNT_DROP();
 	return 0;
 }
@@ -94,7 +106,7 @@ static __always_inline int on_end(void *lock, int ret)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), slot;
 	struct lock_wait *w;
-	struct lock_stat *s, zero = {};
+	struct lock_stat *s;
 	__u64 now, wait, key, *h;
 
 	COUNT_EVENT();
@@ -111,7 +123,7 @@ static __always_inline int on_end(void *lock, int ret)
 	if (wait >= min_wait_ns) {
 		s = bpf_map_lookup_elem(&by_lock, &key);
 		if (!s) {
-			bpf_map_update_elem(&by_lock, &key, &zero, BPF_NOEXIST);
+			bpf_map_update_elem(&by_lock, &key, &zero_stat, BPF_NOEXIST);
 			s = bpf_map_lookup_elem(&by_lock, &key);
 		}
 		if (s) {
@@ -126,7 +138,8 @@ static __always_inline int on_end(void *lock, int ret)
 				s->worst_tgid = w->tgid;
 				s->worst_owner_tid = w->owner_tid;
 				s->worst_owner_tgid = w->owner_tgid;
-				s->worst_stack_id = w->stack_id;
+				s->worst_frames = w->frames;
+				__builtin_memcpy(s->worst_stack, w->stack, sizeof(s->worst_stack));
 				__builtin_memcpy(s->worst_comm, w->comm, 16);
 				__builtin_memcpy(s->worst_owner_comm, w->owner_comm, 16);
 			}

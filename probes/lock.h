@@ -12,22 +12,23 @@
 #define LCB_F_MUTEX     (1U << 5)
 
 #define LOCK_SLOTS        32
-#define LOCK_STACK_DEPTH  32
+#define LOCK_STACK_DEPTH  24      /* frames kept inline: a stack map loses stacks to hash collisions */
 
-struct lock_wait {                      /* a wait in progress, by waiter tid: 72 bytes */
+struct lock_wait {                      /* a wait in progress, by waiter tid: 72 + 8 * LOCK_STACK_DEPTH bytes */
 	__u64 lock;
 	__u64 start_ns;
 	__u32 flags;
 	__u32 tgid;
 	__u32 owner_tid;                /* at contention_begin; 0 = unknown (spinlock, readers) */
 	__u32 owner_tgid;
-	__s32 stack_id;
+	__u32 frames;                   /* of the waiter's stack */
 	__u32 owner_flags;              /* the owner word's low bits (rwsem: 1 = reader-owned) */
 	char comm[16];
 	char owner_comm[16];
+	__u64 stack[LOCK_STACK_DEPTH];
 };
 
-struct lock_stat {                      /* per lock address: 96 bytes */
+struct lock_stat {                      /* per lock address: 96 + 8 * LOCK_STACK_DEPTH bytes */
 	__u64 count;
 	__u64 total_ns;
 	__u64 max_ns;
@@ -37,10 +38,11 @@ struct lock_stat {                      /* per lock address: 96 bytes */
 	__u32 worst_tgid;
 	__u32 worst_owner_tid;
 	__u32 worst_owner_tgid;
-	__s32 worst_stack_id;
+	__u32 worst_frames;
 	__u32 pad;
 	char worst_comm[16];
 	char worst_owner_comm[16];
+	__u64 worst_stack[LOCK_STACK_DEPTH];
 };
 
 #endif

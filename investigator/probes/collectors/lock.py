@@ -10,25 +10,26 @@ from typing import Any
 
 from ...analyze.waitfor import Edge, cycles
 from ...system.kallsyms import kallsyms
-from ._common import cstr, hist_quantile, kernel_stack, log2_hist, task_entity
+from ._common import cstr, hist_quantile, kernel_frames, log2_hist, task_entity
 
 SLOTS = 32
 TOP = 20
-u32, s32, u64 = C.c_uint32, C.c_int32, C.c_uint64
+u32, u64 = C.c_uint32, C.c_uint64
+DEPTH = 24          # LOCK_STACK_DEPTH
 SPIN, READ, WRITE, RT, PERCPU, MUTEX = 1, 2, 4, 8, 16, 32
 
 
 class LockWait(C.Structure):
     _fields_ = [("lock", u64), ("start_ns", u64), ("flags", u32), ("tgid", u32), ("owner_tid", u32),
-                ("owner_tgid", u32), ("stack_id", s32), ("owner_flags", u32), ("comm", C.c_char * 16),
-                ("owner_comm", C.c_char * 16)]
+                ("owner_tgid", u32), ("frames", u32), ("owner_flags", u32), ("comm", C.c_char * 16),
+                ("owner_comm", C.c_char * 16), ("stack", u64 * DEPTH)]
 
 
 class LockStat(C.Structure):
     _fields_ = [("count", u64), ("total_ns", u64), ("max_ns", u64), ("flags", u32), ("failed", u32),
                 ("worst_tid", u32), ("worst_tgid", u32), ("worst_owner_tid", u32), ("worst_owner_tgid", u32),
-                ("worst_stack_id", s32), ("pad", u32), ("worst_comm", C.c_char * 16),
-                ("worst_owner_comm", C.c_char * 16)]
+                ("worst_frames", u32), ("pad", u32), ("worst_comm", C.c_char * 16),
+                ("worst_owner_comm", C.c_char * 16), ("worst_stack", u64 * DEPTH)]
 
 
 LAYOUTS = {"lock_wait": LockWait, "lock_stat": LockStat}
@@ -55,10 +56,6 @@ def lock_name(addr: int) -> str:
         return ""
     name, _, off = kallsyms().name(addr).partition("+")
     return name if off == "0x0" else ""
-
-
-def _stack(maps: Any, sid: int) -> list[str]:
-    return kernel_stack(maps["stacks"], sid)
 
 
 def empty_worst() -> dict[str, Any]:
@@ -89,7 +86,7 @@ class Collector:
                               "failed": s.failed, "total_ms": round(s.total_ns / 1e6, 3),
                               "avg_us": round(s.total_ns / max(1, s.count) / 1e3, 3),
                               "max_ms": round(s.max_ns / 1e6, 3), "waiter": waiter, "owner": owner,
-                              "stack": _stack(maps, s.worst_stack_id)})
+                              "stack": kernel_frames(list(s.worst_stack)[: s.worst_frames])})
         waiting, edges = [], []
         for k, v in maps["waiting"].lookup_batch(limit=10240):
             w = LockWait.from_buffer_copy(v)
@@ -102,10 +99,12 @@ class Collector:
                             "waiting_ms": round((now - w.start_ns) / 1e6, 3),
                             "owner": task_entity(owner_tid, w.owner_tgid if owner_tid else 0,
                                                  cstr(w.owner_comm) if owner_tid else ""),
-                            "reader_owned": reader_owned, "stack": _stack(maps, w.stack_id)})
+                            "reader_owned": reader_owned, "stack": list(w.stack)[: w.frames]})
             if owner_tid and owner_tid != tid:
                 edges.append(Edge(tid, owner_tid, f"{kind} {hex(w.lock)}", kind))
         waiting.sort(key=lambda w: -w["waiting_ms"])
+        for w in waiting[:TOP]:         # symbolized only where shown
+            w["stack"] = kernel_frames(w["stack"])
         ages = {w["tid"]: w["waiting_ms"] / 1e3 for w in waiting}
         observed_s = time.monotonic() - inst.attached_at
         slots = [0] * SLOTS
