@@ -81,9 +81,10 @@ class Collector:
             sid = int.from_bytes(k, "little", signed=True)
             stacks.append((int.from_bytes(v, "little"), sid))
         stacks.sort(reverse=True)
-        callers = []
-        for n, sid in stacks[:10]:
-            callers.append({"count": n, "stack": kernel_stack(maps["stacks"], sid)})
+        # a negative id: no kernel stack (a user function), or one the stack map refused
+        # because another stack held its hash bucket -- counted, never shown as a caller
+        callers = [{"count": n, "stack": kernel_stack(maps["stacks"], sid)} for n, sid in stacks if sid >= 0][:10]
+        callers_unknown = sum(n for n, sid in stacks if sid < 0)
         events = []
         for _, v in maps["recent"].items(limit=64):
             e = FuncEvent.from_buffer_copy(v)
@@ -107,6 +108,7 @@ class Collector:
             "hist_ns": log2_hist(slots, unit="ns"),
             "returns": returns[:TOP],
             "processes": procs[:TOP],
+            "callers_unknown": callers_unknown,
             "cpus": cpus,
             "callers": callers,
             "recent": recent,

@@ -73,7 +73,7 @@ def empty_cpu() -> dict[str, Any]:
 
 def empty_charged() -> dict[str, Any]:
     return {**task_entity(0, 0, ""), "vector": "", "cpu": -1, "count": 0, "charged_ms": 0.0,
-            "share_pct": 0.0, "context": "", "tasks": [], "cpus": []}
+            "share_pct": 0.0, "raised_self": 0, "raised_irq": 0, "raised_unknown": 0, "context": "", "tasks": [], "cpus": []}
 
 
 class Collector:
@@ -120,18 +120,19 @@ class Collector:
                             "share_pct": round(100 * c.total_ns / window_ns, 2),
                             "context": context_of(key.tid, comm, bool(c.kthread))})
         # who raised what: per (task, vector), raises of its own vs from interrupts
+        # (a raise whose stack the stack map refused -- its hash bucket held another stack --
+        # is unknown, and a task is never called foreign on raises of unknown origin)
         origin: dict[tuple[int, int], list[int]] = {}
-        kinds: dict[int, bool] = {}
+        kinds: dict[int, int] = {}
         for k, v in maps["raises"].lookup_batch(limit=4096):
             rk = RaiseKey.from_buffer_copy(k)
             if rk.stack_id not in kinds:
                 frames = [f.split("+")[0] for f in kernel_stack(maps["raise_stacks"], rk.stack_id, depth=16)]
-                kinds[rk.stack_id] = from_interrupt(frames) if frames else True
-            o = origin.setdefault((rk.tid, rk.vec), [0, 0])
-            o[1 if kinds[rk.stack_id] else 0] += int.from_bytes(v, "little")
+                kinds[rk.stack_id] = (1 if from_interrupt(frames) else 0) if frames else 2
+            o = origin.setdefault((rk.tid, rk.vec), [0, 0, 0])
+            o[kinds[rk.stack_id]] += int.from_bytes(v, "little")
         for c in charged:
-            own, irq = origin.get((c["tid"], c.pop("_vec")), [0, 0])
-            c["raised_self"], c["raised_irq"] = own, irq
+            c["raised_self"], c["raised_irq"], c["raised_unknown"] = origin.get((c["tid"], c.pop("_vec")), [0, 0, 0])
         charged.sort(key=lambda c: -c["charged_ms"])
         cpus = []
         for cpu, c in sorted(per_cpu.items()):
@@ -147,7 +148,7 @@ class Collector:
             worst_cpu = {**w, "tasks": tasks, "cpus": [w["cpu"]]}
         in_tasks = [c for c in charged if c["context"] == "task"]
         # someone else's work: the task itself raised under a tenth of the softirqs it ran
-        foreign = [c for c in in_tasks if c["raised_self"] * 10 < c["count"]]
+        foreign = [c for c in in_tasks if (c["raised_self"] + c["raised_unknown"]) * 10 < c["count"]]
         worst_charged = empty_charged()
         if foreign:
             w = foreign[0]
