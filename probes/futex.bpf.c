@@ -2,7 +2,9 @@
 /* Futex waiters snapshot: a sleepable BPF task iterator finds every task blocked in the
  * futex() system call -- the syscall number and arguments are in the task's saved user
  * registers -- and reads, from the waiting task's own memory, the futex word and the
- * 32-bit word 8 bytes further, where glibc keeps a pthread mutex's owner TID.  User space
+ * 32-bit word 8 bytes further, where glibc keeps a pthread mutex's owner TID, and the words
+ * around it (a pthread_rwlock_t keeps its writer's TID 12 or 16 bytes after the futex its
+ * waiters sleep on).  User space
  * turns that into wait-for edges (waiter -> owner) and looks for cycles.  Run when the
  * window opens and when it closes: a cycle present in both, whose tasks did not run in
  * between, is a deadlock -- however long before the investigation it began.
@@ -18,7 +20,6 @@
 
 const volatile __u32 futex_nr = 202;    /* __NR_futex on x86_64, set by user space */
 
-#define FUTEX_CMD_MASK  0x7f            /* ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME) */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -56,11 +57,12 @@ int dump_futex(struct bpf_iter__task *ctx)
 	if (!rec)
 		return 0;
 	rec->uaddr = BPF_CORE_READ(regs, di);
-	rec->op = BPF_CORE_READ(regs, si) & FUTEX_CMD_MASK;
+	rec->op = BPF_CORE_READ(regs, si);       /* with FUTEX_PRIVATE_FLAG: shared or not */
 	rec->val = BPF_CORE_READ(regs, dx);
 	rec->read_err = bpf_copy_from_user_task(words, sizeof(words), (void *)rec->uaddr, task, 0);
 	rec->word = words[0];
 	rec->owner = words[2];
+	rec->near_err = bpf_copy_from_user_task(rec->near, sizeof(rec->near), (void *)(rec->uaddr - 16), task, 0);
 	rec->tid = BPF_CORE_READ(task, pid);
 	rec->tgid = BPF_CORE_READ(task, tgid);
 	rec->state = state;

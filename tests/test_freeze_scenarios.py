@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import investigate
 from scenarios.build import c_helper
-from scenarios.procs import NORMAL_HOG, PERIODIC, RT_HOG, STAT_REFRESH, processes, threads_by_comm, wait_alive
+from scenarios.procs import (NORMAL_HOG, PERIODIC, RT_HOG, STAT_REFRESH, children_of, processes, threads_by_comm,
+                             wait_alive)
 
 pytestmark = [pytest.mark.bpf, pytest.mark.cpu_heavy]
 
@@ -165,25 +166,37 @@ def test_task_blocked_in_d_state_is_a_hung_task(tmp_path: Path) -> None:
     assert not _verdicts(p, "starvation")
 
 
-def test_pthread_abba_deadlock_is_found_with_its_cycle(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["threads", "shared", "pidns", "rwlock"])
+def test_pthread_abba_deadlock_is_found_with_its_cycle(tmp_path: Path, mode: str) -> None:
     """Two threads take two mutexes in opposite orders and deadlock, 3 s before the
     investigation.  The verdict names both threads, both mutexes (their addresses, as the
-    program prints them) and who holds which."""
+    program prints them) and who holds which.  Three shapes of it: two threads of one
+    process; two processes sharing PTHREAD_PROCESS_SHARED mutexes (shared futexes, the
+    owner in another process); two threads in their own pid namespace, as in a container
+    (the owner TIDs in the mutexes are the namespace's, not ours); and two threads
+    write-locking two pthread_rwlock_t (the writer's TID lies elsewhere)."""
     exe = c_helper("abba", tmp_path)
+    argv = {"threads": [str(exe), "40"], "shared": [str(exe), "40", "shared"], "rwlock": [str(exe), "40", "rwlock"],
+            "pidns": ["unshare", "--pid", "--fork", "--kill-child", str(exe), "40"]}[mode]
     with processes() as ps:
         import subprocess
-        proc = subprocess.Popen([str(exe), "40"], stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
         ps.procs.append(proc)  # type: ignore[arg-type]
-        addrs = dict(part.split("=") for part in proc.stdout.readline().split())  # type: ignore[union-attr]
+        printed = dict(part.split("=") for part in proc.stdout.readline().split())  # type: ignore[union-attr]
         wait_alive(proc, 3.0)  # type: ignore[arg-type]
-        threads = threads_by_comm(proc.pid)
+        if mode == "shared":       # each a process of its own
+            ab = ab_pid = int(printed["ab"])
+            ba = ba_pid = int(printed["ba"])
+        else:
+            pid = children_of(proc.pid)[0] if mode == "pidns" else proc.pid
+            threads = threads_by_comm(pid)
+            ab, ba, ab_pid, ba_pid = threads["lock-a-then-b"], threads["lock-b-then-a"], pid, pid
         p = investigate("playbooks/freeze.yaml", "--window", "2", "--json", "--out", str(tmp_path / "b"))
     assert p.returncode == 1, p.stderr
     (v,) = _verdicts(p, "deadlock")
-    ab, ba = threads["lock-a-then-b"], threads["lock-b-then-a"]
-    assert sorted((t["tid"], t["pid"]) for t in v["tasks"]) == sorted([(ab, proc.pid), (ba, proc.pid)])
+    assert sorted((t["tid"], t["pid"]) for t in v["tasks"]) == sorted([(ab, ab_pid), (ba, ba_pid)])
     locks = {lk["addr"]: lk for lk in v["locks"]}
-    a, b = hex(int(addrs["a"], 16)), hex(int(addrs["b"], 16))
+    a, b = hex(int(printed["a"], 16)), hex(int(printed["b"], 16))
     assert set(locks) == {a, b}
     assert locks[a]["holder_tid"] == ab and locks[a]["waiter_tid"] == ba
     assert locks[b]["holder_tid"] == ba and locks[b]["waiter_tid"] == ab

@@ -55,3 +55,52 @@ def cgroup2_id(path: str) -> int:
         if any(real == r or real.startswith(r.rstrip("/") + "/") for r in roots) and os.path.isdir(real):
             return os.stat(real).st_ino
     raise ValueError(f"{path}: not a cgroup v2 folder (cgroup2 is mounted at {', '.join(roots)})")
+
+
+def pid_ns(pid: int | str) -> int | None:
+    """The pid namespace of a process (its inode number), None once it is gone."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/pid").st_ino
+    except OSError:
+        return None
+
+
+class PidNamespaces:
+    """TIDs as a process's own pid namespace names them -> TIDs as ours does.  A process in a
+    container writes namespaced TIDs into memory (a pthread mutex's owner) and FUSE names a
+    containerised daemon's clients the same way.  One scan of /proc per namespace (each
+    thread's NSpid line), cached: make one per snapshot, not per lookup."""
+
+    MAX_THREADS = 4096          # threads of one process looked at
+
+    def __init__(self) -> None:
+        self.own = pid_ns("self")
+        self.maps: dict[int, dict[int, int]] = {}
+
+    def global_tid(self, pid: int, ns_tid: int) -> int:
+        """``ns_tid`` as named inside ``pid``'s namespace -> our TID for it; 0 if unknown."""
+        ns = pid_ns(pid)
+        if ns is None:
+            return 0
+        if ns == self.own:
+            return ns_tid
+        if ns not in self.maps:
+            self.maps[ns] = self._scan(ns)
+        return self.maps[ns].get(ns_tid, 0)
+
+    def _scan(self, ns: int) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or pid_ns(pid) != ns:
+                continue
+            try:
+                tids = os.listdir(f"/proc/{pid}/task")[: self.MAX_THREADS]
+            except OSError:
+                continue
+            for tid in tids:
+                status = _read(f"/proc/{pid}/task/{tid}/status") or ""
+                line = next((x for x in status.splitlines() if x.startswith("NSpid:")), "")
+                nspids = line.split()[1:]
+                if nspids:             # a task of exactly this namespace: the last is its own
+                    out[int(nspids[-1])] = int(tid)
+        return out

@@ -19,6 +19,7 @@ import ctypes as C
 import os
 from typing import Any
 
+from ...system.procfs import PidNamespaces
 from ._common import iter_records, proc_task, task_entity
 
 u32, u64 = C.c_uint32, C.c_uint64
@@ -109,31 +110,6 @@ def hz(first: dict[str, Any], last: dict[str, Any]) -> int:
     return min(HZ_VALUES, key=lambda h: abs(h - rate))
 
 
-def _nspid_map(daemon_pid: int) -> dict[int, int]:
-    """pid as the daemon's pid namespace sees it -> global tid, for the tasks of that
-    namespace (a containerised FUSE daemon names its clients by their namespaced pid)."""
-    try:
-        ns = os.stat(f"/proc/{daemon_pid}/ns/pid").st_ino
-    except OSError:
-        return {}
-    out: dict[int, int] = {}
-    for pid in os.listdir("/proc")[:100000]:
-        if not pid.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{pid}/ns/pid").st_ino != ns:
-                continue
-            for tid in os.listdir(f"/proc/{pid}/task")[:MAX_THREADS]:
-                with open(f"/proc/{pid}/task/{tid}/status") as f:
-                    line = next((x for x in f if x.startswith("NSpid:")), "")
-                nspids = line.split()[1:]
-                if nspids:
-                    out[int(nspids[-1])] = int(tid)
-        except (OSError, ValueError):
-            continue
-    return out
-
-
 def _threads(tgid: int) -> list[dict[str, Any]]:
     try:
         tids = sorted(int(t) for t in os.listdir(f"/proc/{tgid}/task"))[:MAX_THREADS]
@@ -162,7 +138,7 @@ class Collector:
             for tgid in per:
                 threads.setdefault(tgid, _threads(tgid))
         thread_by_tid = {t["tid"]: t for ts in threads.values() for t in ts}
-        nsmaps: dict[int, dict[int, int]] = {}
+        namespaces = PidNamespaces()
         requests, edges = [], []
         for key, q in sorted(last["requests"].items()):
             stuck = key in self.first["requests"]
@@ -171,8 +147,7 @@ class Collector:
             owners = q["daemons"] or sorted(last["devices"].get(q["conn"], {}))
             client_tid = q["client_ns_pid"]
             if q["ns_level"] and client_tid and owners:
-                m = nsmaps.setdefault(owners[0], _nspid_map(owners[0]))
-                client_tid = m.get(client_tid, 0)
+                client_tid = namespaces.global_tid(owners[0], client_tid)
             client = proc_task(client_tid) if client_tid else None
             targets: list[dict[str, Any]] = []
             for d in owners:

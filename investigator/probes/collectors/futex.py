@@ -1,11 +1,16 @@
 """Evidence of ``user.futex`` (probes/futex.bpf.c): tasks blocked in futex(), the
 pthread mutex they wait for and its owner, the wait-for graph and its cycles.
 
-An edge waiter -> owner is drawn only where the futex looks like a glibc mutex held by
-another thread of the same process: a FUTEX_WAIT on a non-zero word whose owner field
-(offset 8) names a live thread of that process -- or a PI futex, whose word holds the
-owner TID.  A cycle is a *deadlock* when it is in both snapshots (window start and end)
-and none of its tasks context-switched in between."""
+An edge waiter -> owner is drawn only where the futex looks like a lock held by another
+live thread: a glibc mutex (a FUTEX_WAIT on a non-zero word whose owner field, offset 8,
+names it), a PI futex (whose word holds the owner TID), or a glibc pthread_rwlock_t held
+for writing (its writer's TID lies 12 or 16 bytes after the futex its waiters sleep on).
+A private futex (glibc's default) is owned by a thread of the waiter's own process; a
+shared one (a PTHREAD_PROCESS_SHARED mutex in shared memory) by a thread of any process,
+and then the word must also read as a locked mutex.  The TIDs in user memory are those of
+the process's pid namespace: a containerised process's are mapped to ours through NSpid.
+A cycle is a *deadlock* when it is in both snapshots (window start and end) and none of
+its tasks context-switched in between."""
 
 from __future__ import annotations
 
@@ -14,11 +19,13 @@ import os
 from typing import Any
 
 from ...analyze.waitfor import Edge, cycles
+from ...system.procfs import PidNamespaces
 from ._common import cstr, iter_snapshot, seconds_since_ran, task_entity
 
 MAX_TASKS = 8192
 TOP = 50
 u32, s32, u64 = C.c_uint32, C.c_int32, C.c_uint64
+FUTEX_CMD_MASK, FUTEX_PRIVATE_FLAG = 0x7F, 0x80
 OPS = {0: "FUTEX_WAIT", 6: "FUTEX_LOCK_PI", 9: "FUTEX_WAIT_BITSET", 11: "FUTEX_WAIT_REQUEUE_PI",
        13: "FUTEX_LOCK_PI2"}
 PI_OPS = {6, 13}
@@ -28,7 +35,8 @@ FUTEX_TID_MASK = 0x3FFFFFFF
 class FutexRec(C.Structure):
     _fields_ = [("uaddr", u64), ("nvcsw", u64), ("nivcsw", u64), ("now_ns", u64), ("last_arrival_ns", u64),
                 ("exec_start_ns", u64), ("tid", u32), ("tgid", u32), ("op", u32), ("val", u32), ("word", u32),
-                ("owner", u32), ("read_err", s32), ("state", u32), ("comm", C.c_char * 16)]
+                ("owner", u32), ("read_err", s32), ("state", u32), ("comm", C.c_char * 16), ("near_err", s32),
+                ("near", u32 * 10)]
 
 
 LAYOUTS = {"futex_rec": FutexRec}
@@ -39,18 +47,52 @@ def snapshot(inst: Any) -> dict[int, FutexRec]:
     return iter_snapshot(inst, FutexRec, MAX_TASKS)
 
 
-def _owner(r: FutexRec) -> int:
+def _rwlock_writer(r: FutexRec) -> tuple[int, int]:
+    """(the rwlock's address, its writer's TID) when the task waits on a write-locked
+    glibc pthread_rwlock_t; (0, 0) otherwise.  glibc (2.25+) sleeps a writer on
+    __writers_futex (offset 12) and a reader on __wrphase_futex (offset 8), both with the
+    value 3 (locked | FUTEX_USED), while __readers (offset 0) has WRPHASE|WRLOCKED set and
+    __cur_writer (offset 24) holds the writer's TID."""
+    if r.near_err != 0 or r.op & FUTEX_CMD_MASK not in (0, 9) or r.val != 3 or r.word != 3:
+        return 0, 0
+
+    def at(off: int) -> int:        # the word at uaddr + off (near[] starts at uaddr - 16)
+        return int(r.near[(off + 16) // 4])
+    if at(-12) & 3 == 3 and at(-4) in (1, 3):       # a writer: base = uaddr - 12
+        return r.uaddr - 12, at(12)
+    if at(-8) & 3 == 3 and at(4) in (1, 3):         # a reader: base = uaddr - 8
+        return r.uaddr - 8, at(16)
+    return 0, 0
+
+
+def _owner(r: FutexRec, namespaces: PidNamespaces) -> tuple[int, str, int]:
+    """What the task waits for: (the owner's TID as we name it, the lock's kind, its
+    address).  The owner is 0 when it is not a lock with a live owner."""
+    cmd = r.op & FUTEX_CMD_MASK
     if r.read_err != 0 or r.word == 0:
-        return 0
-    if r.op in PI_OPS:
-        owner = r.word & FUTEX_TID_MASK
-    elif r.op in (0, 9):
-        owner = r.owner
+        return 0, "futex", r.uaddr
+    kind, addr = "pthread_mutex", r.uaddr
+    if cmd in PI_OPS:
+        kind, owner = "pi_futex", r.word & FUTEX_TID_MASK
+    elif cmd in (0, 9):
+        rw_addr, rw_owner = _rwlock_writer(r)
+        if rw_owner:
+            kind, addr, owner = "pthread_rwlock", rw_addr, rw_owner
+        else:
+            owner = r.owner
     else:
-        return 0
-    if owner <= 0 or owner == r.tid or not os.path.exists(f"/proc/{r.tgid}/task/{owner}"):
-        return 0
-    return owner
+        return 0, "futex", r.uaddr
+    private = bool(r.op & FUTEX_PRIVATE_FLAG)
+    # shared memory holds anything: a shared mutex's word must read as glibc's locked mutex
+    # (1 or 2, or the owner's TID for a robust or PI one) before its +8 is taken for an owner
+    if kind == "pthread_mutex" and not private and r.word not in (1, 2) and r.word & FUTEX_TID_MASK != owner:
+        return 0, "futex", r.uaddr
+    owner = namespaces.global_tid(r.tgid, owner) if owner > 0 else 0
+    if owner <= 0 or owner == r.tid:
+        return 0, "futex", r.uaddr
+    if not os.path.exists(f"/proc/{r.tgid}/task/{owner}" if private else f"/proc/{owner}/status"):
+        return 0, "futex", r.uaddr
+    return owner, kind, addr
 
 
 def empty_deadlock() -> dict[str, Any]:
@@ -63,19 +105,22 @@ class Collector:
 
     def finish(self, inst: Any) -> dict[str, Any]:
         last = snapshot(inst)
+        namespaces = PidNamespaces()
         waiters, edges = [], []
         for tid, r in last.items():
             blocked_s = seconds_since_ran(r.now_ns, r.last_arrival_ns, r.exec_start_ns)
             before = self.first.get(tid)
             stuck = before is not None and before.uaddr == r.uaddr and \
                 before.nvcsw + before.nivcsw == r.nvcsw + r.nivcsw
-            owner = _owner(r)
-            kind = "pi_futex" if r.op in PI_OPS else "pthread_mutex" if owner else "futex"
-            w = {**task_entity(tid, r.tgid, cstr(r.comm)), "uaddr": hex(r.uaddr), "op": OPS.get(r.op, str(r.op)),
+            owner, kind, addr = _owner(r, namespaces)
+            cmd = r.op & FUTEX_CMD_MASK
+            w = {**task_entity(tid, r.tgid, cstr(r.comm)), "uaddr": hex(r.uaddr), "lock": hex(addr),
+                 "op": OPS.get(cmd, str(cmd)),
+                 "shared": not r.op & FUTEX_PRIVATE_FLAG,
                  "word": r.word, "owner_tid": owner, "kind": kind, "blocked_s": blocked_s, "stuck": bool(stuck)}
             waiters.append(w)
             if owner:
-                edges.append(Edge(tid, owner, f"{kind} {hex(r.uaddr)}", kind))
+                edges.append(Edge(tid, owner, f"{kind} {hex(addr)}", kind))
         by_tid = {w["tid"]: w for w in waiters}
         found = []
         for cyc in cycles(edges):
