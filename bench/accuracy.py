@@ -26,7 +26,7 @@ from docsplice import splice  # noqa: E402
 sys.path.insert(0, str(REPO / "tests"))
 from scenarios.build import c_helper  # noqa: E402
 from scenarios.procs import (FLOCK_ABBA, FUSE_RENAMER, NORMAL_HOG, PERIODIC, PIPE_RESIZER,  # noqa: E402
-                             PTY_WRITERS, RT_HOG, STAT_REFRESH, frozen_filesystem, fuse_mount, processes,
+                             PTY_WRITERS, RT_HOG, STAT_REFRESH, children_of, frozen_filesystem, fuse_mount, processes,
                              rps_to, sysctl, threads_by_comm, wait_alive)
 
 @dataclass
@@ -68,16 +68,29 @@ def frozen_writer(tmp: Path) -> Iterator[dict]:
         yield {"roles": {w.pid: "waiter"}}
 
 
-@contextlib.contextmanager
-def pthread_abba(tmp: Path) -> Iterator[dict]:
-    exe = c_helper("abba", tmp)
-    with processes() as ps:
-        proc = subprocess.Popen([str(exe), "60"], stdout=subprocess.PIPE, text=True)
-        ps.procs.append(proc)
-        proc.stdout.readline()
-        wait_alive(proc, 3.0)
-        t = threads_by_comm(proc.pid)
-        yield {"roles": {t["lock-a-then-b"]: "waiter", t["lock-b-then-a"]: "waiter"}}
+def pthread_abba(mode: str = "") -> Callable[[Path], contextlib.AbstractContextManager[dict]]:
+    """tests/scenarios/abba.c: two threads (mode ""), two processes sharing the mutexes
+    ("shared"), two threads in a pid namespace of their own ("pidns") or two rwlocks
+    ("rwlock")."""
+    @contextlib.contextmanager
+    def setup(tmp: Path) -> Iterator[dict]:
+        exe = c_helper("abba", tmp)
+        argv = [str(exe), "60"] + (["shared"] if mode == "shared" else ["rwlock"] if mode == "rwlock" else [])
+        if mode == "pidns":
+            argv = ["unshare", "--pid", "--fork", "--kill-child"] + argv
+        with processes() as ps:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+            ps.procs.append(proc)
+            printed = dict(part.split("=") for part in proc.stdout.readline().split())
+            wait_alive(proc, 3.0)
+            if mode == "shared":
+                waiters = [int(printed["ab"]), int(printed["ba"])]
+            else:
+                t = threads_by_comm(children_of(proc.pid)[0] if mode == "pidns" else proc.pid)
+                waiters = [t["lock-a-then-b"], t["lock-b-then-a"]]
+            yield {"roles": {tid: "waiter" for tid in waiters},
+                   "kind": "pthread_rwlock" if mode == "rwlock" else "pthread_mutex"}
+    return setup
 
 
 @contextlib.contextmanager
@@ -196,7 +209,13 @@ CASES = [
     Case("frozen-fs", "a writer on a frozen ext4, in D state for 11 s", "freeze.yaml", "blocked-tasks",
          "hung-task", frozen_writer, forbid=("deadlock",)),
     Case("pthread-abba", "two threads, two pthread mutexes, opposite orders", "deadlock.yaml", "user-deadlock",
-         "deadlock", pthread_abba),
+         "deadlock", pthread_abba()),
+    Case("pshared-abba", "two processes, two PTHREAD_PROCESS_SHARED mutexes in shared memory, opposite orders",
+         "deadlock.yaml", "user-deadlock", "deadlock", pthread_abba("shared")),
+    Case("container-abba", "pthread-abba in a pid namespace of its own (owner TIDs are the namespace's)",
+         "deadlock.yaml", "user-deadlock", "deadlock", pthread_abba("pidns")),
+    Case("rwlock-abba", "two threads, two pthread rwlocks write-locked, then wanted for writing and reading",
+         "deadlock.yaml", "user-deadlock", "deadlock", pthread_abba("rwlock")),
     Case("flock-abba", "two processes, two flock()s, opposite orders", "deadlock.yaml", "user-deadlock",
          "deadlock", flock_abba),
     Case("pthread-contention", "8 threads fight over two mutexes in the same order", "deadlock.yaml", None,
