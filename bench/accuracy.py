@@ -93,12 +93,15 @@ def pthread_abba(mode: str = "") -> Callable[[Path], contextlib.AbstractContextM
     return setup
 
 
-@contextlib.contextmanager
-def flock_abba(tmp: Path) -> Iterator[dict]:
-    with processes() as ps:
-        parent, (a, b) = ps.spawn_with_pids(FLOCK_ABBA, str(tmp / "pids"), name="flock-abba", dir=str(tmp), seconds=60)
-        wait_alive(parent, 1.5)
-        yield {"roles": {a: "waiter", b: "waiter"}}
+def flock_abba(how: str) -> Callable[[Path], contextlib.AbstractContextManager[dict]]:
+    @contextlib.contextmanager
+    def setup(tmp: Path) -> Iterator[dict]:
+        with processes() as ps:
+            parent, (a, b) = ps.spawn_with_pids(FLOCK_ABBA, str(tmp / "pids"), name="flock-abba", dir=str(tmp),
+                                                seconds=60, how=how)
+            wait_alive(parent, 1.5)
+            yield {"roles": {a: "waiter", b: "waiter"}, "kind": how}
+    return setup
 
 
 @contextlib.contextmanager
@@ -217,7 +220,9 @@ CASES = [
     Case("rwlock-abba", "two threads, two pthread rwlocks write-locked, then wanted for writing and reading",
          "deadlock.yaml", "user-deadlock", "deadlock", pthread_abba("rwlock")),
     Case("flock-abba", "two processes, two flock()s, opposite orders", "deadlock.yaml", "user-deadlock",
-         "deadlock", flock_abba),
+         "deadlock", flock_abba("flock")),
+    Case("ofd-abba", "two processes, two OFD locks (fcntl F_OFD_SETLKW), opposite orders", "deadlock.yaml",
+         "user-deadlock", "deadlock", flock_abba("ofd")),
     Case("pthread-contention", "8 threads fight over two mutexes in the same order", "deadlock.yaml", None,
          None, pthread_contention, forbid=("deadlock",)),
     Case("kernel-mutex-contention", "two pty writers take turns on tty->atomic_write_lock", "deadlock.yaml",

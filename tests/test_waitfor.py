@@ -27,10 +27,13 @@ def freeze(tmp: Path) -> tuple[dict, dict]:
     return rep, next(v for v in rep["verdicts"] if v["node"] == "user-deadlock")
 
 
-def test_flock_abba_deadlock_names_both_processes_and_files(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["flock", "ofd"])
+def test_flock_abba_deadlock_names_both_processes_and_files(tmp_path: Path, how: str) -> None:
+    """flock(), and OFD locks, whose owner /proc/locks does not list (pid -1): it is found
+    from the holders' fdinfo and the waiters' fcntl() calls."""
     with processes() as ps:
         parent, (p0, p1) = ps.spawn_with_pids(FLOCK_ABBA, str(tmp_path / "pids"), name="flock-abba",
-                                              dir=str(tmp_path), seconds=60)
+                                              dir=str(tmp_path), seconds=60, how=how)
         wait_alive(parent, 1.5)           # both hold one lock and wait for the other
         rep, v = freeze(tmp_path)
     assert v["verdict"] == "deadlock", v
@@ -38,8 +41,8 @@ def test_flock_abba_deadlock_names_both_processes_and_files(tmp_path: Path) -> N
     assert {t["comm"] for t in v["tasks"]} == {"flock-abba-0", "flock-abba-1"}
     locks = {(lk["holder_tid"], lk["waiter_tid"]): lk for lk in v["locks"]}
     # p0 holds first.lock and waits for second.lock, which p1 holds; and the reverse
-    assert locks[(p0, p1)]["lock"] == f"flock {tmp_path}/first.lock"
-    assert locks[(p1, p0)]["lock"] == f"flock {tmp_path}/second.lock"
+    assert locks[(p0, p1)]["lock"] == f"{how} {tmp_path}/first.lock"
+    assert locks[(p1, p0)]["lock"] == f"{how} {tmp_path}/second.lock"
     assert all(lk["source"] == "flock" for lk in v["locks"])
     assert "2 tasks wait for each other's locks" in v["summary"]
     # replay gives the same verdict from the bundle alone

@@ -87,10 +87,16 @@ for p in pids:
 """
 
 FLOCK_ABBA = """
-import fcntl, os, time
-# Two processes take two flock()s in opposite orders: each holds one and waits for the
-# other forever (the kernel does no deadlock detection for flock).
+import fcntl, os, struct, time
+# Two processes take two file locks in opposite orders: each holds one and waits for the
+# other forever (the kernel does no deadlock detection for flock() nor for OFD locks).
+# how: flock, or ofd (fcntl F_OFD_SETLKW: a lock owned by the open file, not the process).
 end = time.monotonic() + {seconds}
+def take(fd):
+    if "{how}" == "ofd":
+        fcntl.fcntl(fd, 38, struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
+    else:
+        fcntl.flock(fd, fcntl.LOCK_EX)
 a, b = "{dir}/first.lock", "{dir}/second.lock"
 pids = []
 for i, (mine, theirs) in enumerate(((a, b), (b, a))):
@@ -98,10 +104,10 @@ for i, (mine, theirs) in enumerate(((a, b), (b, a))):
     if pid == 0:
         open("/proc/self/comm", "w").write("{name}-%d" % i)
         f1 = os.open(mine, os.O_RDWR | os.O_CREAT)
-        fcntl.flock(f1, fcntl.LOCK_EX)
+        take(f1)
         time.sleep(0.5)
         f2 = os.open(theirs, os.O_RDWR | os.O_CREAT)
-        fcntl.flock(f2, fcntl.LOCK_EX)    # never returns
+        take(f2)                          # never returns
         os._exit(0)
     pids.append(pid)
 with open("{pidfile}.tmp", "w") as f:

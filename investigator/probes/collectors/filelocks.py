@@ -1,7 +1,12 @@
 """Evidence of ``file.locks``: flock/POSIX/OFD lock holders and blocked waiters as the kernel
 lists them in /proc/locks (read at the start and the end of the window), the files they are
 on, and "waiter waits for holder" edges.  The kernel does no deadlock detection for flock()
-(POSIX locks return EDEADLK instead), so a flock cycle stays forever."""
+or OFD locks (POSIX locks return EDEADLK instead), so such a cycle stays forever.
+
+/proc/locks gives no process for an OFD lock (its owner is an open file, listed as pid -1).
+When OFD locks have waiters, the holders are found from the "lock:" lines of their open
+files' /proc/PID/fdinfo, and the waiters are the tasks blocked in
+fcntl(F_OFD_SETLKW) on a file with that inode (/proc/PID/task/TID/syscall)."""
 
 from __future__ import annotations
 
@@ -12,6 +17,11 @@ from ._common import task_entity
 
 TOP = 20
 PROC_LOCKS = "/proc/locks"
+KINDS = {"FLOCK": "flock", "POSIX": "posix", "OFDLCK": "ofd"}
+FCNTL_NR = {"x86_64": 72, "aarch64": 25}.get(os.uname().machine, -1)
+F_OFD_SETLKW = 38
+MAX_FDS = 200_000               # open files looked at for OFD holders, per snapshot
+MAX_TASKS = 100_000             # tasks looked at for OFD waiters, per snapshot
 
 
 def parse(text: str) -> list[dict[str, Any]]:
@@ -71,15 +81,84 @@ def _path(pid: int, dev: str, inode: int) -> str:
     return ""
 
 
+def _dev(st: os.stat_result) -> str:
+    """A device as /proc/locks prints it (major:minor in hex)."""
+    return f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"
+
+
+def _ofd_holders(files: set[tuple[str, int]]) -> dict[tuple[str, int], list[int]]:
+    """(dev, inode) -> the processes with an open file that holds an OFD lock on it."""
+    out: dict[tuple[str, int], list[int]] = {}
+    budget = MAX_FDS
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fdinfo")
+        except OSError:
+            continue
+        for fd in fds[:budget]:
+            try:
+                with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            if "OFDLCK" not in text:
+                continue
+            lines = [ln.split(":", 1)[1] for ln in text.splitlines() if ln.startswith("lock:")]
+            for e in parse("\n".join(lines)):
+                key = (e["dev"], e["inode"])
+                if e["type"] == "OFDLCK" and key in files and pid not in out.get(key, []):
+                    out.setdefault(key, []).append(pid)
+        budget -= len(fds)
+        if budget <= 0:
+            break
+    return out
+
+
+def _ofd_waiters(files: set[tuple[str, int]]) -> list[tuple[int, int, tuple[str, int]]]:
+    """(tid, pid, (dev, inode)) of the tasks blocked in fcntl(F_OFD_SETLKW) on those files."""
+    out = []
+    budget = MAX_TASKS
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        budget -= len(tids)
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+                    call = f.read().split()
+                if len(call) < 3 or call[0] != str(FCNTL_NR) or int(call[2], 16) != F_OFD_SETLKW:
+                    continue
+                st = os.stat(f"/proc/{pid}/fd/{int(call[1], 16)}")
+            except (OSError, ValueError):
+                continue
+            if (_dev(st), st.st_ino) in files:
+                out.append((int(tid), int(pid), (_dev(st), st.st_ino)))
+        if budget <= 0:
+            break
+    return out
+
+
 def snapshot() -> dict[str, Any]:
+    """/proc/locks and its edges: (waiter tid, waiter pid, holder pid, lock id, waiting entry,
+    held entry)."""
     with open(PROC_LOCKS) as f:
         entries = parse(f.read(1 << 22))
     holders = {e["id"]: e for e in entries if not e["waiting"]}
     edges = []
+    ofd: dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]] = {}
     for e in entries:
         h = holders.get(e["id"])
         if e["waiting"] and h and e["pid"] > 0 and h["pid"] > 0:
-            edges.append((e["pid"], h["pid"], e["id"], e, h))
+            edges.append((e["pid"], e["pid"], h["pid"], e["id"], e, h))
+        elif e["waiting"] and h and e["type"] == "OFDLCK":
+            ofd.setdefault((e["dev"], e["inode"]), (e, h))
+    if ofd:
+        owners = _ofd_holders(set(ofd))
+        for tid, pid, key in _ofd_waiters(set(ofd)):
+            e, h = ofd[key]
+            edges += [(tid, pid, holder, h["id"], e, h) for holder in owners.get(key, []) if holder != pid]
     return {"entries": entries, "holders": holders, "edges": edges,
             "switches": {w: _switches(w) for w, *_ in edges}}
 
@@ -91,23 +170,25 @@ class Collector:
     def finish(self, inst: Any) -> dict[str, Any]:
         last = snapshot()
         window_s = round(max(0.0, __import__("time").monotonic() - inst.attached_at), 3)
-        before = {(w, h, e["dev"], e["inode"]) for w, h, _, e, _ in self.first["edges"]}
+        before = {(w, h, e["dev"], e["inode"]) for w, _, h, _, e, _ in self.first["edges"]}
         waiters, edges = [], []
-        for w, h, lid, e, he in last["edges"]:
+        for w, wpid, h, lid, e, he in last["edges"]:
             sw0, sw1 = self.first["switches"].get(w), last["switches"].get(w)
             stuck = (w, h, e["dev"], e["inode"]) in before and sw0 is not None and sw0 == sw1
             path = _path(h, he["dev"], he["inode"])
-            lock = f"{e['type'].lower()} {path or e['dev'] + ':' + str(e['inode'])}"
-            waiters.append({**task_entity(w, w, _comm(w)), "lock": lock, "type": e["type"], "access": e["access"],
+            kind = KINDS.get(e["type"], e["type"].lower())
+            lock = f"{kind} {path or e['dev'] + ':' + str(e['inode'])}"
+            waiters.append({**task_entity(w, wpid, _comm(w)), "lock": lock, "type": e["type"], "access": e["access"],
                             "path": path, "inode": e["inode"], "holder": task_entity(h, h, _comm(h)),
                             "stuck": stuck, "waited_s": window_s if stuck else 0.0})
-            edges.append({"waiter": w, "holder": h, "lock": lock, "kind": e["type"].lower(),
+            edges.append({"waiter": w, "holder": h, "lock": lock, "kind": kind,
                           "stuck": stuck, "waited_s": window_s if stuck else 0.0})
         held = [e for e in last["entries"] if not e["waiting"]]
         return {
             "held_count": len(held),
             "flock_count": sum(1 for e in held if e["type"] == "FLOCK"),
             "posix_count": sum(1 for e in held if e["type"] == "POSIX"),
+            "ofd_count": sum(1 for e in held if e["type"] == "OFDLCK"),
             "waiters_count": len(waiters),
             "stuck_waiters_count": sum(1 for w in waiters if w["stuck"]),
             "waiters": waiters[:TOP],
