@@ -143,3 +143,33 @@ def test_inode_rwsem_chain_is_found_from_the_waiters_stack(tmp_path: Path) -> No
     w = next(t for t in ev["tasks"] if t["tid"] == t2.pid)
     assert w["blocker"]["source"] == "stack" and w["blocker"]["owner"]["tid"] == t1.pid, w["blocker"]
     assert all(x["verdict"] != "deadlock" for x in rep["verdicts"])
+
+
+FLOCK_HOLDER = """
+import fcntl, os, time
+open("/proc/self/comm", "w").write("{name}")
+fd = os.open("{path}", os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX)      # the waiter's flock() blocks behind this one
+time.sleep({seconds})
+"""
+
+
+@_needs_fuse
+def test_file_locks_on_a_fuse_file_whose_daemon_never_answers_getattr(tmp_path: Path) -> None:
+    """A flock chain on a file of a FUSE mount whose daemon caches no attributes and never
+    answers GETATTR: any stat() of that file hangs.  The investigation names the file from
+    /proc links and fdinfo without asking the filesystem, finishes, and ends the chain at
+    the holder, sleeping."""
+    with processes() as ps, fuse_mount(ps, str(tmp_path), "nogetattr") as (daemon, mnt):
+        holder = ps.spawn(FLOCK_HOLDER, name="flock-holder", path=f"{mnt}/a/x", seconds=60)
+        wait_alive(holder, 0.5)
+        waiter = ps.spawn(FLOCK_HOLDER, name="flock-waiter", path=f"{mnt}/a/x", seconds=60)
+        wait_alive(waiter, 1.0)
+        p = investigate("playbooks/freeze.yaml", "--window", "2", "--json", "--out", str(tmp_path / "b"),
+                        timeout=60)
+    rep = json.loads(p.stdout)
+    v = next(v for v in rep["verdicts"] if v["node"] == "user-deadlock")
+    assert v["verdict"] == "hung-task", v
+    assert [(t["tid"], t["role"]) for t in v["tasks"]] == [(waiter.pid, "waiter"), (holder.pid, "holder")]
+    assert [lk["lock"] for lk in v["locks"]] == [f"flock {mnt}/a/x"], v["locks"]
+    assert f"flock-holder (tid {holder.pid}), sleeping in " in v["summary"], v["summary"]

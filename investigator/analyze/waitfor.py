@@ -68,6 +68,8 @@ FIELDS: tuple[tuple[str, str, str, str], ...] = (
     ("chain.terminal.tid", "int", "", "The task at the end of the chain, which waits for nothing traced."),
     ("chain.terminal.comm", "str", "", "Its name."),
     ("chain.terminal.wchan", "str", "", "Where it sleeps, when a probe of the node listed it (else empty)."),
+    ("chain.terminal.state", "str", "", "Its state letter (R, S, D, T), when a probe of the node listed it."),
+    ("chain.terminal.doing", "str", "", "What it does, in words: \"sleeping in pipe_write\", \"running\", \"stopped (state T)\"."),
     ("chain.cpus", "list", "", "Empty."),
 )
 
@@ -94,6 +96,20 @@ def _entities(obj: Any, out: dict[int, dict[str, Any]], depth: int = 0) -> None:
             _entities(v, out, depth + 1)
 
 
+def _doing(t: dict[str, Any]) -> str:
+    """What a task at the end of a chain is doing, in words, from what the probes saw."""
+    state, wchan = t.get("state", ""), t.get("wchan", "")
+    if state == "R":
+        return "running"
+    if state in ("T", "t"):
+        return "stopped (state T)"
+    if wchan:
+        return f"sleeping in {wchan}" + (" (D state)" if state == "D" else "")
+    if state == "Z":
+        return "a zombie"
+    return "doing nothing any probe of the node saw"
+
+
 def _lock_row(e: dict[str, Any], who: dict[int, dict[str, Any]]) -> dict[str, Any]:
     return {"lock": e["lock"], "addr": e["lock"].split()[-1] if e["lock"] else "", "kind": e.get("kind", ""),
             "source": e["source"],
@@ -117,7 +133,7 @@ def empty_analysis() -> dict[str, Any]:
     return {"edges_count": 0, "sources": [], "cycles_count": 0, "stuck_cycles_count": 0, "cycles": [],
             "deadlock": {"size": 0, "stuck": False, "blocked_s": 0.0, "tasks": [], "locks": [], "cycle": [],
                          "cpus": []},
-            "chain": {"length": 0, "tasks": [], "locks": [], "terminal": {"tid": 0, "comm": "", "wchan": ""},
+            "chain": {"length": 0, "tasks": [], "locks": [], "terminal": {"tid": 0, "comm": "", "wchan": "", "state": "", "doing": ""},
                       "cpus": []}}
 
 
@@ -185,7 +201,7 @@ def analyze(env: dict[str, Any]) -> dict[str, Any]:
                                  [_ent(tids[-1], who, "holder", "", best[-1]["lock"])],
                         "locks": [_lock_row(e, who) for e in best],
                         "terminal": {"tid": tids[-1], "comm": term.get("comm", ""), "wchan": term.get("wchan", ""),
-                                     "state": term.get("state", "")},
+                                     "state": term.get("state", ""), "doing": _doing(term)},
                         "cpus": []}
     return out
 

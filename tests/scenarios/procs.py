@@ -299,7 +299,10 @@ import os, struct, subprocess, threading, time
 # answers); a truncate holds the file's i_rwsem while it waits.
 # mode "self": the daemon hands the RENAME to a worker thread that first renames across
 # the same directories itself -- and blocks on the mutex its own client holds: a FUSE
-# self-deadlock across layers.  The mount is detached when this process exits.
+# self-deadlock across layers.
+# mode "nogetattr": attributes are never cached and a GETATTR is never answered: whoever
+# stat()s a file of the mount hangs (the investigation must never).  The mount is detached
+# when this process exits.
 open("/proc/self/comm", "w").write("{name}")
 end = time.monotonic() + {seconds}
 mnt, mode = "{mnt}", "{mode}"
@@ -335,9 +338,12 @@ while time.monotonic() < end:
     elif opcode == 1:                                  # LOOKUP
         ent = TREE.get((nodeid, req[40:].split(b"\\0")[0]))
         if ent:
-            reply(unique, struct.pack("<QQQQII", ent[0], 0, 600, 600, 0, 0) + attr(ent[0]))
+            attr_valid = 0 if mode == "nogetattr" else 600
+            reply(unique, struct.pack("<QQQQII", ent[0], 0, 600, attr_valid, 0, 0) + attr(ent[0]))
         else:
             reply(unique, error=-2)
+    elif opcode == 3 and mode == "nogetattr":          # GETATTR: never answered
+        continue
     elif opcode == 3:                                  # GETATTR
         reply(unique, struct.pack("<QII", 600, 0, 0) + attr(nodeid if nodeid in MODES else 1))
     elif opcode in (14, 27):                           # OPEN, OPENDIR

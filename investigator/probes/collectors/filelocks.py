@@ -11,9 +11,10 @@ fcntl(F_OFD_SETLKW) on a file with that inode (/proc/PID/task/TID/syscall)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
-from ._common import task_entity
+from ._common import proc_task, task_entity
 
 TOP = 20
 PROC_LOCKS = "/proc/locks"
@@ -64,57 +65,84 @@ def _switches(pid: int) -> int | None:
         return None
 
 
-def _path(pid: int, dev: str, inode: int) -> str:
-    """The file a lock is on, from the holder's open files (dev major:minor in hex)."""
+def _mount_devs() -> dict[int, str]:
+    """Mount id -> its device as /proc/locks prints it (major:minor in hex), for our mount
+    namespace (/proc/self/mountinfo)."""
+    out = {}
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                parts = line.split()
+                major, minor = parts[2].split(":")
+                out[int(parts[0])] = f"{int(major):02x}:{int(minor):02x}"
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+class OpenFile:
+    """A process's open file, read without touching its filesystem: the link (d_path) and
+    /proc/PID/fdinfo (mount id, inode, the locks it owns).  Never stat(): that asks the
+    filesystem, and a FUSE daemon that never answers would hang the investigation.  Only
+    files with a path are read: the fdinfo of an epoll descriptor takes the epoll's mutex,
+    which a task stuck in a poll can hold."""
+
+    def __init__(self, pid: int, fd: str, mounts: dict[int, str]) -> None:
+        self.path = os.readlink(f"/proc/{pid}/fd/{fd}")
+        self.info = ""
+        if self.path.startswith("/") and not self.path.startswith("/dev/"):
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                self.info = f.read()
+        fields = dict(ln.split(":", 1) for ln in self.info.splitlines() if ":" in ln and not ln.startswith("lock:"))
+        self.inode = int(fields.get("ino", "0").strip() or 0)
+        self.dev = mounts.get(int(fields.get("mnt_id", "-1").strip() or -1), "")
+
+    def is_(self, dev: str, inode: int) -> bool:
+        """The file on (dev, inode); a mount of another namespace has no device known to us:
+        then the inode alone decides."""
+        return bool(self.info) and self.inode == inode and (not self.dev or self.dev == dev)
+
+    def locks(self) -> list[dict[str, Any]]:
+        """The locks it owns (fdinfo "lock:" lines, in /proc/locks' format)."""
+        return parse("\n".join(ln.split(":", 1)[1] for ln in self.info.splitlines() if ln.startswith("lock:")))
+
+
+def _open_files(pid: int | str, mounts: dict[int, str], limit: int = 4096) -> Iterator[OpenFile]:
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
-        return ""
-    major, minor = (int(x, 16) for x in dev.split(":"))
-    for fd in fds[:4096]:
+        return
+    for fd in fds[:limit]:
         try:
-            st = os.stat(f"/proc/{pid}/fd/{fd}")
-            if st.st_ino == inode and os.major(st.st_dev) == major and os.minor(st.st_dev) == minor:
-                return os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
+            yield OpenFile(int(pid), fd, mounts)
+        except (OSError, ValueError):
             continue
-    return ""
 
 
-def _dev(st: os.stat_result) -> str:
-    """A device as /proc/locks prints it (major:minor in hex)."""
-    return f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"
+def _path(pid: int, dev: str, inode: int, mounts: dict[int, str]) -> str:
+    """The file a lock is on, from the holder's open files."""
+    return next((f.path for f in _open_files(pid, mounts) if f.is_(dev, inode)), "")
 
 
-def _ofd_holders(files: set[tuple[str, int]]) -> dict[tuple[str, int], list[int]]:
+def _ofd_holders(files: set[tuple[str, int]], mounts: dict[int, str]) -> dict[tuple[str, int], list[int]]:
     """(dev, inode) -> the processes with an open file that holds an OFD lock on it."""
     out: dict[tuple[str, int], list[int]] = {}
     budget = MAX_FDS
     for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
-        try:
-            fds = os.listdir(f"/proc/{pid}/fdinfo")
-        except OSError:
-            continue
-        for fd in fds[:budget]:
-            try:
-                with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                    text = f.read()
-            except OSError:
+        for f in _open_files(pid, mounts, budget):
+            budget -= 1
+            if "OFDLCK" not in f.info:
                 continue
-            if "OFDLCK" not in text:
-                continue
-            lines = [ln.split(":", 1)[1] for ln in text.splitlines() if ln.startswith("lock:")]
-            for e in parse("\n".join(lines)):
+            for e in f.locks():
                 key = (e["dev"], e["inode"])
                 if e["type"] == "OFDLCK" and key in files and pid not in out.get(key, []):
                     out.setdefault(key, []).append(pid)
-        budget -= len(fds)
         if budget <= 0:
             break
     return out
 
 
-def _ofd_waiters(files: set[tuple[str, int]]) -> list[tuple[int, int, tuple[str, int]]]:
+def _ofd_waiters(files: set[tuple[str, int]], mounts: dict[int, str]) -> list[tuple[int, int, tuple[str, int]]]:
     """(tid, pid, (dev, inode)) of the tasks blocked in fcntl(F_OFD_SETLKW) on those files."""
     out = []
     budget = MAX_TASKS
@@ -130,11 +158,12 @@ def _ofd_waiters(files: set[tuple[str, int]]) -> list[tuple[int, int, tuple[str,
                     call = f.read().split()
                 if len(call) < 3 or call[0] != str(FCNTL_NR) or int(call[2], 16) != F_OFD_SETLKW:
                     continue
-                st = os.stat(f"/proc/{pid}/fd/{int(call[1], 16)}")
+                f = OpenFile(int(pid), str(int(call[1], 16)), mounts)
             except (OSError, ValueError):
                 continue
-            if (_dev(st), st.st_ino) in files:
-                out.append((int(tid), int(pid), (_dev(st), st.st_ino)))
+            key = next((k for k in files if f.is_(*k)), None)
+            if key:
+                out.append((int(tid), int(pid), key))
         if budget <= 0:
             break
     return out
@@ -155,8 +184,9 @@ def snapshot() -> dict[str, Any]:
         elif e["waiting"] and h and e["type"] == "OFDLCK":
             ofd.setdefault((e["dev"], e["inode"]), (e, h))
     if ofd:
-        owners = _ofd_holders(set(ofd))
-        for tid, pid, key in _ofd_waiters(set(ofd)):
+        mounts = _mount_devs()
+        owners = _ofd_holders(set(ofd), mounts)
+        for tid, pid, key in _ofd_waiters(set(ofd), mounts):
             e, h = ofd[key]
             edges += [(tid, pid, holder, h["id"], e, h) for holder in owners.get(key, []) if holder != pid]
     return {"entries": entries, "holders": holders, "edges": edges,
@@ -172,10 +202,11 @@ class Collector:
         window_s = round(max(0.0, __import__("time").monotonic() - inst.attached_at), 3)
         before = {(w, h, e["dev"], e["inode"]) for w, _, h, _, e, _ in self.first["edges"]}
         waiters, edges = [], []
+        mounts = _mount_devs() if last["edges"] else {}
         for w, wpid, h, lid, e, he in last["edges"]:
             sw0, sw1 = self.first["switches"].get(w), last["switches"].get(w)
             stuck = (w, h, e["dev"], e["inode"]) in before and sw0 is not None and sw0 == sw1
-            path = _path(h, he["dev"], he["inode"])
+            path = _path(h, he["dev"], he["inode"], mounts)
             kind = KINDS.get(e["type"], e["type"].lower())
             lock = f"{kind} {path or e['dev'] + ':' + str(e['inode'])}"
             waiters.append({**task_entity(w, wpid, _comm(w)), "lock": lock, "type": e["type"], "access": e["access"],
@@ -184,6 +215,9 @@ class Collector:
             edges.append({"waiter": w, "holder": h, "lock": lock, "kind": kind,
                           "stuck": stuck, "waited_s": window_s if stuck else 0.0})
         held = [e for e in last["entries"] if not e["waiting"]]
+        # what the holders do (the end of a chain): state, wchan and stack from /proc
+        waiting = {w["tid"] for w in waiters}
+        holders = [proc_task(h) for h in dict.fromkeys(e["holder"] for e in edges) if h not in waiting][:TOP]
         return {
             "held_count": len(held),
             "flock_count": sum(1 for e in held if e["type"] == "FLOCK"),
@@ -192,5 +226,6 @@ class Collector:
             "waiters_count": len(waiters),
             "stuck_waiters_count": sum(1 for w in waiters if w["stuck"]),
             "waiters": waiters[:TOP],
+            "holders": [h for h in holders if h],
             "edges": edges[:TOP * 4],
         }
