@@ -30,6 +30,29 @@ struct {
 
 DEFINE_PROBE_STATS
 
+#define EBUSY 16
+#define RWSEM_WRITER_LOCKED (1UL << 0)
+#define RWSEM_FLAG_WAITERS  (1UL << 1)
+
+/* Reading another task's memory takes its mm's mmap_lock for reading, and waits while a
+ * writer holds it or is queued for it -- a thread stuck in mmap() or munmap() on a hung
+ * filesystem would then hang the investigation.  So the lock is looked at first, and a
+ * process whose mmap_lock is write-held or contended is not read (a race remains between
+ * this look and the read; it is short).  PREEMPT_RT's rw_semaphore has no count: there
+ * nothing is skipped. */
+static __always_inline bool mmap_lock_busy(struct task_struct *task)
+{
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	long count;
+
+	if (!mm)
+		return true;
+	if (!bpf_core_field_exists(mm->mmap_lock.count))
+		return false;
+	count = BPF_CORE_READ(mm, mmap_lock.count.counter);
+	return count & (RWSEM_WRITER_LOCKED | RWSEM_FLAG_WAITERS);
+}
+
 SEC("iter.s/task")
 int dump_futex(struct bpf_iter__task *ctx)
 {
@@ -59,10 +82,16 @@ int dump_futex(struct bpf_iter__task *ctx)
 	rec->uaddr = BPF_CORE_READ(regs, di);
 	rec->op = BPF_CORE_READ(regs, si);       /* with FUTEX_PRIVATE_FLAG: shared or not */
 	rec->val = BPF_CORE_READ(regs, dx);
-	rec->read_err = bpf_copy_from_user_task(words, sizeof(words), (void *)rec->uaddr, task, 0);
-	rec->word = words[0];
-	rec->owner = words[2];
-	rec->near_err = bpf_copy_from_user_task(rec->near, sizeof(rec->near), (void *)(rec->uaddr - 16), task, 0);
+	if (mmap_lock_busy(task)) {
+		rec->read_err = rec->near_err = -EBUSY;
+		rec->word = rec->owner = 0;
+	} else {
+		rec->read_err = bpf_copy_from_user_task(words, sizeof(words), (void *)rec->uaddr, task, 0);
+		rec->word = words[0];
+		rec->owner = words[2];
+		rec->near_err = bpf_copy_from_user_task(rec->near, sizeof(rec->near), (void *)(rec->uaddr - 16),
+							task, 0);
+	}
 	rec->tid = BPF_CORE_READ(task, pid);
 	rec->tgid = BPF_CORE_READ(task, tgid);
 	rec->state = state;

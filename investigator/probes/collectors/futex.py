@@ -30,6 +30,16 @@ OPS = {0: "FUTEX_WAIT", 6: "FUTEX_LOCK_PI", 9: "FUTEX_WAIT_BITSET", 11: "FUTEX_W
        13: "FUTEX_LOCK_PI2"}
 PI_OPS = {6, 13}
 FUTEX_TID_MASK = 0x3FFFFFFF
+EBUSY = 16
+
+
+def unread(err: int) -> str:
+    """Why a waiter's futex word was not read ("" when it was)."""
+    if err == 0:
+        return ""
+    if err == -EBUSY:
+        return "not read: the process's mmap_lock is held for writing or contended (reading would wait)"
+    return f"not read: {os.strerror(-err) if err < 0 else err}"
 
 
 class FutexRec(C.Structure):
@@ -116,7 +126,7 @@ class Collector:
             cmd = r.op & FUTEX_CMD_MASK
             w = {**task_entity(tid, r.tgid, cstr(r.comm)), "uaddr": hex(r.uaddr), "lock": hex(addr),
                  "op": OPS.get(cmd, str(cmd)),
-                 "shared": not r.op & FUTEX_PRIVATE_FLAG,
+                 "shared": not r.op & FUTEX_PRIVATE_FLAG, "unread": unread(r.read_err),
                  "word": r.word, "owner_tid": owner, "kind": kind, "blocked_s": blocked_s, "stuck": bool(stuck)}
             waiters.append(w)
             if owner:

@@ -8,7 +8,7 @@ import ctypes as C
 import time
 from typing import Any
 
-from ._common import cstr, kernel_stack, task_entity
+from ._common import cstr, kernel_stack, read_mm_file, task_entity
 from .blocked import state_letter
 
 TOP = 20
@@ -31,7 +31,9 @@ LAYOUTS = {"offcpu_start": OffcpuStart, "offcpu_key": OffcpuKey, "offcpu_val": O
 
 
 class UserMaps:
-    """User addresses as ``file+0xoffset`` (what addr2line takes), from /proc/PID/maps."""
+    """User addresses as ``file+0xoffset`` (what addr2line takes), from /proc/PID/maps (read
+    without waiting on a busy mmap_lock: a process whose maps cannot be read at once keeps
+    its raw addresses)."""
 
     def __init__(self) -> None:
         self._maps: dict[int, tuple[list[int], list[tuple[int, int, str]]]] = {}
@@ -39,16 +41,12 @@ class UserMaps:
     def _load(self, pid: int) -> tuple[list[int], list[tuple[int, int, str]]]:
         if pid not in self._maps:
             rows = []
-            try:
-                with open(f"/proc/{pid}/maps") as f:
-                    for line in f:
-                        parts = line.split(None, 5)
-                        if len(parts) < 6 or not parts[5].strip():
-                            continue
-                        lo, hi = (int(x, 16) for x in parts[0].split("-"))
-                        rows.append((lo, hi, int(parts[2], 16), parts[5].strip()))
-            except OSError:
-                pass
+            for line in (read_mm_file(f"/proc/{pid}/maps") or "").splitlines():
+                parts = line.split(None, 5)
+                if len(parts) < 6 or not parts[5].strip():
+                    continue
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                rows.append((lo, hi, int(parts[2], 16), parts[5].strip()))
             rows.sort()
             self._maps[pid] = ([r[0] for r in rows], [(r[0], r[1], r[2], r[3]) for r in rows])  # type: ignore[misc]
         return self._maps[pid]

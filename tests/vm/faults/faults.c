@@ -10,8 +10,17 @@
  *   "softirq-storm CPU MS"  a tasklet on CPU that busy-waits 1 ms and schedules itself
  *                       again, for MS ms: a driver's runaway softirq work (TASKLET), which
  *                       the kernel soon hands to ksoftirqd/CPU.
+ *   "mmap-hold PID MS"  hold process PID's mmap_lock for writing for MS ms: whoever reads
+ *                       that process's memory meanwhile (access_process_vm, as
+ *                       bpf_copy_from_user_task does) waits -- as behind a task stuck in
+ *                       mmap() on a hung filesystem.
  * Built against Debian's headers by tests/vm/setup.sh; loaded by tests/vm/kmod.py. */
 #include <linux/module.h>
+#include <linux/mm.h>
+#include <linux/mmap_lock.h>
+#include <linux/pid.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/task.h>
 #include <linux/delay.h>
 #include <linux/interrupt.h>
 #include <linux/jiffies.h>
@@ -52,6 +61,29 @@ static noinline int fault_lock_pair(unsigned int a, unsigned int b, unsigned int
 	return err;
 }
 
+static noinline int fault_mmap_hold(pid_t pid, unsigned int ms)
+{
+	struct task_struct *t;
+	struct mm_struct *mm;
+
+	rcu_read_lock();
+	t = pid_task(find_vpid(pid), PIDTYPE_PID);
+	if (t)
+		get_task_struct(t);
+	rcu_read_unlock();
+	if (!t)
+		return -ESRCH;
+	mm = get_task_mm(t);
+	put_task_struct(t);
+	if (!mm)
+		return -EINVAL;
+	mmap_write_lock(mm);
+	msleep(ms);
+	mmap_write_unlock(mm);
+	mmput(mm);
+	return 0;
+}
+
 static unsigned long storm_end;         /* jiffies */
 
 static void storm_fn(struct tasklet_struct *t)
@@ -83,6 +115,11 @@ static ssize_t faults_write(struct file *f, const char __user *ubuf, size_t n, l
 		WRITE_ONCE(storm_end, jiffies + msecs_to_jiffies(ms));
 		smp_call_function_single(a, storm_start, NULL, 1);
 		return n;
+	}
+	if (sscanf(buf, "mmap-hold %u %u", &a, &ms) == 2 && ms <= 20000) {
+		int err = fault_mmap_hold(a, ms);
+
+		return err ? err : n;
 	}
 	if (sscanf(buf, "lock-pair %u %u %u", &a, &b, &ms) == 3 && a <= 1 && b <= 1 && a != b && ms <= 10000) {
 		int err = fault_lock_pair(a, b, ms);
