@@ -90,6 +90,10 @@ class Collector:
                                   cstr(c.comm) if c.tid else "swapper (idle)", c.prio, c.policy)
             culprit["held_ms"] = _ms(c.overlap_ns)
             culprit["share"] = round(c.overlap_ns / t.max_ns, 3) if t.max_ns else 0.0
+            if c.tid and c.tgid == os.getpid():
+                # the investigation itself (loading probes is verifier work in our own
+                # context, long on a slow machine): an observer effect, never the culprit
+                culprit["investigator"], culprit["share"] = True, 0.0
             tasks.append({**task_entity(tid, t.tgid, cstr(t.comm), t.prio, t.policy),
                           "max_ms": _ms(t.max_ns), "total_ms": _ms(t.total_ns), "count": t.count,
                           "over_count": t.over, "cpu": t.max_cpu, "culprit": culprit,

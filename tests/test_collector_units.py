@@ -1,0 +1,45 @@
+"""Collector logic around the kernel's records, on records built by hand (the probes
+themselves are tested on the real kernel elsewhere)."""
+
+from __future__ import annotations
+
+import os
+import time
+from types import SimpleNamespace
+from typing import Any
+
+from investigator.probes.collectors import runqlat
+
+
+class _Map:
+    def __init__(self, rows: list[tuple[bytes, bytes]]) -> None:
+        self.rows = rows
+
+    def items(self, limit: int = 0) -> list[tuple[bytes, bytes]]:
+        return self.rows
+
+
+def _wait(tid: int, culprit_tid: int, culprit_tgid: int, comm: bytes) -> tuple[bytes, bytes]:
+    c = runqlat.Culprit(overlap_ns=290_000_000, tid=culprit_tid, tgid=culprit_tgid, prio=120, policy=0, comm=comm)
+    t = runqlat.TaskLat(count=3, total_ns=400_000_000, max_ns=300_000_000, over=3, max_at_ns=time.monotonic_ns(),
+                        tgid=tid, max_cpu=1, prio=139, policy=0, comm=b"victim", culprit=c)
+    return tid.to_bytes(4, "little"), bytes(t)
+
+
+def _finish(rows: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    inst = SimpleNamespace(obj=SimpleNamespace(maps={"cpu_hist": _Map([]), "task_lat": _Map(rows)}),
+                           attached_at=time.monotonic() - 5)
+    return runqlat.Collector().finish(inst)
+
+
+def test_the_investigation_itself_is_never_the_culprit_of_a_wait() -> None:
+    """Loading probes is verifier work in the investigator's own context; on a slow machine
+    a task may wait behind it.  That wait is reported, but never blamed on the observer."""
+    ev = _finish([_wait(4242, os.getpid(), os.getpid(), b"python")])
+    (t,) = ev["tasks"]
+    assert t["culprit"]["investigator"] and t["culprit"]["share"] == 0.0 and t["culprit"]["held_ms"] == 290.0
+    assert ev["starved"]["culprit"]["tid"] == 0
+    assert ev["by_cpu"][0]["culprit"]["share"] == 0.0
+    # the same wait behind any other task is attributed to it
+    ev = _finish([_wait(4242, 777, 777, b"hog")])
+    assert ev["starved"]["culprit"]["tid"] == 777 and ev["starved"]["culprit"]["share"] == 0.967
