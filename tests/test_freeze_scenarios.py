@@ -240,3 +240,4 @@ def test_writer_stuck_on_a_frozen_filesystem_is_a_hung_task(tmp_path: Path) -> N
     d = v["evidence"]["details"]
     assert d["blocked_s"] >= 10.0 and d["stuck"] is True
     assert any(f.startswith(("percpu_rwsem_wait", "mnt_want_write", "__sb_start_write")) for f in d["stack"]), d["stack"]
+    assert "waits for a frozen filesystem to thaw" in v["summary"], v["summary"]

@@ -9,6 +9,7 @@ scheduler's own timestamps (sched_info.last_arrival, se.exec_start)."""
 from __future__ import annotations
 
 import ctypes as C
+import os
 from typing import Any
 
 from ...system.kallsyms import symbolize
@@ -83,6 +84,59 @@ def describe(r: BlockedRec) -> dict[str, Any]:
             "wchan": stack[0].split("+")[0] if stack else "", "blocker": blocker}
 
 
+# What a task in D state waits for, from the functions on its stack: (functions any of
+# which must be there, functions one of which must also be there -- or () -- and the words).
+WAITS = (
+    (("percpu_rwsem_wait", "percpu_down_read"),
+     ("mnt_want_write", "__sb_start_write", "sb_start_write", "file_start_write", "sb_start_pagefault",
+      "sb_start_intwrite", "mnt_want_write_file", "__sb_start_write_trylock"),
+     "waits for a frozen filesystem to thaw (its sb_writers lock: fsfreeze -f, FIFREEZE, a snapshot)"),
+    (("request_wait_answer", "fuse_simple_request", "__fuse_simple_request"), (),
+     "waits for a FUSE daemon's answer"),
+    (("rpc_wait_bit_killable", "__rpc_execute", "nfs_wait_bit_killable", "nfs4_wait_clnt_recover"), (),
+     "waits for an NFS server"),
+    (("jbd2_log_wait_commit", "wait_transaction_locked", "jbd2_journal_stop", "start_this_handle"), (),
+     "waits for the filesystem journal (jbd2)"),
+    (("io_schedule", "folio_wait_bit_common", "__folio_lock", "folio_wait_writeback", "wait_on_page_bit_common",
+      "__wait_on_buffer", "bit_wait_io", "blk_mq_get_tag", "submit_bio_wait", "blkdev_issue_flush",
+      "wait_for_completion_io", "io_schedule_timeout"), (),
+     "waits for I/O to complete"),
+)
+SYSCALL_FD = {"x86_64": {0, 1, 17, 18, 19, 20, 74, 75, 77, 285, 277, 40, 326, 217, 91, 93},
+              "aarch64": {63, 64, 67, 68, 65, 66, 82, 83, 46, 47, 84, 71, 285, 61, 52, 55}}.get(os.uname().machine, set())
+
+
+def diagnosis(w: dict[str, Any]) -> str:
+    """What a blocked task waits for, in words: the lock and its owner when known, else what
+    its stack shows (a frozen filesystem, I/O, a FUSE daemon, ...), else where it sleeps;
+    with the file it works on when its system call takes one (read from /proc links only:
+    never from the filesystem it may be stuck on)."""
+    b = w.get("blocker")
+    if b:
+        owner = b.get("owner")
+        text = f"is blocked on {b['kind']} {b['addr']}" + (
+            f" held by {owner['comm']} (tid {owner['tid']})" if owner else " (owner unknown)")
+    else:
+        funcs = {f.split("+")[0] for f in w["stack"]}
+        text = next((words for anyof, also, words in WAITS if funcs & set(anyof) and (not also or funcs & set(also))),
+                    f"sleeps in {w['stack'][0] if w['stack'] else w.get('wchan') or 'an unknown place'}")
+    path = _syscall_file(w["tid"], w["pid"])
+    return text + (f", on {path}" if path else "")
+
+
+def _syscall_file(tid: int, pid: int) -> str:
+    """The file of a task's current system call when it takes a file descriptor first."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+            call = f.read().split()
+        if len(call) < 2 or not call[0].isdigit() or int(call[0]) not in SYSCALL_FD:
+            return ""
+        target = os.readlink(f"/proc/{pid}/fd/{int(call[1], 16)}")
+    except (OSError, ValueError):
+        return ""
+    return target if target.startswith("/") else ""
+
+
 def finding(w: dict[str, Any]) -> dict[str, Any]:
     """A described blocked task as a finding: the task as waiter, the owner of the lock it
     is blocked on (when the kernel records one) as holder, that lock."""
@@ -95,7 +149,7 @@ def finding(w: dict[str, Any]) -> dict[str, Any]:
         if w["blocker"]["owner"]:
             roles.append({**w["blocker"]["owner"], "role": "holder"})
     return {"task": ent, "blocked_s": w["blocked_s"], "stack": w["stack"], "wchan": w["wchan"],
-            "blocker": w["blocker"], "tasks": roles, "locks": locks, "cpus": []}
+            "blocker": w["blocker"], "diagnosis": diagnosis(w), "tasks": roles, "locks": locks, "cpus": []}
 
 
 def snapshot(inst: Any) -> dict[int, BlockedRec]:
@@ -104,7 +158,7 @@ def snapshot(inst: Any) -> dict[int, BlockedRec]:
 
 def empty_worst() -> dict[str, Any]:
     return {"blocked_s": 0.0, "state": "", "task": task_entity(0, 0, ""), "stack": [], "wchan": "",
-            "blocker": None, "tasks": [], "cpus": [], "locks": []}
+            "blocker": None, "diagnosis": "", "tasks": [], "cpus": [], "locks": []}
 
 
 class Collector:

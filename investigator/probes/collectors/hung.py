@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .blocked import BlockedRec, describe, finding
+from .blocked import BlockedRec, describe, empty_worst, finding
 
 REPORTS = 64
 LAYOUTS = {"blocked_rec": BlockedRec}
@@ -41,10 +41,7 @@ class Collector:
         for t in tasks:
             t.pop("_at")
         total = int.from_bytes(seq_raw[:8], "little") if isinstance(seq_raw, bytes) else sum(t["reports"] for t in tasks)
-        worst = {"task": {"tid": 0, "pid": 0, "comm": ""}, "blocked_s": 0.0, "stack": [], "wchan": "",
-                 "blocker": None, "tasks": [], "locks": [], "cpus": []}
-        if tasks:
-            worst = finding(tasks[0])
+        worst = finding(tasks[0]) if tasks else {k: v for k, v in empty_worst().items() if k != "state"}
         return {
             "timeout_s": _timeout(),
             "reports": total,
