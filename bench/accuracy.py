@@ -51,6 +51,16 @@ def rt_hog(tmp: Path) -> Iterator[dict]:
 
 
 @contextlib.contextmanager
+def rt_starves_rt(tmp: Path) -> Iterator[dict]:
+    with processes() as ps:
+        hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=40)
+        wait_alive(hog, 0.3)
+        victim = ps.spawn(RT_HOG, name="rt-victim", cpu=1, rtprio=5, seconds=40)
+        wait_alive(victim, 2.0)
+        yield {"roles": {victim.pid: "victim", hog.pid: "culprit"}, "cpus": [1]}
+
+
+@contextlib.contextmanager
 def wq_starved(tmp: Path) -> Iterator[dict]:
     with processes() as ps:
         hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=40)
@@ -207,6 +217,8 @@ RESERVED = ("reserved_cpus=[1]", "reserved_for=[latency-app]")
 CASES = [
     Case("rt-hog", "an RT busy loop starves a normal task on its CPU", "starvation.yaml", "cpu-starvation",
          "starvation", rt_hog),
+    Case("rt-starves-rt", "a SCHED_FIFO 5 busy loop never runs behind a SCHED_FIFO 10 one on its CPU",
+         "starvation.yaml", "cpu-starvation", "starvation", rt_starves_rt),
     Case("wq-starved", "per-CPU kernel work waits behind an RT hog on its CPU", "starvation.yaml",
          "workqueue-stall", "starvation", wq_starved),
     Case("frozen-fs", "a writer on a frozen ext4, in D state for 11 s", "freeze.yaml", "blocked-tasks",

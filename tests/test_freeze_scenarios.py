@@ -55,6 +55,32 @@ def test_rt_hog_starves_a_periodic_task(tmp_path: Path) -> None:
     assert str(victim.pid) in v["summary"] and str(hog.pid) in v["summary"]
 
 
+@pytest.mark.second_kernel
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a second CPU to starve")
+def test_rt_task_starved_by_a_higher_rt_task_never_runs(tmp_path: Path) -> None:
+    """Two SCHED_FIFO busy loops on CPU 1, priorities 10 and 5: the lower one never runs
+    again (RT throttling and the fair server make room for normal tasks only), so no wait of
+    it ends for sched.runqlat to measure -- only the run-queue snapshot (sched.runnable)
+    sees it.  Starvation: the victim, the culprit, CPU 1, a wait of at least the window."""
+    with processes() as ps:
+        hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=40)
+        wait_alive(hog, 0.3)
+        victim = ps.spawn(RT_HOG, name="rt-victim", cpu=1, rtprio=5, seconds=40)
+        wait_alive(victim, 2.0)
+        p = investigate("playbooks/freeze.yaml", "--window", "3", "--json", "--out", str(tmp_path / "b"))
+        assert hog.poll() is None and victim.poll() is None, "the scenario must outlive the run"
+    assert p.returncode == 1, p.stderr
+    (v,) = [v for v in _verdicts(p, "starvation") if v["node"] == "cpu-starvation"]
+    roles = {t["role"]: t["tid"] for t in v["tasks"]}
+    assert roles == {"victim": victim.pid, "culprit": hog.pid}, v["tasks"]
+    assert v["cpus"] == [1]
+    d = v["evidence"]["details"]
+    assert d["stuck"] and d["waiting_ms"] >= 3000, d
+    assert d["victim"]["policy"] == "SCHED_FIFO" and d["victim"]["rt_priority"] == 5
+    assert d["culprit"]["policy"] == "SCHED_FIFO" and d["culprit"]["rt_priority"] == 10
+    assert "without running once" in v["summary"], v["summary"]
+
+
 def _has_cgroup2() -> bool:
     with open("/proc/self/mounts") as f:
         return any(line.split()[2] == "cgroup2" for line in f if len(line.split()) > 2)

@@ -1,0 +1,88 @@
+"""Evidence of ``sched.runnable`` (probes/runnable.bpf.c): tasks queued on a run queue but
+not running, and the tasks running on each CPU, snapshotted when the window opens and
+when it closes.
+
+A task is *starved through the window* when it is queued at both snapshots and did not run
+in between (its nvcsw + nivcsw did not move): no wait of it ended, so sched.runqlat, which
+measures waits when they end, never saw it.  Its wait so far comes from the scheduler's
+sched_info.last_queued (at least the window when that is not kept).  The culprit is the
+task running on its CPU at the window's end, said to hold the CPU throughout when it also
+did at the start."""
+
+from __future__ import annotations
+
+import ctypes as C
+import os
+import time
+from typing import Any
+
+from ._common import cstr, iter_snapshot, task_entity
+
+MAX_TASKS = 4096
+TOP = 20
+u32, s32, u64 = C.c_uint32, C.c_int32, C.c_uint64
+
+
+class RunnableRec(C.Structure):
+    _fields_ = [("now_ns", u64), ("queued_ns", u64), ("switches", u64), ("tid", u32), ("tgid", u32),
+                ("prio", s32), ("policy", u32), ("cpu", u32), ("running", u32), ("comm", C.c_char * 16)]
+
+
+LAYOUTS = {"runnable_rec": RunnableRec}
+
+
+def empty_worst() -> dict[str, Any]:
+    return {"waiting_ms": 0.0, "cpu": -1, "stuck": False, "held_throughout": False, "queued": 0,
+            "victim": task_entity(0, 0, "", 0, 0), "culprit": task_entity(0, 0, "", 0, 0),
+            "tasks": [], "cpus": []}
+
+
+class Collector:
+    def start(self, inst: Any) -> None:
+        self.first = iter_snapshot(inst, RunnableRec, MAX_TASKS)
+        self.t0 = time.monotonic()
+
+    def finish(self, inst: Any) -> dict[str, Any]:
+        last = iter_snapshot(inst, RunnableRec, MAX_TASKS)
+        window_ms = (time.monotonic() - self.t0) * 1000
+        me = os.getpid()
+        on_cpu = {r.cpu: r for r in last.values() if r.running}
+        was_on_cpu = {r.cpu: r.tid for r in self.first.values() if r.running}
+        queued = [r for r in last.values() if not r.running and r.tgid != me]  # we wait too on a busy CPU
+        per_cpu: dict[int, int] = {}
+        for r in queued:
+            per_cpu[r.cpu] = per_cpu.get(r.cpu, 0) + 1
+        tasks = []
+        for r in queued:
+            before = self.first.get(r.tid)
+            stuck = before is not None and not before.running and before.switches == r.switches
+            waited_ms = (r.now_ns - r.queued_ns) / 1e6 if 0 < r.queued_ns < r.now_ns else 0.0
+            if stuck:
+                waited_ms = max(waited_ms, window_ms)
+            c = on_cpu.get(r.cpu)
+            culprit = task_entity(c.tid, c.tgid, cstr(c.comm), c.prio, c.policy) if c else \
+                task_entity(0, 0, "swapper (idle)", 0, 0)
+            if c and c.tgid == me:
+                culprit["investigator"] = True
+            tasks.append({**task_entity(r.tid, r.tgid, cstr(r.comm), r.prio, r.policy), "cpu": r.cpu,
+                          "waiting_ms": round(waited_ms, 3), "stuck": stuck, "queued": per_cpu[r.cpu],
+                          "culprit": culprit,
+                          "held_throughout": bool(stuck and c and was_on_cpu.get(r.cpu) == c.tid)})
+        tasks.sort(key=lambda t: (not t["stuck"], -t["waiting_ms"]))
+        worst = empty_worst()
+        blamable = [t for t in tasks if t["culprit"]["tid"] and not t["culprit"].get("investigator")]
+        if blamable:
+            w = blamable[0]
+            victim = {k: w[k] for k in ("tid", "pid", "comm", "prio", "rt_priority", "policy")}
+            worst = {"waiting_ms": w["waiting_ms"], "cpu": w["cpu"], "stuck": w["stuck"],
+                     "held_throughout": w["held_throughout"], "queued": w["queued"],
+                     "victim": victim, "culprit": w["culprit"],
+                     "tasks": [{**{k: victim[k] for k in ("tid", "pid", "comm")}, "role": "victim"},
+                               {**{k: w["culprit"][k] for k in ("tid", "pid", "comm")}, "role": "culprit"}],
+                     "cpus": [w["cpu"]]}
+        return {
+            "waiting_count": len(tasks),
+            "stuck_count": sum(1 for t in tasks if t["stuck"]),
+            "tasks": tasks[:TOP],
+            "worst": worst,
+        }
