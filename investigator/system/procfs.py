@@ -104,3 +104,16 @@ class PidNamespaces:
                 if nspids:             # a task of exactly this namespace: the last is its own
                     out[int(nspids[-1])] = int(tid)
         return out
+
+
+def current_syscall(pid: int | str, tid: int | str) -> tuple[int, list[int]] | None:
+    """The system call a task is in and its arguments (/proc/PID/task/TID/syscall); None
+    when it is running, in none, or gone.  Reading it never waits on the task."""
+    text = _read(f"/proc/{pid}/task/{tid}/syscall")
+    parts = text.split() if text else []
+    if len(parts) < 2 or not parts[0].isdigit():
+        return None
+    try:
+        return int(parts[0]), [int(a, 16) for a in parts[1:7]]
+    except ValueError:
+        return None

@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from ...system.kallsyms import symbolize
+from ...system.procfs import current_syscall
 from ._common import cstr, iter_snapshot, proc_task, seconds_since_ran, task_entity
 
 STACK_DEPTH = 32
@@ -126,13 +127,12 @@ def diagnosis(w: dict[str, Any]) -> str:
 
 def _syscall_file(tid: int, pid: int) -> str:
     """The file of a task's current system call when it takes a file descriptor first."""
+    call = current_syscall(pid, tid)
+    if call is None or call[0] not in SYSCALL_FD:
+        return ""
     try:
-        with open(f"/proc/{pid}/task/{tid}/syscall") as f:
-            call = f.read().split()
-        if len(call) < 2 or not call[0].isdigit() or int(call[0]) not in SYSCALL_FD:
-            return ""
-        target = os.readlink(f"/proc/{pid}/fd/{int(call[1], 16)}")
-    except (OSError, ValueError):
+        target = os.readlink(f"/proc/{pid}/fd/{call[1][0]}")
+    except OSError:
         return ""
     return target if target.startswith("/") else ""
 

@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from ...system.procfs import current_syscall
 from ._common import proc_task, task_entity
 
 TOP = 20
@@ -153,12 +154,11 @@ def _ofd_waiters(files: set[tuple[str, int]], mounts: dict[int, str]) -> list[tu
             continue
         budget -= len(tids)
         for tid in tids:
+            call = current_syscall(pid, tid)
+            if call is None or call[0] != FCNTL_NR or call[1][1:2] != [F_OFD_SETLKW]:
+                continue
             try:
-                with open(f"/proc/{pid}/task/{tid}/syscall") as f:
-                    call = f.read().split()
-                if len(call) < 3 or call[0] != str(FCNTL_NR) or int(call[2], 16) != F_OFD_SETLKW:
-                    continue
-                f = OpenFile(int(pid), str(int(call[1], 16)), mounts)
+                f = OpenFile(int(pid), str(call[1][0]), mounts)
             except (OSError, ValueError):
                 continue
             key = next((k for k in files if f.is_(*k)), None)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes as C
 import os
-import time
 from typing import Any
 
 from ._common import cstr, iter_snapshot, task_entity
@@ -40,11 +39,9 @@ def empty_worst() -> dict[str, Any]:
 class Collector:
     def start(self, inst: Any) -> None:
         self.first = iter_snapshot(inst, RunnableRec, MAX_TASKS)
-        self.t0 = time.monotonic()
 
     def finish(self, inst: Any) -> dict[str, Any]:
         last = iter_snapshot(inst, RunnableRec, MAX_TASKS)
-        window_ms = (time.monotonic() - self.t0) * 1000
         me = os.getpid()
         on_cpu = {r.cpu: r for r in last.values() if r.running}
         was_on_cpu = {r.cpu: r.tid for r in self.first.values() if r.running}
@@ -57,8 +54,8 @@ class Collector:
             before = self.first.get(r.tid)
             stuck = before is not None and not before.running and before.switches == r.switches
             waited_ms = (r.now_ns - r.queued_ns) / 1e6 if 0 < r.queued_ns < r.now_ns else 0.0
-            if stuck:
-                waited_ms = max(waited_ms, window_ms)
+            if stuck:                       # queued at least from one snapshot to the other
+                waited_ms = max(waited_ms, (r.now_ns - before.now_ns) / 1e6)
             c = on_cpu.get(r.cpu)
             culprit = task_entity(c.tid, c.tgid, cstr(c.comm), c.prio, c.policy) if c else \
                 task_entity(0, 0, "swapper (idle)", 0, 0)
