@@ -27,22 +27,28 @@ def freeze(tmp: Path) -> tuple[dict, dict]:
     return rep, next(v for v in rep["verdicts"] if v["node"] == "user-deadlock")
 
 
-@pytest.mark.parametrize("how", ["flock", "ofd"])
+@pytest.mark.parametrize("how", ["flock", "ofd", "flock-thread"])
 def test_flock_abba_deadlock_names_both_processes_and_files(tmp_path: Path, how: str) -> None:
-    """flock(), and OFD locks, whose owner /proc/locks does not list (pid -1): it is found
-    from the holders' fdinfo and the waiters' fcntl() calls."""
+    """flock(); OFD locks, whose owner /proc/locks does not list (pid -1): it is found from
+    the holders' fdinfo and the waiters' fcntl() calls; and flock() asked for by a second
+    thread of each process, while /proc/locks names the process: the waiting thread is
+    found by its flock() call, and it stands for its process as the holder."""
     with processes() as ps:
         parent, (p0, p1) = ps.spawn_with_pids(FLOCK_ABBA, str(tmp_path / "pids"), name="flock-abba",
                                               dir=str(tmp_path), seconds=60, how=how)
         wait_alive(parent, 1.5)           # both hold one lock and wait for the other
+        t0, t1, suffix = p0, p1, ""
+        if how == "flock-thread":
+            t0, t1, suffix = threads_by_comm(p0)["flock-abba-0-t"], threads_by_comm(p1)["flock-abba-1-t"], "-t"
         rep, v = freeze(tmp_path)
     assert v["verdict"] == "deadlock", v
-    assert {t["tid"] for t in v["tasks"]} == {p0, p1}
-    assert {t["comm"] for t in v["tasks"]} == {"flock-abba-0", "flock-abba-1"}
+    assert {(t["tid"], t["pid"]) for t in v["tasks"]} == {(t0, p0), (t1, p1)}
+    assert {t["comm"] for t in v["tasks"]} == {"flock-abba-0" + suffix, "flock-abba-1" + suffix}
     locks = {(lk["holder_tid"], lk["waiter_tid"]): lk for lk in v["locks"]}
+    kind = how.split("-")[0]
     # p0 holds first.lock and waits for second.lock, which p1 holds; and the reverse
-    assert locks[(p0, p1)]["lock"] == f"{how} {tmp_path}/first.lock"
-    assert locks[(p1, p0)]["lock"] == f"{how} {tmp_path}/second.lock"
+    assert locks[(t0, t1)]["lock"] == f"{kind} {tmp_path}/first.lock"
+    assert locks[(t1, t0)]["lock"] == f"{kind} {tmp_path}/second.lock"
     assert all(lk["source"] == "flock" for lk in v["locks"])
     assert "2 tasks wait for each other's locks" in v["summary"]
     # replay gives the same verdict from the bundle alone

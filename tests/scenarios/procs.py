@@ -87,12 +87,20 @@ for p in pids:
 """
 
 FLOCK_ABBA = """
-import fcntl, os, struct, time
+import fcntl, os, struct, threading, time
 # Two processes take two file locks in opposite orders: each holds one and waits for the
 # other forever (the kernel does no deadlock detection for flock() nor for OFD locks).
-# how: flock, or ofd (fcntl F_OFD_SETLKW: a lock owned by the open file, not the process).
+# how: flock, or ofd (fcntl F_OFD_SETLKW: a lock owned by the open file, not the process),
+# or flock-thread: each process asks for its second lock from a second thread
+# ("{name}-N-t"; /proc/locks names the process, not that thread).
 end = time.monotonic() + {seconds}
 def take(fd):
+    if "{how}" == "flock-thread" and threading.current_thread() is threading.main_thread():
+        t = threading.Thread(target=lambda: (open("/proc/thread-self/comm", "w").write(
+            open("/proc/self/comm").read().strip() + "-t"), take(fd)))
+        t.start()
+        t.join()
+        return
     if "{how}" == "ofd":
         fcntl.fcntl(fd, 38, struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
     else:

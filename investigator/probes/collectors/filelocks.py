@@ -21,7 +21,8 @@ TOP = 20
 PROC_LOCKS = "/proc/locks"
 KINDS = {"FLOCK": "flock", "POSIX": "posix", "OFDLCK": "ofd"}
 FCNTL_NR = {"x86_64": 72, "aarch64": 25}.get(os.uname().machine, -1)
-F_OFD_SETLKW = 38
+FLOCK_NR = {"x86_64": 73, "aarch64": 32}.get(os.uname().machine, -1)
+F_SETLKW, F_OFD_SETLKW = 7, 38
 MAX_FDS = 200_000               # open files looked at for OFD holders, per snapshot
 MAX_TASKS = 100_000             # tasks looked at for OFD waiters, per snapshot
 
@@ -169,22 +170,46 @@ def _ofd_waiters(files: set[tuple[str, int]], mounts: dict[int, str]) -> list[tu
     return out
 
 
+def _blocked_thread(pid: int, dev: str, inode: int, mounts: dict[int, str]) -> int:
+    """The thread of a process that waits for a file lock on (dev, inode): /proc/locks names
+    the waiting process, and in a multi-threaded one that is seldom the thread that waits.
+    The process's own id when no thread is found waiting in flock() or fcntl(F_SETLKW)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return pid
+    if len(tids) < 2:
+        return pid
+    for tid in tids[:4096]:
+        call = current_syscall(pid, tid)
+        if call is None:
+            continue
+        nr, args = call
+        if nr == FLOCK_NR or (nr == FCNTL_NR and args[1:2] in ([F_SETLKW], [F_OFD_SETLKW])):
+            try:
+                if OpenFile(pid, str(args[0]), mounts).is_(dev, inode):
+                    return int(tid)
+            except (OSError, ValueError):
+                continue
+    return pid
+
+
 def snapshot() -> dict[str, Any]:
     """/proc/locks and its edges: (waiter tid, waiter pid, holder pid, lock id, waiting entry,
-    held entry)."""
+    held entry) -- the waiter being the thread that waits, found among its process's."""
     with open(PROC_LOCKS) as f:
         entries = parse(f.read(1 << 22))
     holders = {e["id"]: e for e in entries if not e["waiting"]}
     edges = []
     ofd: dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]] = {}
+    mounts = _mount_devs() if any(e["waiting"] for e in entries) else {}
     for e in entries:
         h = holders.get(e["id"])
         if e["waiting"] and h and e["pid"] > 0 and h["pid"] > 0:
-            edges.append((e["pid"], e["pid"], h["pid"], e["id"], e, h))
+            edges.append((_blocked_thread(e["pid"], e["dev"], e["inode"], mounts), e["pid"], h["pid"], e["id"], e, h))
         elif e["waiting"] and h and e["type"] == "OFDLCK":
             ofd.setdefault((e["dev"], e["inode"]), (e, h))
     if ofd:
-        mounts = _mount_devs()
         owners = _ofd_holders(set(ofd), mounts)
         for tid, pid, key in _ofd_waiters(set(ofd), mounts):
             e, h = ofd[key]
@@ -203,16 +228,20 @@ class Collector:
         before = {(w, h, e["dev"], e["inode"]) for w, _, h, _, e, _ in self.first["edges"]}
         waiters, edges = [], []
         mounts = _mount_devs() if last["edges"] else {}
+        # a lock is held by a process; when one of its threads itself waits for a file lock,
+        # that thread is the holder in the wait-for graph (else the process's main thread)
+        waiting_thread = {wpid: w for w, wpid, *_ in last["edges"]}
         for w, wpid, h, lid, e, he in last["edges"]:
+            ht = waiting_thread.get(h, h)
             sw0, sw1 = self.first["switches"].get(w), last["switches"].get(w)
             stuck = (w, h, e["dev"], e["inode"]) in before and sw0 is not None and sw0 == sw1
             path = _path(h, he["dev"], he["inode"], mounts)
             kind = KINDS.get(e["type"], e["type"].lower())
             lock = f"{kind} {path or e['dev'] + ':' + str(e['inode'])}"
             waiters.append({**task_entity(w, wpid, _comm(w)), "lock": lock, "type": e["type"], "access": e["access"],
-                            "path": path, "inode": e["inode"], "holder": task_entity(h, h, _comm(h)),
+                            "path": path, "inode": e["inode"], "holder": task_entity(ht, h, _comm(ht)),
                             "stuck": stuck, "waited_s": window_s if stuck else 0.0})
-            edges.append({"waiter": w, "holder": h, "lock": lock, "kind": kind,
+            edges.append({"waiter": w, "holder": ht, "lock": lock, "kind": kind,
                           "stuck": stuck, "waited_s": window_s if stuck else 0.0})
         held = [e for e in last["entries"] if not e["waiting"]]
         # what the holders do (the end of a chain): state, wchan and stack from /proc
