@@ -66,6 +66,10 @@ def test_no_kernel_btf_makes_nodes_unobservable_with_the_reason(tmp_path: Path) 
     assert st["blocked-tasks"]["status"] == "unobservable"        # iterators need the kernel's BTF
     assert st["cpu-starvation"]["status"] in ("refuted", "inconclusive", "confirmed")
     assert st["cpu-starvation"]["probes"][0]["hook"] == "raw_tp"   # tp_btf refused, raw_tp used
+    # sched.runnable (an iterator) is optional there: the node observes without it, and says so
+    runnable = next(pr for pr in st["cpu-starvation"]["probes"] if pr["probe"] == "sched.runnable")
+    assert runnable["optional"] and runnable["hook"] is None and "BTF" in runnable["error"], runnable
+    assert any(e.startswith("optional ") and "runnable were skipped" in e for e in st["cpu-starvation"]["errors"])
     assert any("tp_btf" == a["hook"] for a in st["cpu-starvation"]["probes"][0]["attempts"])
 
 

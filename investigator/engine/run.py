@@ -290,7 +290,10 @@ class _Walk:
             inst = self.pool.acquire(m, use, nid)
             if isinstance(inst, ProbeUnavailable):
                 nr.probes.append({"probe": m.name, "as": alias, "hook": None, "error": str(inst),
-                                  "attempts": inst.attempts})
+                                  "attempts": inst.attempts, "optional": use.optional})
+                if use.optional:        # observed without it: its rules are skipped
+                    nr.errors.append(f"optional {inst}; the rules that read {alias} were skipped")
+                    continue
                 nr.errors.append(str(inst))
                 nr.status = "unobservable"
             else:
@@ -299,6 +302,8 @@ class _Walk:
                                   "attach_ms": round(inst.attach_ms, 2), "attempts": inst.attempts,
                                   "links": inst.links, "notes": inst.notes})
         nr.started_at = time.monotonic()
+        if not nr.insts:                # every probe optional, and none attached
+            nr.status = "unobservable"
         if nr.status == "unobservable":
             self._release(nr)
             nr.ended_at = nr.started_at

@@ -56,6 +56,9 @@ class ProbeUse:
     as_: str | None = doc("Name of its evidence in rules (default: the probe's alias, e.g. runq; bt for "
                           "bpftrace).", key="as", default=None)
     with_: dict[str, Any] = doc("Probe parameters (durations as 10ms, 5s).", key="with", default_factory=dict)
+    optional: bool = doc("When it cannot attach on this machine the node observes without it (its "
+                         "rules that read it are skipped, and the report says why); by default the "
+                         "node is then unobservable.", default=False)
 
 
 @dataclass

@@ -23,7 +23,7 @@ TARGET_TYPES = ("symbol", "path")
 # kernel function; a binary and its function), written "{name}" in the hook targets.
 # The collectors (investigator/probes/collectors/): a custom probe must produce records one
 # of them decodes, since a playbook never brings code.
-COLLECTORS = ("runqlat", "blocked", "workqueue", "futex", "func", "lock", "irq", "mem", "offcpu", "hung", "lockhold", "fuse", "oncpu")
+COLLECTORS = ("runqlat", "blocked", "workqueue", "futex", "func", "lock", "irq", "mem", "offcpu", "hung", "lockhold", "fuse", "oncpu", "runnable")
 
 BPFTRACE = "bpftrace"
 

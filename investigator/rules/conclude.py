@@ -4,6 +4,7 @@ Shared by the live engine and by replay, so that both give the same verdicts."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +48,11 @@ def conclude(lp: LoadedPlaybook, node_id: str, env: dict[str, Any]) -> Conclusio
     node = lp.spec.nodes[node_id]
     errors: list[str] = []
     env = {**with_analyzers(env), "vars": lp.spec.vars}
+    # an optional probe that could not attach: the rules that read its evidence are skipped
+    missing = [a for a in (u.as_ or lp.alias_of(node_id, u.use) for u in node.probes if u.optional) if a not in env]
     for i, rule in enumerate(node.conclude):
+        if any(re.search(rf"\b{re.escape(a)}\.", f"{rule.when} {rule.about or ''}") for a in missing):
+            continue
         when = lp.exprs.get((node_id, i, "when")) or Expr(rule.when)
         try:
             held = truthy(when.evaluate(env))
