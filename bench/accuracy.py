@@ -26,8 +26,8 @@ from docsplice import splice  # noqa: E402
 sys.path.insert(0, str(REPO / "tests"))
 from scenarios.build import c_helper  # noqa: E402
 from scenarios.procs import (FLOCK_ABBA, FUSE_RENAMER, NORMAL_HOG, PERIODIC, PIPE_RESIZER,  # noqa: E402
-                             PTY_WRITERS, RT_HOG, STAT_REFRESH, children_of, frozen_filesystem, fuse_mount, processes,
-                             rps_to, sysctl, threads_by_comm, wait_alive)
+                             PTY_WRITERS, RT_HOG, STAT_REFRESH, frozen_filesystem, fuse_mount, processes,
+                             rps_to, start_abba, sysctl, threads_by_comm, wait_alive)
 
 @dataclass
 class Case:
@@ -78,27 +78,13 @@ def frozen_writer(tmp: Path) -> Iterator[dict]:
         yield {"roles": {w.pid: "waiter"}}
 
 
-def pthread_abba(mode: str = "") -> Callable[[Path], contextlib.AbstractContextManager[dict]]:
-    """tests/scenarios/abba.c: two threads (mode ""), two processes sharing the mutexes
-    ("shared"), two threads in a pid namespace of their own ("pidns") or two rwlocks
-    ("rwlock")."""
+def pthread_abba(mode: str = "threads") -> Callable[[Path], contextlib.AbstractContextManager[dict]]:
+    """tests/scenarios/abba.c in one of its shapes (scenarios.procs.start_abba)."""
     @contextlib.contextmanager
     def setup(tmp: Path) -> Iterator[dict]:
-        exe = c_helper("abba", tmp)
-        argv = [str(exe), "60"] + (["shared"] if mode == "shared" else ["rwlock"] if mode == "rwlock" else [])
-        if mode == "pidns":
-            argv = ["unshare", "--pid", "--fork", "--kill-child"] + argv
         with processes() as ps:
-            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-            ps.procs.append(proc)
-            printed = dict(part.split("=") for part in proc.stdout.readline().split())
-            wait_alive(proc, 3.0)
-            if mode == "shared":
-                waiters = [int(printed["ab"]), int(printed["ba"])]
-            else:
-                t = threads_by_comm(children_of(proc.pid)[0] if mode == "pidns" else proc.pid)
-                waiters = [t["lock-a-then-b"], t["lock-b-then-a"]]
-            yield {"roles": {tid: "waiter" for tid in waiters},
+            _, waiters = start_abba(ps, str(c_helper("abba", tmp)), mode, seconds=60)
+            yield {"roles": {tid: "waiter" for tid, _ in waiters.values()},
                    "kind": "pthread_rwlock" if mode == "rwlock" else "pthread_mutex"}
     return setup
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from docsplice import splice  # noqa: E402
 sys.path.insert(0, str(REPO / "tests"))
 from scenarios.build import c_helper  # noqa: E402
-from scenarios.procs import processes, threads_by_comm, wait_alive  # noqa: E402
+from scenarios.procs import processes, start_abba  # noqa: E402
 
 
 def one(n: int, tmp: Path) -> dict[str, float | bool]:
@@ -31,13 +31,9 @@ def one(n: int, tmp: Path) -> dict[str, float | bool]:
     with processes() as ps:
         if n:
             crowd = ps.spawn_argv([str(many), str(n), "1000", "120"])
-        proc = subprocess.Popen([str(abba), "120"], stdout=subprocess.PIPE, text=True)
-        ps.procs.append(proc)
-        proc.stdout.readline()
-        wait_alive(proc, 3.0 if n < 5000 else 6.0)
+        _, waiters = start_abba(ps, str(abba), seconds=120, settle=3.0 if n < 5000 else 6.0)
         if n:
             assert len(os.listdir(f"/proc/{crowd.pid}/task")) >= n, "the crowd did not start"
-        t = threads_by_comm(proc.pid)
         t0 = time.monotonic()
         p = subprocess.Popen([sys.executable, "-m", "investigator", "playbooks/freeze.yaml", "--window", "3",
                               "--json", "--out", str(tmp / f"b{n}")], cwd=REPO, stdout=subprocess.PIPE,
@@ -47,7 +43,7 @@ def one(n: int, tmp: Path) -> dict[str, float | bool]:
         wall = time.monotonic() - t0
     rep = json.loads(out)
     dl = [v for v in rep["verdicts"] if v["verdict"] == "deadlock"]
-    right = bool(dl) and {x["tid"] for x in dl[0]["tasks"]} == {t["lock-a-then-b"], t["lock-b-then-a"]}
+    right = bool(dl) and {x["tid"] for x in dl[0]["tasks"]} == {tid for tid, _ in waiters.values()}
     return {"wall": wall, "attached": rep.get("timings", {}).get("launch_to_attached_s", float("nan")),
             "rss": ru.ru_maxrss / 1024, "found": right}
 

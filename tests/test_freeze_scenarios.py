@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import investigate
 from scenarios.build import c_helper
-from scenarios.procs import (NORMAL_HOG, PERIODIC, RT_HOG, STAT_REFRESH, children_of, processes, threads_by_comm,
+from scenarios.procs import (NORMAL_HOG, PERIODIC, RT_HOG, STAT_REFRESH, processes, start_abba,
                              wait_alive)
 
 pytestmark = [pytest.mark.bpf, pytest.mark.cpu_heavy]
@@ -202,21 +202,9 @@ def test_pthread_abba_deadlock_is_found_with_its_cycle(tmp_path: Path, mode: str
     (the owner TIDs in the mutexes are the namespace's, not ours); and two threads
     write-locking two pthread_rwlock_t (the writer's TID lies elsewhere)."""
     exe = c_helper("abba", tmp_path)
-    argv = {"threads": [str(exe), "40"], "shared": [str(exe), "40", "shared"], "rwlock": [str(exe), "40", "rwlock"],
-            "pidns": ["unshare", "--pid", "--fork", "--kill-child", str(exe), "40"]}[mode]
     with processes() as ps:
-        import subprocess
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-        ps.procs.append(proc)  # type: ignore[arg-type]
-        printed = dict(part.split("=") for part in proc.stdout.readline().split())  # type: ignore[union-attr]
-        wait_alive(proc, 3.0)  # type: ignore[arg-type]
-        if mode == "shared":       # each a process of its own
-            ab = ab_pid = int(printed["ab"])
-            ba = ba_pid = int(printed["ba"])
-        else:
-            pid = children_of(proc.pid)[0] if mode == "pidns" else proc.pid
-            threads = threads_by_comm(pid)
-            ab, ba, ab_pid, ba_pid = threads["lock-a-then-b"], threads["lock-b-then-a"], pid, pid
+        printed, waiters = start_abba(ps, str(exe), mode)
+        (ab, ab_pid), (ba, ba_pid) = waiters["ab"], waiters["ba"]
         p = investigate("playbooks/freeze.yaml", "--window", "2", "--json", "--out", str(tmp_path / "b"))
     assert p.returncode == 1, p.stderr
     (v,) = _verdicts(p, "deadlock")

@@ -9,14 +9,13 @@ wait out the 15 s and then find the deadlock."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import investigate
 from scenarios.build import c_helper
 from scenarios.faults import FAULT_WRITER, MISSING, MODULE, fault_module
-from scenarios.procs import processes, threads_by_comm, wait_alive
+from scenarios.procs import processes, start_abba, wait_alive
 
 pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel, pytest.mark.skipif(not MODULE.exists(), reason=MISSING)]
 
@@ -24,12 +23,9 @@ pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel, pytest.mark.skipif(not
 def test_futex_waiters_of_a_process_whose_mmap_lock_is_held_are_not_read(tmp_path: Path) -> None:
     exe = c_helper("abba", tmp_path)
     with fault_module(), processes() as ps:
-        abba = subprocess.Popen([str(exe), "40"], stdout=subprocess.PIPE, text=True)
-        ps.procs.append(abba)  # type: ignore[arg-type]
-        abba.stdout.readline()  # type: ignore[union-attr]
-        wait_alive(abba, 1.0)  # type: ignore[arg-type]
-        threads = threads_by_comm(abba.pid)
-        hold = ps.spawn(FAULT_WRITER, name="mmap-holder", command=f"mmap-hold {abba.pid} 15000", period=60,
+        _, waiters = start_abba(ps, str(exe), settle=1.0)
+        pid = waiters["ab"][1]
+        hold = ps.spawn(FAULT_WRITER, name="mmap-holder", command=f"mmap-hold {pid} 15000", period=60,
                         seconds=1)
         wait_alive(hold, 0.5)
         p = investigate("playbooks/deadlock.yaml", "--window", "2", "--json", "--out", str(tmp_path / "b"))
@@ -38,8 +34,8 @@ def test_futex_waiters_of_a_process_whose_mmap_lock_is_held_are_not_read(tmp_pat
     rep = json.loads(p.stdout)
     assert not [v for v in rep["verdicts"] if v["verdict"] == "deadlock"], rep["verdicts"]
     ev = json.loads((tmp_path / "b" / "evidence.json").read_text())["user-deadlock"]["futex"]
-    ours = {w["tid"]: w for w in ev["waiters"] if w["pid"] == abba.pid}
-    assert {threads["lock-a-then-b"], threads["lock-b-then-a"]} <= set(ours), ev["waiters"]
+    ours = {w["tid"]: w for w in ev["waiters"] if w["pid"] == pid}
+    assert {tid for tid, _ in waiters.values()} <= set(ours), ev["waiters"]
     for w in ours.values():
         assert w["unread"].startswith("not read: the process's mmap_lock"), w
         assert w["owner_tid"] == 0

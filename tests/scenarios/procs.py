@@ -223,6 +223,26 @@ def children_of(pid: int) -> list[int]:
     return kids
 
 
+def start_abba(ps: Procs, exe: str, mode: str = "threads", seconds: int = 40,
+               settle: float = 3.0) -> tuple[dict[str, str], dict[str, tuple[int, int]]]:
+    """tests/scenarios/abba.c in one of its shapes -- two threads ("threads"), two
+    processes sharing the mutexes ("shared"), two threads in a pid namespace of their own
+    ("pidns"), two rwlocks ("rwlock") -- left `settle` seconds to deadlock.  What it printed
+    (the locks' addresses) and its two waiters, "ab" and "ba", as (tid, pid)."""
+    argv = [exe, str(seconds)] + ([mode] if mode in ("shared", "rwlock") else [])
+    if mode == "pidns":
+        argv = ["unshare", "--pid", "--fork", "--kill-child"] + argv
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    ps.procs.append(proc)  # type: ignore[arg-type]
+    printed = dict(part.split("=") for part in proc.stdout.readline().split())  # type: ignore[union-attr]
+    wait_alive(proc, settle)  # type: ignore[arg-type]
+    if mode == "shared":            # each a process of its own
+        return printed, {"ab": (int(printed["ab"]),) * 2, "ba": (int(printed["ba"]),) * 2}  # type: ignore[dict-item]
+    pid = children_of(proc.pid)[0] if mode == "pidns" else proc.pid
+    threads = threads_by_comm(pid)
+    return printed, {"ab": (threads["lock-a-then-b"], pid), "ba": (threads["lock-b-then-a"], pid)}
+
+
 @contextmanager
 def processes() -> Iterator[Procs]:
     ps = Procs()

@@ -11,6 +11,7 @@ fcntl(F_OFD_SETLKW) on a file with that inode (/proc/PID/task/TID/syscall)."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -224,7 +225,7 @@ class Collector:
 
     def finish(self, inst: Any) -> dict[str, Any]:
         last = snapshot()
-        window_s = round(max(0.0, __import__("time").monotonic() - inst.attached_at), 3)
+        window_s = round(max(0.0, time.monotonic() - inst.attached_at), 3)
         before = {(w, h, e["dev"], e["inode"]) for w, _, h, _, e, _ in self.first["edges"]}
         waiters, edges = [], []
         mounts = _mount_devs() if last["edges"] else {}
