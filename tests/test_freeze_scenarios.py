@@ -72,13 +72,20 @@ def test_rt_task_starved_by_a_higher_rt_task_never_runs(tmp_path: Path) -> None:
     assert p.returncode == 1, p.stderr
     (v,) = [v for v in _verdicts(p, "starvation") if v["node"] == "cpu-starvation"]
     roles = {t["role"]: t["tid"] for t in v["tasks"]}
-    assert roles == {"victim": victim.pid, "culprit": hog.pid}, v["tasks"]
+    assert roles["culprit"] == hog.pid, v["tasks"]
     assert v["cpus"] == [1]
     d = v["evidence"]["details"]
     assert d["stuck"] and d["waiting_ms"] >= 3000, d
-    assert d["victim"]["policy"] == "SCHED_FIFO" and d["victim"]["rt_priority"] == 5
     assert d["culprit"]["policy"] == "SCHED_FIFO" and d["culprit"]["rt_priority"] == 10
     assert "without running once" in v["summary"], v["summary"]
+    # the victim is the longest stuck wait on CPU 1: the RT victim, or (seen once in CI) a
+    # per-CPU kworker that the hog kept from running as long; the RT victim is always among
+    # the tasks stuck there behind the hog
+    ev = json.loads((tmp_path / "b" / "evidence.json").read_text())["cpu-starvation"]["runnable"]
+    stuck = {t["tid"]: t for t in ev["tasks"] if t["stuck"] and t["cpu"] == 1}
+    assert roles["victim"] in stuck and victim.pid in stuck, ev["tasks"]
+    rt = stuck[victim.pid]
+    assert rt["policy"] == "SCHED_FIFO" and rt["rt_priority"] == 5 and rt["culprit"]["tid"] == hog.pid, rt
 
 
 def _has_cgroup2() -> bool:
