@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -42,8 +43,14 @@ def kernel_bpf_listing() -> dict[str, list[dict[str, object]]]:
     bpftool = shutil.which("bpftool") or "/usr/sbin/bpftool"
     out = {}
     for what in ("prog", "link", "map"):
-        p = subprocess.run([bpftool, "-j", what, "show"], capture_output=True, text=True, timeout=30)
-        assert p.returncode == 0, p.stderr
+        for attempt in range(20):
+            p = subprocess.run([bpftool, "-j", what, "show"], capture_output=True, text=True, timeout=30)
+            # EAGAIN: a link another process is creating has an ID but is not settled yet
+            # (bpf_link_by_id); it is settled, or gone, a moment later
+            if p.returncode == 0 or "Resource temporarily unavailable" not in p.stdout + p.stderr:
+                break
+            time.sleep(0.05)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr
         out[what] = json.loads(p.stdout or "[]")
     return out
 
