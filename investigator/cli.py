@@ -86,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd is None:
         _parser().print_help()
         return exitcodes.USAGE
+    # before any thread exists: see system/fds.py (a BPF load that hangs on a stalled RCU)
+    from .system.fds import reserve_fd_table
+    reserve_fd_table()
     try:
         return int(globals()[f"cmd_{args.cmd}"](args))
     except BrokenPipeError:

@@ -20,14 +20,7 @@ class Check:
 
 
 def effective_caps() -> int:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("CapEff:"):
-                    return int(line.split()[1], 16)
-    except OSError:
-        pass
-    return 0
+    return int(procfs.status().get("CapEff", "0"), 16)
 
 
 def can_load_bpf() -> bool:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import selectors
+import shutil
+import subprocess
 import time
 
 POLICIES = {0: "SCHED_OTHER", 1: "SCHED_FIFO", 2: "SCHED_RR", 3: "SCHED_BATCH", 5: "SCHED_IDLE",
@@ -20,6 +23,53 @@ def _read(path: str) -> str | None:
 def sysctl(name: str) -> str | None:
     s = _read("/proc/sys/" + name.replace(".", "/"))
     return s.strip() if s is not None else None
+
+
+def status(task: int | str = "self") -> dict[str, str]:
+    """/proc/TASK/status as name -> value ("self", a PID, or "PID/task/TID"); {} if gone."""
+    text = _read(f"/proc/{task}/status") or ""
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines()) if v}
+
+
+_abandoned: list[subprocess.Popen[bytes]] = []
+
+
+def read_in_child(path: str, timeout: float, limit: int = 1 << 22) -> str:
+    """Read a file through a child process (cat), giving up after ``timeout`` seconds with
+    TimeoutError: for kernel files whose read can wait uninterruptibly on what is being
+    investigated -- /proc/locks takes the file-lock rwsem for writing, which waits for an
+    RCU grace period.  A thread of ours stuck like that would keep this process from
+    exiting until the kernel lets go; an abandoned child is killed (it dies once the read
+    returns) and never waited for.  OSError when the file cannot be read."""
+    for p in list(_abandoned):               # reap the ones that have died since
+        if p.poll() is not None:
+            _abandoned.remove(p)
+    cat = shutil.which("cat") or "/bin/cat"
+    p = subprocess.Popen([cat, "--", path], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, close_fds=True)
+    assert p.stdout is not None and p.stderr is not None
+    out = bytearray()
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(p.stdout, selectors.EVENT_READ)
+        while len(out) < limit:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                p.kill()
+                p.stdout.close()
+                p.stderr.close()
+                _abandoned.append(p)
+                raise TimeoutError(f"reading {path} did not finish in {timeout:g} s")
+            chunk = os.read(p.stdout.fileno(), 1 << 16)
+            if not chunk:
+                break
+            out += chunk
+    p.stdout.close()
+    err = p.stderr.read().decode(errors="replace").strip()
+    p.stderr.close()
+    if p.wait() != 0:
+        raise OSError(f"reading {path}: {err or 'cat exited ' + str(p.returncode)}")
+    return out.decode(errors="replace")
 
 
 def rt_throttling() -> dict[str, int | None]:
