@@ -13,7 +13,7 @@ import pytest
 from conftest import investigate
 from scenarios.build import c_helper
 from scenarios.procs import (NORMAL_HOG, PERIODIC, RT_HOG, STAT_REFRESH, processes, start_abba,
-                             wait_alive)
+                             sysctl, wait_alive)
 
 pytestmark = [pytest.mark.bpf, pytest.mark.cpu_heavy]
 
@@ -86,6 +86,31 @@ def test_rt_task_starved_by_a_higher_rt_task_never_runs(tmp_path: Path) -> None:
     assert roles["victim"] in stuck and victim.pid in stuck, ev["tasks"]
     rt = stuck[victim.pid]
     assert rt["policy"] == "SCHED_FIFO" and rt["rt_priority"] == 5 and rt["culprit"]["tid"] == hog.pid, rt
+
+
+@pytest.mark.second_kernel
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a second CPU to starve")
+def test_rt_hog_with_throttling_off_does_not_stall_the_investigation(tmp_path: Path) -> None:
+    """A SCHED_FIFO busy loop on CPU 1 with RT throttling off (sched_rt_runtime_us = -1),
+    and a normal periodic task there.  Before 6.12 (no fair deadline server) the hog also
+    keeps CPU 1's ksoftirqd and kworkers off the CPU, so RCU grace periods stop completing:
+    whatever waits for one -- a multi-threaded process's descriptor table growing for its
+    next BPF program, a read of /proc/locks -- waits until the hog stops (the first BPF load
+    hung for the hog's whole life in the 6.1 guest).  The investigation must conclude while
+    the hog still runs, and name it."""
+    with sysctl("kernel.sched_rt_runtime_us", "-1"), processes() as ps:
+        hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=50, seconds=90)
+        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, work=0.02, seconds=90)
+        wait_alive(victim, 2.5)
+        p = investigate("playbooks/freeze.yaml", "--window", "3", "--json", "--out", str(tmp_path / "b"),
+                        timeout=85)
+        assert hog.poll() is None, "the investigation ended only when the hog did"
+    assert p.returncode == 1, p.stdout + p.stderr
+    (v,) = [v for v in _verdicts(p, "starvation") if v["node"] == "cpu-starvation"]
+    roles = {t["role"]: t for t in v["tasks"]}
+    assert roles["culprit"]["tid"] == hog.pid and roles["culprit"]["comm"] == "rt-hog", v["tasks"]
+    assert v["cpus"] == [1]
+    assert v["evidence"]["details"]["culprit"]["policy"] == "SCHED_FIFO"
 
 
 def _has_cgroup2() -> bool:

@@ -15,11 +15,12 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ...system.procfs import current_syscall
+from ...system.procfs import current_syscall, read_in_child
 from ._common import proc_task, task_entity
 
 TOP = 20
 PROC_LOCKS = "/proc/locks"
+LOCKS_TIMEOUT_S = 2.0
 KINDS = {"FLOCK": "flock", "POSIX": "posix", "OFDLCK": "ofd"}
 FCNTL_NR = {"x86_64": 72, "aarch64": 25}.get(os.uname().machine, -1)
 FLOCK_NR = {"x86_64": 73, "aarch64": 32}.get(os.uname().machine, -1)
@@ -198,8 +199,13 @@ def _blocked_thread(pid: int, dev: str, inode: int, mounts: dict[int, str]) -> i
 def snapshot() -> dict[str, Any]:
     """/proc/locks and its edges: (waiter tid, waiter pid, holder pid, lock id, waiting entry,
     held entry) -- the waiter being the thread that waits, found among its process's."""
-    with open(PROC_LOCKS) as f:
-        entries = parse(f.read(1 << 22))
+    try:
+        text = read_in_child(PROC_LOCKS, LOCKS_TIMEOUT_S, limit=1 << 22)
+    except TimeoutError as e:
+        raise TimeoutError(f"{e}: reading it takes the kernel's file-lock rwsem for writing, which "
+                           "waits for an RCU grace period and for the file-lock calls in progress "
+                           "(are RCU grace periods stalled?)") from None
+    entries = parse(text)
     holders = {e["id"]: e for e in entries if not e["waiting"]}
     edges = []
     ofd: dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]] = {}
