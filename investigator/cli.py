@@ -163,7 +163,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         return exitcodes.USAGE
     if len(args.comm.encode()) > 15:
         _err(f"note: the kernel keeps 15 bytes of a command name; matching '{args.comm[:15]}'")
-    out_dir = bundle.prepare(args.out or bundle.default_dir(lp.name))
+    want = Path(args.out) if args.out else bundle.default_dir(lp.name)
+    try:
+        out_dir = bundle.prepare(want)
+    except OSError as e:               # a read-only or full filesystem: the run still has a place
+        import tempfile
+        out_dir = bundle.prepare(Path(tempfile.mkdtemp(prefix=f"investigator-{lp.name}-")))
+        _err(f"note: cannot create {want} ({e.strerror or e}); the bundle goes to {out_dir}")
     view: Any = None
     progress = None
     if not (args.quiet or args.json):

@@ -158,3 +158,17 @@ def test_custom_probe_outside_the_folder_is_refused(tmp_path: Path) -> None:
     book.write_text(book.read_text().replace("local/mine", "local/../../etc/x"))
     p = investigate("validate", "--allow-custom-probes", str(book))
     assert p.returncode == 2 and "expected local/NAME" in p.stderr
+
+
+def test_a_bundle_folder_that_cannot_be_created_falls_back_to_tmp() -> None:
+    """A read-only working directory (or --out somewhere unwritable) must not cost the
+    investigation: the bundle goes to a fresh folder under the temp dir, and it says so."""
+    p = investigate("playbooks/interrupts.yaml", "--window", "1", "--quiet", "--out", "/proc/1/no-bundle-here")
+    assert p.returncode in (0, 1), p.stderr
+    assert "Traceback" not in p.stderr
+    line = next(ln for ln in p.stderr.splitlines() if "note: cannot create /proc/1/no-bundle-here" in ln)
+    where = Path(line.rsplit("the bundle goes to ", 1)[1])
+    try:
+        assert (where / "report.json").exists() and where.stat().st_mode & 0o777 == 0o700
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
