@@ -65,3 +65,28 @@ def test_max_time_bounds_the_whole_run(tmp_path: Path) -> None:
     assert status == {"first": "refuted", "second": "refuted", "third": "skipped"}
     assert all(n["window_s"] <= 1.5 for n in rep["nodes"])
     assert rep["duration_s"] < 2.5 and elapsed < 10
+
+
+def test_an_optional_probe_unreadable_at_the_end_leaves_its_node_concluding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """file.locks is optional in freeze.yaml's user-deadlock: when /proc/locks stops answering
+    after the window opened (its read waits for RCU), the node concludes on its other
+    probes, skipping the file-lock rules, and says why -- instead of ending in error."""
+    from investigator.engine.run import RunOptions, run_playbook
+    from investigator.playbook import load_playbook
+    from investigator.probes.collectors import filelocks
+    real, calls = filelocks.read_in_child, []
+
+    def stalls_later(path: str, timeout: float, limit: int = 1 << 22) -> str:
+        calls.append(path)
+        if len(calls) > 1:
+            raise TimeoutError(f"reading {path} did not finish in {timeout:g} s")
+        return real(path, timeout, limit=limit)
+    monkeypatch.setattr(filelocks, "read_in_child", stalls_later)
+    lp = load_playbook(str(REPO / "playbooks" / "freeze.yaml"))
+    res = run_playbook(lp, RunOptions(window_s=1.0))
+    (ud,) = [n for n in res.nodes if n.id == "user-deadlock"]
+    assert len(calls) == 2
+    assert ud.status == "refuted", (ud.status, ud.errors)
+    assert any(e.startswith("optional probe file.locks could not be read (TimeoutError") and
+               "rules that read flock were skipped" in e for e in ud.errors), ud.errors
+    assert "flock" not in ud.evidence

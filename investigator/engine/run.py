@@ -377,11 +377,19 @@ def run_playbook(lp: LoadedPlaybook, opts: RunOptions, events: EventLog | None =
 def _conclude(lp: LoadedPlaybook, nr: NodeRun, events: EventLog) -> None:
     from ..rules.conclude import conclude
 
+    node = lp.spec.nodes[nr.id]
+    optional = {u.as_ or lp.alias_of(nr.id, u.use) for u in node.probes if u.optional}
     env: dict[str, Any] = {}
+    failed = 0
     for alias, inst in nr.insts:
         try:
             env[alias] = inst.collect()
         except Exception as e:  # a probe that cannot be read degrades the node, not the run
+            if alias in optional:   # concluded without it, like one that could not attach
+                nr.errors.append(f"optional probe {inst.name} could not be read ({type(e).__name__}: {e}); "
+                                 f"the rules that read {alias} were skipped")
+                continue
+            failed += 1
             nr.errors.append(f"reading {inst.name}: {type(e).__name__}: {e}")
     nr.ended_at = time.monotonic()
     nr.evidence = env
@@ -391,7 +399,7 @@ def _conclude(lp: LoadedPlaybook, nr: NodeRun, events: EventLog) -> None:
                              f"{inst.guard['reason']}; concluded on what it gathered")
     events.emit("window_closed", node=nr.id, observed_s=round(nr.ended_at - nr.started_at, 3),
                 probes={a: e.get("probe") for a, e in env.items()})
-    if nr.errors and len(env) < len(nr.insts):
+    if failed:
         nr.status = "error"
         events.emit("node_concluded", node=nr.id, status="error", errors=nr.errors)
         return
