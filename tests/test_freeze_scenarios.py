@@ -184,6 +184,39 @@ def test_per_cpu_kernel_work_starved_by_a_hog_on_its_cpu(tmp_path: Path) -> None
     assert d["delay_ms"] >= 150 and d["function"] and d["culprit"]["policy"] == "SCHED_FIFO"
 
 
+@pytest.mark.second_kernel
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a second CPU to starve")
+def test_per_cpu_work_queued_before_the_investigation_is_starved(tmp_path: Path) -> None:
+    """RT throttling off, a SCHED_FIFO hog and a normal hog on CPU 1, and a writer of
+    /proc/sys/vm/stat_refresh on CPU 0, whose refresh_vm_stats work for CPU 1 is queued
+    seconds before the investigation.  Before 6.12 CPU 1's kworker never runs again: the
+    item is never started, so no delay is ever measured; the pool's own progress stamp
+    (workqueue.pools) shows it has waited since before the window.  With the fair server
+    (6.12+) the kworker gets some of the CPU and the items' delays are measured.  Either
+    way: starvation of per-CPU work, the kworker the victim, the hog the culprit, CPU 1."""
+    with sysctl("kernel.sched_rt_runtime_us", "-1"), processes() as ps:
+        hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=50, seconds=60)
+        ps.spawn(NORMAL_HOG, name="cfs-hog", cpu=1, seconds=60)
+        writer = ps.spawn(STAT_REFRESH, name="stat-refresh", cpu=0, period=0.05, seconds=60)
+        wait_alive(writer, 3.0)
+        p = investigate("playbooks/freeze.yaml", "--window", "3", "--json", "--out", str(tmp_path / "b"),
+                        timeout=55)
+        assert hog.poll() is None
+    assert p.returncode == 1, p.stdout + p.stderr
+    (v,) = [v for v in _verdicts(p, "starvation") if v["node"] == "workqueue-stall"]
+    roles = {t["role"]: t for t in v["tasks"]}
+    assert roles["culprit"]["tid"] == hog.pid and roles["culprit"]["comm"] == "rt-hog", v["tasks"]
+    assert roles["victim"]["comm"].startswith("kworker/1:"), v["tasks"]
+    assert v["cpus"] == [1]
+    d = v["evidence"]["details"]
+    assert d["culprit"]["policy"] == "SCHED_FIFO"
+    if "stalled_ms" in d:               # the item never started: measured from the pool
+        assert d["stalled_ms"] >= 3000 and d["function"] == "refresh_vm_stats", d
+        assert "no worker has taken one" in v["summary"], v["summary"]
+    else:
+        assert d["delay_ms"] >= 150, d
+
+
 def test_mildly_busy_healthy_machine_has_no_verdict(tmp_path: Path) -> None:
     """Normal-priority load on every CPU plus periodic tasks: busy, but nothing is starved
     or stuck -- no verdict at all."""
