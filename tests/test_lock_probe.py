@@ -6,7 +6,6 @@ and the waiter's stack."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest

@@ -7,6 +7,7 @@ watches: sched.blocked's snapshot is what finds those.)"""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
