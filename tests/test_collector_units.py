@@ -43,3 +43,19 @@ def test_the_investigation_itself_is_never_the_culprit_of_a_wait() -> None:
     # the same wait behind any other task is attributed to it
     ev = _finish([_wait(4242, 777, 777, b"hog")])
     assert ev["starved"]["culprit"]["tid"] == 777 and ev["starved"]["culprit"]["share"] == 0.967
+
+
+def test_what_a_blocked_task_waits_for_is_read_from_its_stack() -> None:
+    from investigator.probes.collectors.blocked import diagnosis
+    gone = 2 ** 22 + 7                  # no such task: no system call file to add
+
+    def says(*stack: str) -> str:
+        return diagnosis({"tid": gone, "pid": gone, "stack": list(stack), "blocker": None})
+    # the stat_refresh writer behind a starved per-CPU kworker (seen in the 6.1 guest)
+    assert says("__flush_work+0x10a", "schedule_on_each_cpu+0xa0", "vmstat_refresh+0x2f").startswith(
+        "waits for queued kernel work to run")
+    assert says("__wait_rcu_gp+0x12b", "synchronize_rcu+0x71", "expand_files+0x76").startswith(
+        "waits for an RCU grace period")
+    assert says("percpu_rwsem_wait+0x1", "__percpu_down_read+0x1", "mnt_want_write+0x1").startswith(
+        "waits for a frozen filesystem")
+    assert says("some_wait+0x3", "other+0x1") == "sleeps in some_wait+0x3"
