@@ -166,10 +166,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     want = Path(args.out) if args.out else bundle.default_dir(lp.name)
     try:
         out_dir = bundle.prepare(want)
-    except OSError as e:               # a read-only or full filesystem: the run still has a place
-        import tempfile
-        out_dir = bundle.prepare(Path(tempfile.mkdtemp(prefix=f"investigator-{lp.name}-")))
-        _err(f"note: cannot create {want} ({e.strerror or e}); the bundle goes to {out_dir}")
+    except OSError as e:               # read-only, full or frozen: the run still has a place
+        out_dir = bundle.fallback_dir(lp.name)
+        if out_dir is None:
+            _err(f"the bundle folder could not be made ({e}), nor one in the temp dirs: give --out "
+                 "a writable place")
+            return exitcodes.ENVIRONMENT
+        _err(f"note: the bundle folder could not be made ({e}); the bundle goes to {out_dir}")
     view: Any = None
     progress = None
     if not (args.quiet or args.json):

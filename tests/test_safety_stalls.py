@@ -6,13 +6,15 @@ these check the two mechanisms on any kernel."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, investigate
+from scenarios.procs import frozen_filesystem
 
 from investigator.system import fds, procfs
 
@@ -74,3 +76,18 @@ def test_a_kernel_file_that_never_answers_is_given_up(tmp_path: Path) -> None:
     assert procfs.read_in_child(str(tmp_path / "some"), 5) == "x" * 100_000
     with pytest.raises(OSError, match="No such file"):
         procfs.read_in_child(str(tmp_path / "missing"), 5)
+
+
+def test_a_bundle_folder_on_a_frozen_filesystem_does_not_hang_the_run(tmp_path: Path) -> None:
+    """Run from (or --out into) a frozen filesystem: mkdir there waits for the thaw.  The
+    folder is made by a child given up after 3 s, and the bundle goes to the temp dir."""
+    with frozen_filesystem(str(tmp_path)) as mnt:
+        p = investigate("playbooks/interrupts.yaml", "--window", "1", "--quiet", "--out", f"{mnt}/bundle",
+                        timeout=60)
+    assert p.returncode in (0, 1), p.stderr
+    line = next(ln for ln in p.stderr.splitlines() if "did not finish in 3 s" in ln)
+    where = Path(line.rsplit("the bundle goes to ", 1)[1])
+    try:
+        assert (where / "report.json").exists()
+    finally:
+        shutil.rmtree(where, ignore_errors=True)

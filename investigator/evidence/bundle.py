@@ -26,10 +26,27 @@ def default_dir(playbook_name: str) -> Path:
     return Path("investigations") / f"{playbook_name}-{stamp}-{os.getpid()}"
 
 
-def prepare(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+def prepare(path: Path, timeout: float = 3.0) -> Path:
+    """Create the bundle folder, private to root.  Made by a child given up after
+    ``timeout`` (TimeoutError): on a frozen filesystem mkdir waits for the thaw, and the
+    investigation must not wait with it.  OSError when it cannot be made."""
+    from ..system.procfs import run_in_child
+    run_in_child(["mkdir", "-p", "-m", "700", "--", str(path)], f"creating {path}", timeout)
     os.chmod(path, 0o700)
     return path
+
+
+def fallback_dir(playbook_name: str) -> Path | None:
+    """A fresh bundle folder in a temp dir, for when the one asked for cannot be made; None
+    when none can."""
+    import tempfile
+    name = default_dir(playbook_name).name
+    for base in dict.fromkeys((tempfile.gettempdir(), "/dev/shm", "/run")):
+        try:
+            return prepare(Path(base) / f"investigator-{name}")
+        except OSError:
+            continue
+    return None
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:

@@ -34,18 +34,18 @@ def status(task: int | str = "self") -> dict[str, str]:
 _abandoned: list[subprocess.Popen[bytes]] = []
 
 
-def read_in_child(path: str, timeout: float, limit: int = 1 << 22) -> str:
-    """Read a file through a child process (cat), giving up after ``timeout`` seconds with
-    TimeoutError: for kernel files whose read can wait uninterruptibly on what is being
-    investigated -- /proc/locks takes the file-lock rwsem for writing, which waits for an
-    RCU grace period.  A thread of ours stuck like that would keep this process from
-    exiting until the kernel lets go; an abandoned child is killed (it dies once the read
-    returns) and never waited for.  OSError when the file cannot be read."""
+def run_in_child(argv: list[str], what: str, timeout: float, limit: int = 1 << 22) -> bytes:
+    """Run a small command (its standard output, up to ``limit`` bytes), giving up after
+    ``timeout`` seconds with TimeoutError -- for a system call that can wait uninterruptibly
+    on what is being investigated (a read of /proc/locks waits for an RCU grace period; a
+    mkdir on a frozen filesystem waits for the thaw).  A thread of ours stuck like that would
+    keep this process from exiting until the kernel lets go; an abandoned child is killed (it
+    dies once its call returns) and never waited for.  OSError when the command fails."""
     for p in list(_abandoned):               # reap the ones that have died since
         if p.poll() is not None:
             _abandoned.remove(p)
-    cat = shutil.which("cat") or "/bin/cat"
-    p = subprocess.Popen([cat, "--", path], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    exe = shutil.which(argv[0]) or f"/bin/{argv[0]}"
+    p = subprocess.Popen([exe, *argv[1:]], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, close_fds=True)
     assert p.stdout is not None and p.stderr is not None
     out = bytearray()
@@ -59,7 +59,7 @@ def read_in_child(path: str, timeout: float, limit: int = 1 << 22) -> str:
                 p.stdout.close()
                 p.stderr.close()
                 _abandoned.append(p)
-                raise TimeoutError(f"reading {path} did not finish in {timeout:g} s")
+                raise TimeoutError(f"{what} did not finish in {timeout:g} s")
             chunk = os.read(p.stdout.fileno(), 1 << 16)
             if not chunk:
                 break
@@ -68,8 +68,13 @@ def read_in_child(path: str, timeout: float, limit: int = 1 << 22) -> str:
     err = p.stderr.read().decode(errors="replace").strip()
     p.stderr.close()
     if p.wait() != 0:
-        raise OSError(f"reading {path}: {err or 'cat exited ' + str(p.returncode)}")
-    return out.decode(errors="replace")
+        raise OSError(f"{what}: {err or argv[0] + ' exited ' + str(p.returncode)}")
+    return bytes(out)
+
+
+def read_in_child(path: str, timeout: float, limit: int = 1 << 22) -> str:
+    """A kernel file read through a child process (see run_in_child)."""
+    return run_in_child(["cat", "--", path], f"reading {path}", timeout, limit).decode(errors="replace")
 
 
 def rt_throttling() -> dict[str, int | None]:
