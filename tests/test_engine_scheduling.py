@@ -90,3 +90,28 @@ def test_an_optional_probe_unreadable_at_the_end_leaves_its_node_concluding(monk
     assert any(e.startswith("optional probe file.locks could not be read (TimeoutError") and
                "rules that read flock were skipped" in e for e in ud.errors), ud.errors
     assert "flock" not in ud.evidence
+
+
+def test_a_probe_slow_to_load_is_reported_with_where_its_thread_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A load the kernel holds (it cannot be cancelled) is reported after SLOW_ATTACH_S with
+    the state and kernel stack of the thread that waits: here a load made to sleep."""
+    from investigator.engine import run as engine
+    from investigator.evidence.events import EventLog
+    from investigator.playbook import load_playbook
+    from investigator.probes.instance import ProbeInstance, Targets
+    lp = load_playbook(str(REPO / "playbooks" / "freeze.yaml"))
+    use = lp.spec.nodes["blocked-tasks"].probes[0]
+    manifest = lp.probes["blocked-tasks"][use.as_ or lp.alias_of("blocked-tasks", use.use)]
+    monkeypatch.setattr(engine, "SLOW_ATTACH_S", 0.3)
+    monkeypatch.setattr(ProbeInstance, "attach", lambda self: time.sleep(1.5))
+    events, seen = EventLog(), []
+    events.listeners.append(lambda e, f: seen.append((e, dict(f))))
+    pool = engine._Pool(events, Targets())
+    try:
+        pool.preattach([(manifest, use)])
+    finally:
+        pool.close_all()
+    slow = [f for e, f in seen if e == "probe_attach_slow"]
+    assert len(slow) == 1, seen
+    assert slow[0]["probe"] == "sched.blocked" and slow[0]["after_s"] >= 0.3 and slow[0]["state"] == "S", slow
+    assert any("nanosleep" in x for x in slow[0]["kernel_stack"]), slow[0]["kernel_stack"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import platform
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -91,6 +92,9 @@ def kernel_info() -> dict[str, Any]:
     except Exception as e:  # pragma: no cover - reported, not fatal
         info["libbpf"] = f"unavailable: {e}"
     return info
+
+
+SLOW_ATTACH_S = 5.0     # a probe still loading after this long is reported, with where it waits
 
 
 class _Pool:
@@ -173,10 +177,13 @@ class _Pool:
             k = self.key(manifest.name, use.with_, self.targets)
             if k not in self.instances and k not in self._ready and k not in todo:
                 todo[k] = ProbeInstance(manifest, use.with_, self.targets)
-        if len(todo) < 2:
+        if not todo:
             return
+        threads: dict[tuple[Any, ...], int] = {}
 
-        def attach(inst: ProbeInstance) -> ProbeInstance | Exception:
+        def attach(k: tuple[Any, ...]) -> ProbeInstance | Exception:
+            threads[k] = threading.get_native_id()
+            inst = todo[k]
             try:
                 inst.attach()
                 return inst
@@ -184,8 +191,33 @@ class _Pool:
                 inst.close()
                 return e
         with ThreadPoolExecutor(max_workers=min(len(todo), os.cpu_count() or 2)) as ex:
-            for k, res in zip(todo, ex.map(attach, todo.values())):
-                self._ready[k] = (todo[k], res)
+            futs = {k: ex.submit(attach, k) for k in todo}
+            self._watch_slow(futs, threads, todo)
+            for k, f in futs.items():
+                self._ready[k] = (todo[k], f.result())
+
+    def _watch_slow(self, futs: dict[tuple[Any, ...], Any], threads: dict[tuple[Any, ...], int],
+                    todo: dict[tuple[Any, ...], ProbeInstance]) -> None:
+        """Wait for the loads; one the kernel holds for SLOW_ATTACH_S is reported with where
+        the kernel holds its thread (a load or attach cannot be cancelled, but the person
+        waiting learns why: synchronize_rcu in expand_files was the one met)."""
+        from concurrent.futures import wait
+
+        from ..probes.collectors._common import proc_task
+        t0, told = time.monotonic(), set()
+        while True:
+            _, pending = wait(list(futs.values()), timeout=0.5)
+            if not pending:
+                return
+            waited = time.monotonic() - t0
+            if waited < SLOW_ATTACH_S:
+                continue
+            for k, f in futs.items():
+                if f in pending and k not in told and k in threads:
+                    told.add(k)
+                    task = proc_task(threads[k]) or {}
+                    self.events.emit("probe_attach_slow", probe=todo[k].name, after_s=round(waited, 1),
+                                     state=task.get("state", ""), kernel_stack=task.get("stack", [])[:8])
 
     def release(self, inst: ProbeInstance, node: str) -> None:
         for k, i in list(self.instances.items()):

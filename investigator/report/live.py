@@ -63,6 +63,8 @@ class LiveView:
         elif event == "node_skipped" and n:
             n.state = "skipped"
             n.summary = f.get("reason", "")
+        elif event == "probe_attach_slow":
+            self.findings.append(slow_attach_text(f))
         elif event == "overhead_guard":
             self.findings.append(f"overhead guard detached {f['probe']}")
         elif event == "interrupted":
@@ -103,6 +105,12 @@ class LiveView:
         self.live.stop()
 
 
+def slow_attach_text(f: dict[str, Any]) -> str:
+    where = ", ".join(x.split("+")[0] for x in f.get("kernel_stack", [])[:5]) or "an unknown place"
+    return (f"still loading {f['probe']} after {f['after_s']:.0f} s: the kernel holds it "
+            f"({f.get('state') or '?'}) in {where}")
+
+
 def plain_printer(stream: Any = None) -> Any:
     """One line per step, for logs and pipes."""
     out = stream or sys.stderr
@@ -116,6 +124,8 @@ def plain_printer(stream: Any = None) -> Any:
                 line += " after " + "; ".join(f"{a['hook']}: {a['reason']}" for a in f["fallbacks"])
         elif event == "probe_unavailable":
             line = f"cannot attach {f['probe']}: {f['reason']}"
+        elif event == "probe_attach_slow":
+            line = slow_attach_text(f)
         elif event == "node_started":
             line = f"node {f['node']}: observing {f['window_s']:.1f} s -- {f['hypothesis']}"
         elif event == "node_concluded":
