@@ -61,6 +61,15 @@ def rt_starves_rt(tmp: Path) -> Iterator[dict]:
 
 
 @contextlib.contextmanager
+def rt_hog_unthrottled(tmp: Path) -> Iterator[dict]:
+    with sysctl("kernel.sched_rt_runtime_us", "-1"), processes() as ps:
+        hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=50, seconds=40)
+        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, work=0.02, seconds=40)
+        wait_alive(victim, 2.5)
+        yield {"roles": {victim.pid: "victim", hog.pid: "culprit"}, "cpus": [1]}
+
+
+@contextlib.contextmanager
 def wq_starved(tmp: Path) -> Iterator[dict]:
     with processes() as ps:
         hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=40)
@@ -205,6 +214,8 @@ CASES = [
          "starvation", rt_hog),
     Case("rt-starves-rt", "a SCHED_FIFO 5 busy loop never runs behind a SCHED_FIFO 10 one on its CPU",
          "starvation.yaml", "cpu-starvation", "starvation", rt_starves_rt),
+    Case("rt-hog-unthrottled", "rt-hog with RT throttling off (sched_rt_runtime_us = -1)", "freeze.yaml",
+         "cpu-starvation", "starvation", rt_hog_unthrottled),
     Case("wq-starved", "per-CPU kernel work waits behind an RT hog on its CPU", "starvation.yaml",
          "workqueue-stall", "starvation", wq_starved),
     Case("frozen-fs", "a writer on a frozen ext4, in D state for 11 s", "freeze.yaml", "blocked-tasks",
