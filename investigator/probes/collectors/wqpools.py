@@ -62,7 +62,7 @@ def _worker(r: Any, before: Any, ks: Any) -> dict[str, Any]:
 
 def _empty_worst() -> dict[str, Any]:
     return {"cpu": -1, "stalled_ms": 0.0, "pending": 0, "function": "", "workqueue": "", "why": "",
-            "worker": {**task_entity(0, 0, ""), "state": "", "queued": False}, "culprit_wanted": False,
+            "worker": {**task_entity(0, 0, ""), "state": "", "queued": False},
             "tasks": [], "cpus": []}
 
 
@@ -115,7 +115,6 @@ class Collector:
                      "function": first["function"], "workqueue": first["workqueue"], "why": why,
                      "worker": {k: w[k] for k in ("tid", "pid", "comm", "state", "queued")} if w
                      else _empty_worst()["worker"],
-                     "culprit_wanted": bool(w and w["queued"]),
                      "tasks": [{k: w[k] for k in ("tid", "pid", "comm")} | {"role": "victim"}] if w else [],
                      "cpus": [p["cpu"]] if p["cpu"] >= 0 else []}
         return {
