@@ -59,3 +59,18 @@ def test_what_a_blocked_task_waits_for_is_read_from_its_stack() -> None:
     assert says("percpu_rwsem_wait+0x1", "__percpu_down_read+0x1", "mnt_want_write+0x1").startswith(
         "waits for a frozen filesystem")
     assert says("some_wait+0x3", "other+0x1") == "sleeps in some_wait+0x3"
+
+
+def test_the_terminal_report_shows_stuck_tasks_and_pools_without_progress() -> None:
+    from investigator.report.text import render_evidence
+    culprit = {"tid": 122, "pid": 122, "comm": "rt-hog"}
+    runnable = {"probe": {"name": "sched.runnable"}, "waiting_count": 1, "stuck_count": 1,
+                "tasks": [{"tid": 35, "pid": 35, "comm": "kworker/1:1", "policy": "SCHED_OTHER", "cpu": 1,
+                           "waiting_ms": 17013.3, "stuck": True, "culprit": culprit}]}
+    pools = {"probe": {"name": "workqueue.pools"}, "pools_count": 6, "stalled_count": 1,
+             "stalled": [{"cpu": 1, "stalled_ms": 17112.0, "pending": 7,
+                          "functions": [{"function": "refresh_vm_stats", "workqueue": "events"}],
+                          "workers": [{"comm": "kworker/1:1", "state": "R", "queued": True}]}]}
+    text = render_evidence({"cpu-starvation": {"runnable": runnable}, "workqueue-stall": {"pools": pools}})
+    assert "1 through the whole window" in text and "kworker/1:1  SCHED_OTHER  1" in text and "rt-hog (122)" in text
+    assert "1 of 6 took no item" in text and "refresh_vm_stats (events)" in text and "kworker/1:1 R queued" in text

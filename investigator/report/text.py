@@ -60,6 +60,22 @@ def render_evidence(evidence: dict[str, Any]) -> str:
                     out += _rows([[lk["waiter_comm"], lk["waiter_tid"], lk["kind"], lk["addr"], lk["holder_comm"],
                                    lk["holder_tid"]] for lk in c["locks"]],
                                  ["waiter", "tid", "waits for", "at", "held by", "tid"])
+            elif name == "sched.runnable" and d.get("stuck_count"):
+                out += ["", f"{node}: tasks queued without running ({alias}) -- {d['waiting_count']} waiting, "
+                        f"{d['stuck_count']} through the whole window"]
+                out += _rows([[t["tid"], t["comm"], t.get("policy", ""), t["cpu"], t["waiting_ms"],
+                               "yes" if t["stuck"] else "", f"{t['culprit']['comm']} ({t['culprit']['tid']})"]
+                              for t in d["tasks"][:8]],
+                             ["tid", "comm", "policy", "cpu", "waiting ms", "stuck", "running there"])
+            elif name == "workqueue.pools" and d.get("stalled"):
+                out += ["", f"{node}: workqueue pools without progress ({alias}) -- {d['stalled_count']} of "
+                        f"{d['pools_count']} took no item through the window"]
+                out += _rows([[p["cpu"], p["stalled_ms"], p["pending"],
+                               ", ".join(f"{f['function']} ({f['workqueue'] or '?'})" for f in p["functions"][:3]),
+                               ", ".join(f"{w['comm']} {w['state']}{' queued' if w['queued'] else ''}"
+                                         for w in p["workers"][:3])]
+                              for p in d["stalled"][:8]],
+                             ["cpu", "no progress ms", "items", "oldest items", "workers"])
             elif name == "sched.blocked" and d.get("tasks"):
                 out += ["", f"{node}: blocked tasks ({alias}) -- {d['count']} in D state, {d['stuck_count']} stuck"]
                 out += _rows([[t["tid"], t["comm"], t["state"], t["blocked_s"], "yes" if t["stuck"] else "",
