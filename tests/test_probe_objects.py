@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from investigator.bpf import BpfObject
-from investigator.probes.manifest import COLLECTORS, probes_dir, registry
+from investigator.probes.manifest import collectors, probes_dir, registry
 
 REPO = Path(__file__).resolve().parent.parent
 SRC = REPO / "probes"
@@ -43,7 +43,7 @@ def test_installed_package_ships_every_object_and_manifest() -> None:
 def test_manifest_matches_its_object(name: str) -> None:
     m = registry()[name]
     if m.userspace:
-        assert m.collector not in COLLECTORS, "custom probes may not reuse a /proc reader"
+        assert m.collector not in collectors(), "custom probes may not reuse a /proc reader"
         return
     with BpfObject(m.object_path) as o:
         progs = set(o.programs)

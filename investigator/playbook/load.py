@@ -146,10 +146,10 @@ def _add_local_probes(lp: LoadedPlaybook, loc: yamlpos.Located,
             if not m.object_path.resolve().is_relative_to(base):
                 nloc.error(upath, f"custom probe '{use.use}': its object is outside the playbook's folder")
                 continue
-            from ..probes.manifest import COLLECTORS
-            if m.collector not in COLLECTORS:   # playbooks never bring Python code
+            from ..probes.manifest import collectors
+            if m.collector not in collectors():   # playbooks never bring Python code
                 nloc.error(upath, f"custom probe '{use.use}': collector '{m.collector}' is not one of "
-                                  f"investigator's ({', '.join(COLLECTORS)})")
+                                  f"investigator's ({', '.join(collectors())})")
                 continue
             reg[use.use] = m
 

@@ -21,9 +21,6 @@ PARAM_TYPES = ("duration", "int", "bool", "symbol", "path")
 TARGET_TYPES = ("symbol", "path")
 # A "symbol" or "path" parameter is no BPF global: it names what the programs attach to (a
 # kernel function; a binary and its function), written "{name}" in the hook targets.
-# The collectors (investigator/probes/collectors/): a custom probe must produce records one
-# of them decodes, since a playbook never brings code.
-COLLECTORS = ("runqlat", "blocked", "workqueue", "futex", "func", "lock", "irq", "mem", "offcpu", "hung", "lockhold", "fuse", "oncpu", "runnable")
 
 BPFTRACE = "bpftrace"
 
@@ -215,6 +212,13 @@ def _registry(directory: str) -> dict[str, ProbeManifest]:
         m = load_manifest(p)
         out[m.name] = m
     return out
+
+
+def collectors() -> tuple[str, ...]:
+    """The collectors (investigator/probes/collectors/) a custom probe may name: a custom
+    probe must produce records one of them decodes, since a playbook never brings code --
+    those of the library's BPF probes (a /proc reader decodes no records)."""
+    return tuple(sorted({m.collector for m in registry().values() if not m.userspace}))
 
 
 def registry(directory: Path | None = None) -> dict[str, ProbeManifest]:

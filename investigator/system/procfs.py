@@ -77,6 +77,27 @@ def read_in_child(path: str, timeout: float, limit: int = 1 << 22) -> str:
     return run_in_child(["cat", "--", path], f"reading {path}", timeout, limit).decode(errors="replace")
 
 
+def read_mm_file(path: str, timeout: float = 0.5) -> str | None:
+    """A /proc/PID file whose read takes the process's mmap_lock (maps, smaps), read in a
+    helper thread and given up after ``timeout`` seconds (None): a writer holding or queued
+    for that lock -- a thread stuck in mmap() on a hung filesystem -- must not hang the
+    investigation.  The abandoned thread stays blocked until the lock is free (its wait is
+    killable: the process still exits, so no child process is needed as in run_in_child)."""
+    import threading
+    out: list[str | None] = [None]
+
+    def read() -> None:
+        try:
+            with open(path) as f:
+                out[0] = f.read()
+        except OSError:
+            pass
+    t = threading.Thread(target=read, name="read-mm-file", daemon=True)
+    t.start()
+    t.join(timeout)
+    return out[0] if not t.is_alive() else None
+
+
 def rt_throttling() -> dict[str, int | None]:
     """RT throttling settings: a SCHED_FIFO hog leaves (period - runtime) to others."""
     def num(n: str) -> int | None:

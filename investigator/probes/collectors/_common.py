@@ -98,27 +98,6 @@ def seconds_since_ran(now_ns: int, last_arrival_ns: int, exec_start_ns: int) -> 
     return round(max(0, now_ns - ran) / 1e9, 3) if ran else 0.0
 
 
-def read_mm_file(path: str, timeout: float = 0.5) -> str | None:
-    """A /proc/PID file whose read takes the process's mmap_lock (maps, smaps), read in a
-    helper thread and given up after ``timeout`` seconds (None): a writer holding or queued
-    for that lock -- a thread stuck in mmap() on a hung filesystem -- must not hang the
-    investigation.  The abandoned thread stays blocked until the lock is free (its wait is
-    killable: the process still exits)."""
-    import threading
-    out: list[str | None] = [None]
-
-    def read() -> None:
-        try:
-            with open(path) as f:
-                out[0] = f.read()
-        except OSError:
-            pass
-    t = threading.Thread(target=read, name="read-mm-file", daemon=True)
-    t.start()
-    t.join(timeout)
-    return out[0] if not t.is_alive() else None
-
-
 def proc_task(tid: int, with_stack: bool = True) -> dict[str, Any] | None:
     """What a task is doing, read from /proc (a lock holder at the end of a wait-for chain, a
     FUSE daemon's thread): state, wchan and kernel stack (unless ``with_stack`` is false);

@@ -221,7 +221,7 @@ def snapshot() -> dict[str, Any]:
         for tid, pid, key in _ofd_waiters(set(ofd), mounts):
             e, h = ofd[key]
             edges += [(tid, pid, holder, h["id"], e, h) for holder in owners.get(key, []) if holder != pid]
-    return {"entries": entries, "holders": holders, "edges": edges,
+    return {"entries": entries, "holders": holders, "edges": edges, "mounts": mounts,
             "switches": {w: _switches(w) for w, *_ in edges}}
 
 
@@ -234,7 +234,7 @@ class Collector:
         window_s = round(max(0.0, time.monotonic() - inst.attached_at), 3)
         before = {(w, h, e["dev"], e["inode"]) for w, _, h, _, e, _ in self.first["edges"]}
         waiters, edges = [], []
-        mounts = _mount_devs() if last["edges"] else {}
+        mounts = last["mounts"]          # read when it had waiters, as every edge has one
         # a lock is held by a process; when one of its threads itself waits for a file lock,
         # that thread is the holder in the wait-for graph (else the process's main thread)
         waiting_thread = {wpid: w for w, wpid, *_ in last["edges"]}

@@ -8,7 +8,8 @@ import ctypes as C
 import time
 from typing import Any
 
-from ._common import cstr, kernel_stack, read_mm_file, task_entity
+from ...system.procfs import read_mm_file
+from ._common import cstr, kernel_stack, task_entity
 from .blocked import state_letter
 
 TOP = 20
