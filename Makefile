@@ -1,16 +1,20 @@
 # The two commands of the README (run as root):
 #   make run    install what is needed and investigate this machine with playbooks/freeze.yaml
 #   make test   install what the tests need and run the whole suite
+# make test-slow runs the suite on a machine made slower (scripts/slow-machine.sh).
 VENV ?= .venv
 PYTEST_ARGS ?=
 
-.PHONY: run test setup setup-test probes check-probes clean
+.PHONY: run test test-slow setup setup-test probes check-probes clean
 
 run: setup
 	$(VENV)/bin/investigate playbooks/freeze.yaml $(ARGS); rc=$$?; [ $$rc -le 1 ] || exit $$rc
 
 test: setup-test
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-slow: setup-test
+	sh scripts/slow-machine.sh $(PYTEST_ARGS)
 
 setup:
 	sh scripts/setup.sh runtime

@@ -2,9 +2,10 @@
 futex words of waiting tasks from their own memory, which takes the process's mmap_lock
 for reading and waits while a writer holds it (a thread stuck in mmap() on a hung
 filesystem).  Here the fault module (second-kernel guests only) holds the mmap_lock of a
-pthread-deadlocked process for writing, 15 s, before the investigation starts: the probe
-must see the lock busy, not read that process, and say so -- without it the snapshot would
-wait out the 15 s and then find the deadlock."""
+pthread-deadlocked process for writing before the investigation starts, until the test
+releases it after the investigation ended: the probe must see the lock busy, not read that
+process, and say so -- without it the snapshot would wait for the release and then find
+the deadlock."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import investigate
 from scenarios.build import c_helper
-from scenarios.faults import FAULT_WRITER, MISSING, MODULE, fault_module
-from scenarios.procs import processes, start_abba, wait_alive
+from scenarios.faults import FAULT_WRITER, MISSING, MODULE, fault_module, mmap_held, mmap_release, wait_mmap_held
+from scenarios.procs import processes, start_abba
 
 pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel, pytest.mark.skipif(not MODULE.exists(), reason=MISSING)]
 
@@ -25,11 +26,16 @@ def test_futex_waiters_of_a_process_whose_mmap_lock_is_held_are_not_read(tmp_pat
     with fault_module(), processes() as ps:
         _, waiters = start_abba(ps, str(exe), settle=1.0)
         pid = waiters["ab"][1]
-        hold = ps.spawn(FAULT_WRITER, name="mmap-holder", command=f"mmap-hold {pid} 15000", period=60,
+        # held until released below (120 s at the most, the module's own bound)
+        hold = ps.spawn(FAULT_WRITER, name="mmap-holder", command=f"mmap-hold {pid} 120000", period=600,
                         seconds=1)
-        wait_alive(hold, 0.5)
-        p = investigate("playbooks/deadlock.yaml", "--window", "2", "--json", "--out", str(tmp_path / "b"))
-        still_held = hold.poll() is None
+        try:
+            wait_mmap_held(pid, hold)
+            p = investigate("playbooks/deadlock.yaml", "--window", "2", "--json", "--out", str(tmp_path / "b"))
+            still_held = mmap_held() == pid
+        finally:
+            mmap_release()
+        hold.wait(timeout=30)
     assert still_held, "the mmap_lock hold ended before the investigation did"
     rep = json.loads(p.stdout)
     assert not [v for v in rep["verdicts"] if v["verdict"] == "deadlock"], rep["verdicts"]

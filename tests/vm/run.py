@@ -94,6 +94,8 @@ def boot(kernel: Kernel, script: str, *, timeout: float = 900, mem: str = "1G",
          accel: str = TCG_MULTI) -> GuestRun:
     """Boot ``kernel``, run ``script`` (sh) as root in the work folder (which also holds
     ``files``; the guest's /tmp is its own tmpfs), power off."""
+    # scripts/slow-machine.sh runs every guest on one host thread: a slower machine
+    accel = os.environ.get("INVESTIGATOR_VM_ACCEL") or accel
     qemu = shutil.which("qemu-system-x86_64")
     if qemu is None:
         raise RuntimeError("qemu-system-x86_64 is not installed (tests/vm/setup.sh installs it)")

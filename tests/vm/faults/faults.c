@@ -10,10 +10,12 @@
  *   "softirq-storm CPU MS"  a tasklet on CPU that busy-waits 1 ms and schedules itself
  *                       again, for MS ms: a driver's runaway softirq work (TASKLET), which
  *                       the kernel soon hands to ksoftirqd/CPU.
- *   "mmap-hold PID MS"  hold process PID's mmap_lock for writing for MS ms: whoever reads
- *                       that process's memory meanwhile (access_process_vm, as
+ *   "mmap-hold PID MS"  hold process PID's mmap_lock for writing until "mmap-release" is
+ *                       written, MS ms at the most (the writer's write returns then): whoever
+ *                       reads that process's memory meanwhile (access_process_vm, as
  *                       bpf_copy_from_user_task does) waits -- as behind a task stuck in
- *                       mmap() on a hung filesystem.
+ *                       mmap() on a hung filesystem.  Reading the file says
+ *                       "mmap-held PID" while the hold is in force.
  * Built against Debian's headers by tests/vm/setup.sh; loaded by tests/vm/kmod.py. */
 #include <linux/module.h>
 #include <linux/mm.h>
@@ -28,6 +30,7 @@
 #include <linux/kernel.h>
 #include <linux/proc_fs.h>
 #include <linux/uaccess.h>
+#include <linux/completion.h>
 
 static noinline void fault_atomic_sleep(unsigned int ms)
 {
@@ -61,6 +64,9 @@ static noinline int fault_lock_pair(unsigned int a, unsigned int b, unsigned int
 	return err;
 }
 
+static DECLARE_COMPLETION(mmap_release);
+static pid_t mmap_held_pid;              /* whose mmap_lock is held now, 0 for none */
+
 static noinline int fault_mmap_hold(pid_t pid, unsigned int ms)
 {
 	struct task_struct *t;
@@ -78,7 +84,11 @@ static noinline int fault_mmap_hold(pid_t pid, unsigned int ms)
 	if (!mm)
 		return -EINVAL;
 	mmap_write_lock(mm);
-	msleep(ms);
+	reinit_completion(&mmap_release);
+	WRITE_ONCE(mmap_held_pid, pid);
+	/* killable, so that a test that dies leaves no hold behind */
+	wait_for_completion_killable_timeout(&mmap_release, msecs_to_jiffies(ms));
+	WRITE_ONCE(mmap_held_pid, 0);
 	mmap_write_unlock(mm);
 	mmput(mm);
 	return 0;
@@ -116,7 +126,11 @@ static ssize_t faults_write(struct file *f, const char __user *ubuf, size_t n, l
 		smp_call_function_single(a, storm_start, NULL, 1);
 		return n;
 	}
-	if (sscanf(buf, "mmap-hold %u %u", &a, &ms) == 2 && ms <= 20000) {
+	if (!strncmp(buf, "mmap-release", 12)) {
+		complete_all(&mmap_release);
+		return n;
+	}
+	if (sscanf(buf, "mmap-hold %u %u", &a, &ms) == 2 && ms <= 120000) {
 		int err = fault_mmap_hold(a, ms);
 
 		return err ? err : n;
@@ -129,16 +143,26 @@ static ssize_t faults_write(struct file *f, const char __user *ubuf, size_t n, l
 	return -EINVAL;
 }
 
-static const struct proc_ops faults_ops = { .proc_write = faults_write };
+static ssize_t faults_read(struct file *f, char __user *ubuf, size_t n, loff_t *off)
+{
+	char buf[32] = {};
+	pid_t pid = READ_ONCE(mmap_held_pid);
+	int len = pid ? scnprintf(buf, sizeof(buf), "mmap-held %d\n", pid) : 0;
+
+	return simple_read_from_buffer(ubuf, n, off, buf, len);
+}
+
+static const struct proc_ops faults_ops = { .proc_read = faults_read, .proc_write = faults_write };
 
 static int __init faults_init(void)
 {
-	return proc_create("investigator_faults", 0200, NULL, &faults_ops) ? 0 : -ENOMEM;
+	return proc_create("investigator_faults", 0600, NULL, &faults_ops) ? 0 : -ENOMEM;
 }
 
 static void __exit faults_exit(void)
 {
 	remove_proc_entry("investigator_faults", NULL);
+	complete_all(&mmap_release);
 	WRITE_ONCE(storm_end, jiffies);
 	tasklet_kill(&storm_tasklet);
 }
