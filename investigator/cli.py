@@ -93,10 +93,22 @@ def main(argv: list[str] | None = None) -> int:
         return int(globals()[f"cmd_{args.cmd}"](args))
     except BrokenPipeError:
         return exitcodes.OK
+    except KeyboardInterrupt:          # before any probe was attached: nothing to report
+        _err("interrupted before anything was attached")
+        return exitcodes.INTERRUPTED
 
 
 def _err(msg: str) -> None:
-    sys.stderr.write(f"investigate: {msg}\n")
+    try:
+        sys.stderr.write(f"investigate: {msg}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def _load(path: str, allow_custom_probes: bool = False) -> Any:
@@ -163,16 +175,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return exitcodes.USAGE
     if len(args.comm.encode()) > 15:
         _err(f"note: the kernel keeps 15 bytes of a command name; matching '{args.comm[:15]}'")
-    want = Path(args.out) if args.out else bundle.default_dir(lp.name)
-    try:
-        out_dir = bundle.prepare(want)
-    except OSError as e:               # read-only, full or frozen: the run still has a place
-        out_dir = bundle.fallback_dir(lp.name)
-        if out_dir is None:
-            _err(f"the bundle folder could not be made ({e}), nor one in the temp dirs: give --out "
-                 "a writable place")
-            return exitcodes.ENVIRONMENT
-        _err(f"note: the bundle folder could not be made ({e}); the bundle goes to {out_dir}")
+    # the bundle's writer starts now (a child process: the folder is made while the probes
+    # attach); nothing is written before the verdict has been printed, save the event log
+    writer = bundle.writer_for(args.out, lp.name)
     view: Any = None
     progress = None
     if not (args.quiet or args.json):
@@ -182,38 +187,43 @@ def cmd_run(args: argparse.Namespace) -> int:
         if view is None:
             progress = plain_printer()
     opts = RunOptions(window_s=args.window, max_time_s=args.max_time, targets=targets,
-                      out_dir=out_dir, on_event=progress, max_overhead_percent=args.max_overhead)
+                      bundle=writer, on_event=progress, max_overhead_percent=args.max_overhead,
+                      restore_signals=False)
     try:
         result = run_playbook(lp, opts)
     finally:
         if view is not None:
             view.close()
-    return _finish(result, out_dir, args.json)
+    return _finish(result, writer, args.json)
 
 
-def _finish(result: Any, out_dir: Path, as_json: bool) -> int:
+def _finish(result: Any, writer: Any, as_json: bool) -> int:
+    """The verdict first: the report goes to the terminal (or stdout as JSON) before a byte
+    of the bundle is written; then the bundle, whose failure is one line on stderr and
+    does not change the exit code.  Signals stay ignored (run_playbook left them so)."""
     from .evidence import bundle
     from .report import model
-    from .report.text import render_markdown, render_text
+    from .report.text import render_evidence, render_text
 
     rep = model.from_result(result)
-    bundle.write_json(out_dir / "report.json", rep)
     evidence = {n.id: n.evidence for n in result.nodes}
-    bundle.write_json(out_dir / "evidence.json", evidence)
-    bundle.write_atomic(out_dir / "report.md", render_markdown(rep))
-    from .report.html import render_html
-    bundle.write_atomic(out_dir / "report.html", render_html(rep, evidence))
-    bundle.write_atomic(out_dir / "playbook.yaml", result.playbook.text)
-    if result.playbook.imported:
-        bundle.write_json(out_dir / "imports.json", result.playbook.imported)
-    if as_json:
-        sys.stdout.write(json.dumps(rep, indent=2, default=str) + "\n")
-    else:
-        from .report.text import render_evidence
-        sys.stdout.write(render_text(rep))
-        sys.stdout.write(render_evidence(evidence))
-        sys.stdout.write(f"\nbundle: {out_dir} (report.html, report.md, report.json, evidence.json, events.jsonl)\n")
-    sys.stdout.flush()
+    try:
+        if as_json:
+            _out(json.dumps(rep, indent=2, default=str) + "\n")
+        else:
+            _out(render_text(rep) + render_evidence(evidence))
+    except OSError:            # a closed stdout: the bundle still gets the report
+        pass
+    res = writer.finish(bundle.files_of(result, rep, evidence))
+    for note in res.notes:
+        _err(f"note: {note}")
+    if res.path is None:
+        _err("the bundle was not written; the report above is all there is of this run")
+    elif res.failed:
+        from .evidence.writer import by_reason
+        _err(f"the bundle in {res.path} is incomplete: " + "; ".join(by_reason(res.failed)))
+    elif not as_json:
+        _out(f"\nbundle: {res.path} ({', '.join(sorted(res.written))})\n")
     if not result.complete:
         return exitcodes.INTERRUPTED
     if rep["verdicts"]:

@@ -38,6 +38,29 @@ def investigate(*args: str, timeout: float = 120, check: bool = False,
     return p
 
 
+def events_of(path: Path) -> list[dict[str, object]]:
+    """The complete lines of a run's event log so far (the tool writes it as it runs)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
+
+
+def wait_for_event(log: Path, event: str, proc: subprocess.Popen[str] | subprocess.Popen[bytes],
+                   timeout: float = 120) -> dict[str, object]:
+    """Wait until the tool's event log has ``event`` (the tool's own word that it happened,
+    not an elapsed time); fail if the tool exits first.  The bound is only against a hang."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for e in events_of(log):
+            if e["event"] == event:
+                return e
+        assert proc.poll() is None, f"the tool exited with {proc.returncode} before '{event}'"
+        time.sleep(0.02)
+    raise AssertionError(f"no '{event}' in {log} within {timeout} s")
+
+
 def kernel_bpf_listing() -> dict[str, list[dict[str, object]]]:
     """Programs and links as the kernel lists them (bpftool walks the kernel's IDs)."""
     bpftool = shutil.which("bpftool") or "/usr/sbin/bpftool"

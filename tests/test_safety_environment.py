@@ -167,7 +167,8 @@ def test_a_bundle_folder_that_cannot_be_created_falls_back_to_tmp() -> None:
     assert p.returncode in (0, 1), p.stderr
     assert "Traceback" not in p.stderr
     line = next(ln for ln in p.stderr.splitlines()
-                if ln.startswith("investigate: note: the bundle folder could not be made") and "/proc/1/no-bundle-here" in ln)
+                if ln.startswith("investigate: note: the bundle could not be written to /proc/1/no-bundle-here")
+                and "the bundle folder could not be made" in ln)
     where = Path(line.rsplit("the bundle goes to ", 1)[1])
     try:
         assert (where / "report.json").exists() and where.stat().st_mode & 0o777 == 0o700

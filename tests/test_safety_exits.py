@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, bpf_ids_of_pid, still_loaded, wait_unloaded
+from conftest import REPO, bpf_ids_of_pid, still_loaded, wait_for_event, wait_unloaded
 
 pytestmark = pytest.mark.bpf
 
@@ -50,7 +50,8 @@ def test_sigkill_mid_window_leaves_nothing_loaded(tmp_path: Path) -> None:
 def test_sigint_writes_a_partial_report(tmp_path: Path) -> None:
     p = _start(tmp_path)
     try:
-        ids = _wait_attached(p, 8)
+        started = wait_for_event(tmp_path / "b" / "events.jsonl", "first_attached", p)
+        ids = bpf_ids_of_pid(p.pid)
         time.sleep(1.0)
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=30)
@@ -63,7 +64,8 @@ def test_sigint_writes_a_partial_report(tmp_path: Path) -> None:
     assert {n["id"] for n in rep["nodes"]} == {"cpu-starvation", "blocked-tasks", "workqueue-stall", "user-deadlock",
                                               "irq-overload", "softirq-wrong-context"}
     assert all(n["interrupted"] for n in rep["nodes"])
-    assert all(0.5 < n["observed_s"] < 10 for n in rep["nodes"])
+    assert set(started["nodes"]) == {n["id"] for n in rep["nodes"]}   # type: ignore[arg-type]
+    assert all(0.5 < n["observed_s"] < 30 for n in rep["nodes"])   # cut short of the 30 s window
     for f in ("report.md", "evidence.json", "events.jsonl", "playbook.yaml"):
         assert (tmp_path / "b" / f).stat().st_size > 0
     assert "INCOMPLETE" in out
@@ -93,7 +95,18 @@ def test_sigkill_at_random_moments_never_leaves_anything(tmp_path: Path) -> None
     import random
     rng = random.Random(1234)
     assert _ours_loaded() == [], "a previous test left programs loaded"
-    delays = sorted(rng.uniform(0.0, 1.6) for _ in range(20))
+    # the moments are spread over this machine's own start-up: measured by one run first
+    p = subprocess.Popen([sys.executable, "-m", "investigator", "playbooks/freeze.yaml", "--window", "0.6",
+                          "-q", "--out", str(tmp_path / "measure")], cwd=REPO,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.monotonic()
+    try:
+        wait_for_event(tmp_path / "measure" / "events.jsonl", "first_attached", p)
+        attached_after = time.monotonic() - t0
+    finally:
+        p.kill()
+        p.wait(timeout=10)
+    delays = sorted(rng.uniform(0.0, attached_after * 1.3 + 0.6) for _ in range(20))
     seen: dict[str, set[int]] = {"prog": set(), "link": set(), "map": set()}
     for i, delay in enumerate(delays):
         p = subprocess.Popen([sys.executable, "-m", "investigator", "playbooks/freeze.yaml", "--window", "0.6",

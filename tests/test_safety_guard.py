@@ -11,18 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, bpf_ids_of_pid
+from conftest import REPO, bpf_ids_of_pid, events_of
 
 pytestmark = pytest.mark.bpf
-
-
-def _events(path: Path) -> list[dict[str, object]]:
-    """The event log's complete lines so far (the tool writes it while it runs)."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return []
-    return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
 
 
 def test_guard_detaches_a_probe_over_budget_and_the_run_goes_on(tmp_path: Path) -> None:
@@ -38,10 +29,10 @@ def test_guard_detaches_a_probe_over_budget_and_the_run_goes_on(tmp_path: Path) 
     def trips(evs: list[dict[str, object]]) -> set[str]:
         return {str(e["probe"]) for e in evs if e["event"] == "overhead_guard"}
     while p.poll() is None:
-        before = _events(log)
+        before = events_of(log)
         if trips(before) and "window_closed" not in [e["event"] for e in before]:
             n = len(bpf_ids_of_pid(p.pid)["link"])
-            after = _events(log)
+            after = events_of(log)
             if "window_closed" not in [e["event"] for e in after]:
                 after_trip.append((trips(before), n, trips(after)))
         time.sleep(0.02)
@@ -51,7 +42,7 @@ def test_guard_detaches_a_probe_over_budget_and_the_run_goes_on(tmp_path: Path) 
     assert rep["complete"] is True
     tripped = {g["probe"] for g in rep["overhead_guard"]}
     assert "sched.runqlat" in tripped
-    events = _events(log)
+    events = events_of(log)
     attached = {e["probe"]: len(e["links"]) for e in events if e["event"] == "probe_attached"}
     assert attached["sched.runqlat"] >= 1
     held = sum(attached.values())

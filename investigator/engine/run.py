@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from ..evidence.events import EventLog
@@ -41,9 +40,12 @@ class RunOptions:
     window_s: float | None = None      # overrides every node's window
     max_time_s: float = 600.0          # total budget for the run
     targets: Targets = field(default_factory=Targets)
-    out_dir: Path | None = None
+    bundle: Any = None                 # evidence.writer.BundleWriter: takes the event log
     max_overhead_percent: float = DEFAULT_MAX_OVERHEAD_PERCENT
     on_event: Callable[[str, dict[str, Any]], None] | None = None
+    # the CLI keeps SIGINT/SIGTERM/SIGHUP ignored after the run: the report and the bundle
+    # that follow must not be cut by a second signal
+    restore_signals: bool = True
 
 
 @dataclass
@@ -107,6 +109,7 @@ class _Pool:
         self.instances: dict[tuple[Any, ...], ProbeInstance] = {}
         self.users: dict[tuple[Any, ...], set[str]] = {}
         self._ready: dict[tuple[Any, ...], tuple[ProbeInstance, ProbeInstance | Exception]] = {}
+        self.loading: list[str] = []      # probes whose load or attach is under way
 
     @staticmethod
     def key(name: str, params: dict[str, Any], targets: Targets) -> tuple[Any, ...]:
@@ -168,8 +171,9 @@ class _Pool:
         """Load and attach, in parallel threads, the distinct library probes that ready
         nodes are about to acquire: most of a load is the kernel verifier, which runs with
         the GIL released (ctypes), so two objects verify at once on two CPUs.  Results wait
-        in ``_ready`` for ``acquire``, which emits the events in node order."""
-        from concurrent.futures import ThreadPoolExecutor
+        in ``_ready`` for ``acquire``, which emits the events in node order.  The threads are
+        daemons, waited for only here: an interrupt while the kernel holds a load (it cannot
+        be cancelled) leaves that thread behind and goes on to the partial report."""
         todo: dict[tuple[Any, ...], ProbeInstance] = {}
         for manifest, use in wanted:
             if use.bpftrace is not None:
@@ -180,42 +184,62 @@ class _Pool:
         if not todo:
             return
         threads: dict[tuple[Any, ...], int] = {}
+        results: dict[tuple[Any, ...], ProbeInstance | Exception] = {}
+        queue = list(todo)
+        lock = threading.Lock()
+        done = threading.Condition(lock)
 
-        def attach(k: tuple[Any, ...]) -> ProbeInstance | Exception:
-            threads[k] = threading.get_native_id()
-            inst = todo[k]
-            try:
-                inst.attach()
-                return inst
-            except (ProbeUnavailable, OSError, ValueError, KeyError) as e:
-                inst.close()
-                return e
-        with ThreadPoolExecutor(max_workers=min(len(todo), os.cpu_count() or 2)) as ex:
-            futs = {k: ex.submit(attach, k) for k in todo}
-            self._watch_slow(futs, threads, todo)
-            for k, f in futs.items():
-                self._ready[k] = (todo[k], f.result())
+        def worker() -> None:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    k = queue.pop(0)
+                    threads[k] = threading.get_native_id()
+                inst = todo[k]
+                res: ProbeInstance | Exception
+                try:
+                    inst.attach()
+                    res = inst
+                except (ProbeUnavailable, OSError, ValueError, KeyError) as e:
+                    inst.close()
+                    res = e
+                except BaseException as e:     # never lose a result: the waiter would wait on
+                    res = RuntimeError(f"{type(e).__name__}: {e}")
+                with lock:
+                    results[k] = res
+                    done.notify_all()
+        for _ in range(min(len(todo), os.cpu_count() or 2)):
+            threading.Thread(target=worker, name="attach", daemon=True).start()
+        self.loading = [i.name for i in todo.values()]
+        self._watch_slow(results, threads, todo, done)
+        self.loading = []
+        for k in todo:
+            self._ready[k] = (todo[k], results[k])
 
-    def _watch_slow(self, futs: dict[tuple[Any, ...], Any], threads: dict[tuple[Any, ...], int],
-                    todo: dict[tuple[Any, ...], ProbeInstance]) -> None:
+    def _watch_slow(self, results: dict[tuple[Any, ...], Any], threads: dict[tuple[Any, ...], int],
+                    todo: dict[tuple[Any, ...], ProbeInstance], done: threading.Condition) -> None:
         """Wait for the loads; one the kernel holds for SLOW_ATTACH_S is reported with where
         the kernel holds its thread (a load or attach cannot be cancelled, but the person
         waiting learns why: synchronize_rcu in expand_files was the one met)."""
-        from concurrent.futures import wait
-
         from ..probes.collectors._common import proc_task
         t0, told = time.monotonic(), set()
         while True:
-            _, pending = wait(list(futs.values()), timeout=0.5)
+            with done:
+                if len(results) < len(todo):
+                    done.wait(timeout=0.5)
+                pending = [k for k in todo if k not in results]
+                running = {k: threads[k] for k in pending if k in threads}
             if not pending:
                 return
+            self.loading = [todo[k].name for k in pending]
             waited = time.monotonic() - t0
             if waited < SLOW_ATTACH_S:
                 continue
-            for k, f in futs.items():
-                if f in pending and k not in told and k in threads:
+            for k in pending:
+                if k not in told and k in running:
                     told.add(k)
-                    task = proc_task(threads[k]) or {}
+                    task = proc_task(running[k]) or {}
                     self.events.emit("probe_attach_slow", probe=todo[k].name, after_s=round(waited, 1),
                                      state=task.get("state", ""), kernel_stack=task.get("stack", [])[:8])
 
@@ -294,8 +318,8 @@ class _Walk:
         self.timings["launch_to_attached_s"] = round(seconds_since_exec(), 3)
         self.events.emit("first_attached", nodes=[n.id for n in self.active],
                          since_launch_s=self.timings["launch_to_attached_s"])
-        if self.opts.out_dir is not None:
-            self.events.start_file(self.opts.out_dir / "events.jsonl")
+        if self.opts.bundle is not None:
+            self.events.start_sink(self.opts.bundle.event_line)
 
     def _start(self, nid: str) -> None:
         lp = self.lp
@@ -371,6 +395,12 @@ class _Walk:
         for nr in list(self.active):
             self.active.remove(nr)
             self._conclude(nr, interrupted=True)
+        loading = ", ".join(self.pool.loading)
+        for nid in dict.fromkeys(self.ready):    # ready, but interrupted before they started
+            why = "interrupted before its probes were attached" + (f" ({loading} still loading)" if loading else "")
+            self.done.append(NodeRun(nid, self.lp.spec.nodes[nid].hypothesis, 0, status="skipped",
+                                     interrupted=True, errors=[why]))
+        self.ready.clear()
 
 
 def run_playbook(lp: LoadedPlaybook, opts: RunOptions, events: EventLog | None = None) -> RunResult:
@@ -381,25 +411,32 @@ def run_playbook(lp: LoadedPlaybook, opts: RunOptions, events: EventLog | None =
     interrupted_by: str | None = None
     kernel = kernel_info()
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        raise Interrupted(signum)
+    raising = [True]        # a signal raises Interrupted only while the walk runs
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    def on_signal(signum: int, _frame: Any) -> None:
+        if raising[0]:
+            raise Interrupted(signum)
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, on_signal) for s in signals}
     walk = _Walk(lp, opts, events)
-    events.emit("run_started", playbook=lp.name, start=list(walk.ready), kernel=kernel)
     try:
+        events.emit("run_started", playbook=lp.name, start=list(walk.ready), kernel=kernel)
         try:
             walk.run()
         except Interrupted as e:
+            raising[0] = False  # a second signal while concluding must not lose the partial report
             interrupted_by = str(e)
             events.emit("interrupted", signal=interrupted_by)
-            for s in old:   # a second signal while concluding must not lose the partial report
-                signal.signal(s, signal.SIG_IGN)
             walk.interrupt()
     finally:
+        raising[0] = False
+        for s in signals:
+            signal.signal(s, signal.SIG_IGN)
         walk.pool.close_all()
-        for s, h in old.items():
-            signal.signal(s, h)
+        if opts.restore_signals:
+            for s, h in old.items():
+                signal.signal(s, h)
     duration = time.monotonic() - walk.t_start
     events.emit("run_finished", duration_s=round(duration, 3), complete=interrupted_by is None)
     return RunResult(lp, walk.done, started_at, duration, interrupted_by is None, kernel,

@@ -9,8 +9,9 @@ attached to a ticket and replayed offline.
     playbook.yaml   the playbook as it was run
     imports.json    the files it imported nodes from, if any (path -> text)
 
-Files are written atomically (temp file + rename) and the folder is private to root
-(0700): it holds process names and stacks.
+The folder is made fresh and private to root (0700: it holds process names and stacks),
+every file opened in it with O_EXCL|O_NOFOLLOW (0600) and written whole or not at all, by a
+child process the tool never waits for longer than a bound: see evidence/writer.py.
 """
 
 from __future__ import annotations
@@ -21,47 +22,48 @@ import time
 from pathlib import Path
 from typing import Any
 
-def default_dir(playbook_name: str) -> Path:
+DEFAULT_PARENT = "investigations"
+
+
+def folder_name(playbook_name: str) -> str:
+    """NAME-STAMP-PID: the default bundle folder's name (the playbook's name is a slug,
+    checked when the playbook is loaded)."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    return Path("investigations") / f"{playbook_name}-{stamp}-{os.getpid()}"
+    return f"{playbook_name}-{stamp}-{os.getpid()}"
 
 
-def prepare(path: Path, timeout: float = 3.0) -> Path:
-    """Create the bundle folder, private to root.  Made by a child given up after
-    ``timeout`` (TimeoutError): on a frozen filesystem mkdir waits for the thaw, and the
-    investigation must not wait with it.  OSError when it cannot be made."""
-    from ..system.procfs import run_in_child
-    run_in_child(["mkdir", "-p", "-m", "700", "--", str(path)], f"creating {path}", timeout)
-    os.chmod(path, 0o700)
-    return path
+def writer_for(out: Path | None, playbook_name: str) -> Any:
+    """The writer of this run's bundle (evidence/writer.py): into ``out`` when given (made
+    fresh: a new name if it exists), else ./investigations/NAME-STAMP-PID."""
+    from .writer import BundleWriter
+    return BundleWriter(out, DEFAULT_PARENT, folder_name(playbook_name), f"investigator-{playbook_name}-")
 
 
-def fallback_dir(playbook_name: str) -> Path | None:
-    """A fresh bundle folder in a temp dir, for when the one asked for cannot be made; None
-    when none can."""
-    import tempfile
-    name = default_dir(playbook_name).name
-    for base in dict.fromkeys((tempfile.gettempdir(), "/dev/shm", "/run")):
+def files_of(result: Any, rep: dict[str, Any], evidence: dict[str, Any]) -> dict[str, bytes]:
+    """The bundle's files but the event log, as bytes; one that cannot be rendered is left
+    out (the report says what it can)."""
+    from ..report.html import render_html
+    from ..report.text import render_markdown
+    makers: dict[str, Any] = {
+        "report.json": lambda: _json(rep),
+        "evidence.json": lambda: _json(evidence),
+        "report.md": lambda: render_markdown(rep),
+        "report.html": lambda: render_html(rep, evidence),
+        "playbook.yaml": lambda: result.playbook.text,
+    }
+    if result.playbook.imported:
+        makers["imports.json"] = lambda: _json(result.playbook.imported)
+    out: dict[str, bytes] = {}
+    for name, make in makers.items():
         try:
-            return prepare(Path(base) / f"investigator-{name}")
-        except OSError:
+            out[name] = make().encode(errors="replace")
+        except (ValueError, TypeError, RecursionError, OverflowError):
             continue
-    return None
+    return out
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, mode) as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+def _json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"
 
 
 def read(path: Path) -> dict[str, Any]:

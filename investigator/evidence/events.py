@@ -1,21 +1,41 @@
 """The run's structured event log (structlog, JSON lines).
 
 structlog costs ~100 ms to import, so events emitted before the probes are attached are
-buffered and written when ``start_file`` is called during the first window."""
+buffered and handed to the sink when ``start_sink`` is called during the first window.  The
+sink (the bundle writer's ``event_line``) takes one line at a time, never blocks and never
+raises: a disk that fails costs lines of the log, not the run."""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import IO, Any
+from collections.abc import Callable
+from typing import Any
+
+
+class _Lines:
+    """What structlog's PrintLogger writes to (a message, then its newline): each whole
+    line goes to the sink."""
+
+    def __init__(self, sink: Callable[[str], None]) -> None:
+        self.sink = sink
+        self.part = ""
+
+    def write(self, text: str) -> None:
+        self.part += text
+        if "\n" in self.part:
+            line, _, self.part = self.part.rpartition("\n")
+            self.sink(line + "\n")
+
+    def flush(self) -> None:
+        pass
 
 
 class EventLog:
     def __init__(self) -> None:
         self._buffer: list[dict[str, Any]] = []
         self._logger: Any = None
-        self._file: IO[str] | None = None
         self.listeners: list[Any] = []
+        self.lost = 0
         self.t0 = time.monotonic()
 
     def emit(self, event: str, **fields: Any) -> None:
@@ -23,26 +43,21 @@ class EventLog:
         for cb in self.listeners:
             cb(event, fields)
         if self._logger is not None:
-            self._logger.info(event, **fields)
+            try:
+                self._logger.info(event, **fields)
+            except Exception:           # a value that cannot be rendered costs its line only
+                self.lost += 1
         else:
             self._buffer.append({"event": event, **fields})
 
-    def start_file(self, path: Path) -> None:
+    def start_sink(self, sink: Callable[[str], None]) -> None:
         import structlog
 
-        import os
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)   # stacks and names: root only
-        self._file = os.fdopen(fd, "a", buffering=1)
         self._logger = structlog.wrap_logger(
-            structlog.PrintLogger(self._file),
+            structlog.PrintLogger(_Lines(sink)),  # type: ignore[arg-type]
             processors=[structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
                         structlog.processors.JSONRenderer(default=str)])
         for rec in self._buffer:
             ev = rec.pop("event")
             self._logger.info(ev, **rec)
         self._buffer.clear()
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None

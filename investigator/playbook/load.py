@@ -213,6 +213,11 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
                      reg: dict[str, ProbeManifest]) -> None:
     spec = lp.spec
     node_ids = set(spec.nodes)
+    if not PLAYBOOK_NAME.fullmatch(spec.metadata.name):
+        # it names the bundle folder: never a path, never hidden, never empty
+        loc.error(("metadata", "name"), f"the playbook's name {spec.metadata.name[:80]!r} is not a short name: "
+                                        "letters, digits, '-', '_' and '.', starting with a letter or digit, "
+                                        "at most 64 characters")
     for i, nid in enumerate(spec.start):
         if nid not in node_ids:
             loc.error(("start", i), f"unknown node '{nid}'{did_you_mean(nid, node_ids)}")
@@ -311,6 +316,7 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
 
 SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,127}")
 VARS = "vars"
+PLAYBOOK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 SCALARS = (str, int, float, bool)
 

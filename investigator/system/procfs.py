@@ -34,6 +34,15 @@ def status(task: int | str = "self") -> dict[str, str]:
 _abandoned: list[subprocess.Popen[bytes]] = []
 
 
+def abandon(p: subprocess.Popen[bytes]) -> None:
+    """Leave a killed child that may still be waiting in the kernel: it is reaped by a later
+    call once it has died, never waited for."""
+    for q in list(_abandoned):               # reap the ones that have died since
+        if q.poll() is not None:
+            _abandoned.remove(q)
+    _abandoned.append(p)
+
+
 def run_in_child(argv: list[str], what: str, timeout: float, limit: int = 1 << 22) -> bytes:
     """Run a small command (its standard output, up to ``limit`` bytes), giving up after
     ``timeout`` seconds with TimeoutError -- for a system call that can wait uninterruptibly
@@ -41,9 +50,6 @@ def run_in_child(argv: list[str], what: str, timeout: float, limit: int = 1 << 2
     mkdir on a frozen filesystem waits for the thaw).  A thread of ours stuck like that would
     keep this process from exiting until the kernel lets go; an abandoned child is killed (it
     dies once its call returns) and never waited for.  OSError when the command fails."""
-    for p in list(_abandoned):               # reap the ones that have died since
-        if p.poll() is not None:
-            _abandoned.remove(p)
     exe = shutil.which(argv[0]) or f"/bin/{argv[0]}"
     p = subprocess.Popen([exe, *argv[1:]], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, close_fds=True)
@@ -58,7 +64,7 @@ def run_in_child(argv: list[str], what: str, timeout: float, limit: int = 1 << 2
                 p.kill()
                 p.stdout.close()
                 p.stderr.close()
-                _abandoned.append(p)
+                abandon(p)
                 raise TimeoutError(f"{what} did not finish in {timeout:g} s")
             chunk = os.read(p.stdout.fileno(), 1 << 16)
             if not chunk:

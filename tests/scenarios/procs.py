@@ -290,23 +290,18 @@ def rps_to(cpu: int, dev: str = "lo") -> Iterator[None]:
 
 
 @contextmanager
-def frozen_filesystem(workdir: str) -> Iterator[str]:
-    """A small ext4 filesystem on a loop device, frozen (fsfreeze -f); yields its mount
-    point.  Writers to it block in D state (sb_start_write / percpu_rwsem_wait) until it is
-    thawed.  Always thawed, unmounted and removed afterwards."""
+def ext4_loop(workdir: str) -> Iterator[str]:
+    """A small ext4 filesystem on a loop device; yields its mount point.  Always thawed (a
+    test may freeze it with ``fsfreeze -f``), unmounted and removed afterwards."""
     img, mnt = os.path.join(workdir, "frozen.img"), os.path.join(workdir, "frozen")
     os.makedirs(mnt, exist_ok=True)
     subprocess.run(["dd", "if=/dev/zero", f"of={img}", "bs=1M", "count=32", "status=none"], check=True)
     subprocess.run(["mkfs.ext4", "-q", "-F", img], check=True)
     subprocess.run(["mount", "-o", "loop", img, mnt], check=True)
-    frozen = False
     try:
-        subprocess.run(["fsfreeze", "-f", mnt], check=True)
-        frozen = True
         yield mnt
     finally:
-        if frozen:
-            subprocess.run(["fsfreeze", "-u", mnt], check=False)
+        subprocess.run(["fsfreeze", "-u", mnt], capture_output=True, check=False)
         for _ in range(50):
             if subprocess.run(["umount", mnt], capture_output=True).returncode == 0:
                 break
@@ -315,6 +310,32 @@ def frozen_filesystem(workdir: str) -> Iterator[str]:
             os.remove(img)
         except OSError:
             pass
+
+
+@contextmanager
+def frozen_filesystem(workdir: str) -> Iterator[str]:
+    """ext4_loop, frozen (fsfreeze -f) before it is yielded.  Writers to it block in D state
+    (sb_start_write / percpu_rwsem_wait) until it is thawed."""
+    with ext4_loop(workdir) as mnt:
+        subprocess.run(["fsfreeze", "-f", mnt], check=True)
+        yield mnt
+
+
+@contextmanager
+def small_tmpfs(workdir: str, size: str, read_only: bool = False) -> Iterator[str]:
+    """A tmpfs of ``size`` bytes (a full disk, filled by the test) or mounted read-only;
+    yields its mount point, unmounted afterwards."""
+    mnt = os.path.join(workdir, "small-tmpfs")
+    os.makedirs(mnt, exist_ok=True)
+    opts = f"size={size},mode=0755" + (",ro" if read_only else "")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "investigator-test", mnt], check=True)
+    try:
+        yield mnt
+    finally:
+        for _ in range(50):
+            if subprocess.run(["umount", mnt], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
 
 
 FUSE_DAEMON = """
