@@ -243,6 +243,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         mark = {True: "ok ", False: "NO ", None: "   "}[c.ok]
         print(f"{mark} {c.name:<{width}}  {c.value}" + (f"  -- {c.hint}" if c.hint else ""))
         bad |= c.ok is False and c.name in ("root", "libbpf", "BTF", "capabilities")
+    from .system import mounts
+    for m in mounts.undo():
+        print(f"    mounted {m['fs']} at {m['path']} to look, and " +
+              ("unmounted it again" if m["unmounted"] else f"could not unmount it: {m.get('error')}"))
     return exitcodes.ENVIRONMENT if bad else exitcodes.OK
 
 

@@ -182,3 +182,21 @@ def test_new_scaffolds_a_playbook_that_validates_and_passes_its_fixture(tmp_path
     again = investigate("new", "disk-stall", "--dir", str(tmp_path))
     assert again.returncode == 2 and "exists already" in again.stderr
     assert investigate("new", "Bad Name!", "--dir", str(tmp_path)).returncode == 2
+
+
+@pytest.mark.parametrize("name", ["../../../../tmp/x/", "/etc/cron.d/x", ".hidden", "a/b", "", "x" * 65, "sp ace",
+                                  "new\nline"])
+def test_playbook_name_must_be_a_short_name(tmp_path: Path, name: str) -> None:
+    """metadata.name names the bundle folder: never a path, never hidden, never long."""
+    book = tmp_path / "p.yaml"
+    book.write_text(json.dumps({"apiVersion": "investigator/v1", "kind": "Playbook", "metadata": {"name": name},
+                                "start": ["a"], "nodes": {"a": {
+                                    "hypothesis": "h", "probes": [{"use": "sched.runqlat"}],
+                                    "observe": {"window": "1s"},
+                                    "conclude": [{"when": "runq.count >= 0", "verdict": "refuted"}]}}}))
+    p = investigate("validate", str(book))
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert f"{book}:1:" in p.stderr and "is not a short name" in p.stderr, p.stderr
+    ok = book.read_text().replace(json.dumps(name), '"ok-name_1.2"')
+    book.write_text(ok)
+    assert investigate("validate", str(book)).returncode == 0

@@ -267,3 +267,34 @@ def test_ctrl_c_while_a_load_is_held_still_gives_the_partial_report(tmp_path: Pa
     skipped = [n for n in rep["nodes"] if n["status"] == "skipped"]
     assert skipped and all("sched.runqlat" in n["errors"][0] for n in skipped), rep["nodes"]
     assert (tmp_path / "b" / "report.json").exists()
+
+
+BPFTRACE_BOOK = "playbooks/runqueue-bpftrace.yaml"
+
+
+@pytest.mark.skipif(shutil.which("bpftrace") is None, reason="bpftrace is not installed")
+def test_a_mount_the_tool_made_is_reported_and_undone(tmp_path: Path) -> None:
+    """In a private mount namespace without tracefs and securityfs: bpftrace needs tracefs
+    and doctor reads securityfs; each is mounted, reported, and unmounted afterwards."""
+    script = f"""
+set -e
+umount /sys/kernel/tracing 2>/dev/null || true
+umount /sys/kernel/debug/tracing 2>/dev/null || true
+umount /sys/kernel/security 2>/dev/null || true
+before=$(grep -c -e ' tracefs ' -e ' securityfs ' /proc/self/mounts || true)
+"{sys.executable}" -m investigator doctor > {tmp_path}/doctor.txt || true
+"{sys.executable}" -m investigator {BPFTRACE_BOOK} --window 1 --json --allow-custom-probes \
+    --out {tmp_path}/b > {tmp_path}/report.json || true
+after=$(grep -c -e ' tracefs ' -e ' securityfs ' /proc/self/mounts || true)
+echo "$before $after"
+"""
+    p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["0", "0"], p.stdout       # none before, none left after
+    doctor = (tmp_path / "doctor.txt").read_text()
+    assert "mounted securityfs at /sys/kernel/security to look, and unmounted it again" in doctor
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert rep["mounts"] == [{"fs": "tracefs", "path": "/sys/kernel/tracing", "unmounted": True}], rep.get("mounts")
+    events = [json.loads(line) for line in (tmp_path / "b" / "events.jsonl").read_text().splitlines()]
+    assert any(e["event"] == "unmounted" and e["fs"] == "tracefs" for e in events)

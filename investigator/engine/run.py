@@ -82,6 +82,7 @@ class RunResult:
     interrupted_by: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     overhead_guard: list[dict[str, Any]] = field(default_factory=list)
+    mounts: list[dict[str, Any]] = field(default_factory=list)    # what the run mounted, and undid
 
 
 def kernel_info() -> dict[str, Any]:
@@ -434,13 +435,17 @@ def run_playbook(lp: LoadedPlaybook, opts: RunOptions, events: EventLog | None =
         for s in signals:
             signal.signal(s, signal.SIG_IGN)
         walk.pool.close_all()
+        from ..system import mounts
+        made = mounts.undo()
         if opts.restore_signals:
             for s, h in old.items():
                 signal.signal(s, h)
     duration = time.monotonic() - walk.t_start
+    for m in made:
+        events.emit("unmounted" if m["unmounted"] else "unmount_failed", **m)
     events.emit("run_finished", duration_s=round(duration, 3), complete=interrupted_by is None)
     return RunResult(lp, walk.done, started_at, duration, interrupted_by is None, kernel,
-                     interrupted_by, walk.timings, walk.guard.tripped)
+                     interrupted_by, walk.timings, walk.guard.tripped, made)
 
 
 def _conclude(lp: LoadedPlaybook, nr: NodeRun, events: EventLog) -> None:

@@ -5,7 +5,8 @@
      "verdicts": [{"verdict", "node", "summary",
                    "tasks": [{"pid","tid","comm","role"} + optional "waits_for", "holds", "wchan", "stack"],
                    "locks": [...], "cpus": [...], "evidence": {...}}],
-     "vars": {...}}   (the playbook's vars, with --set overrides, when it has any)
+     "vars": {...},   (the playbook's vars, with --set overrides, when it has any)
+     "mounts": [{"fs", "path", "unmounted"}]}   (pseudo filesystems the run mounted itself)
 
 ``verdicts`` holds the problems found, never refuted hypotheses.
 """
@@ -60,7 +61,8 @@ def build(nodes: list[Any], *, playbook: str, complete: bool, started_at: str, d
           kernel: dict[str, Any], interrupted_by: str | None = None,
           timings: dict[str, float] | None = None, replayed: bool = False,
           overhead_guard: list[dict[str, Any]] | None = None,
-          variables: dict[str, Any] | None = None) -> dict[str, Any]:
+          variables: dict[str, Any] | None = None,
+          mounts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     rep: dict[str, Any] = {
         "report_version": SCHEMA_VERSION,
         "playbook": playbook,
@@ -81,10 +83,13 @@ def build(nodes: list[Any], *, playbook: str, complete: bool, started_at: str, d
         rep["overhead_guard"] = overhead_guard
     if variables:
         rep["vars"] = variables          # the expectations the rules were evaluated with
+    if mounts:
+        rep["mounts"] = mounts           # pseudo filesystems the run mounted, and unmounted
     return rep
 
 
 def from_result(r: Any) -> dict[str, Any]:
     return build(r.nodes, playbook=r.playbook.name, complete=r.complete, started_at=r.started_at,
                  duration_s=r.duration_s, kernel=r.kernel, interrupted_by=r.interrupted_by,
-                 timings=r.timings, overhead_guard=r.overhead_guard, variables=dict(r.playbook.spec.vars))
+                 timings=r.timings, overhead_guard=r.overhead_guard, variables=dict(r.playbook.spec.vars),
+                 mounts=r.mounts)

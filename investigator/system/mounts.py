@@ -1,5 +1,6 @@
-"""Pseudo filesystems the tool may need (tracefs for classic tracepoints), mounted on
-demand -- and the mount is reported, never silent."""
+"""Pseudo filesystems the tool may need (tracefs for classic tracepoints, securityfs for
+the lockdown mode), mounted on demand -- and the mount is reported, never silent, and
+undone (``undo``) when the tool mounted it itself."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ MOUNTS = {
     "securityfs": ("/sys/kernel/security", "securityfs"),
     "bpffs": ("/sys/fs/bpf", "bpf"),
 }
+
+
+_made: list[tuple[str, str]] = []       # (fs type, mount point) this process mounted
+MNT_DETACH = 2
 
 
 def mounted_types() -> dict[str, str]:
@@ -43,4 +48,20 @@ def ensure_mounted(name: str) -> tuple[bool, str]:
     if libc.mount(b"nodev", path.encode(), fstype.encode(), 0, None) != 0:
         err = C.get_errno()
         return False, f"cannot mount {fstype} at {path}: {os.strerror(err)}"
+    _made.append((fstype, path))
     return True, f"mounted {fstype} at {path}"
+
+
+def undo() -> list[dict[str, object]]:
+    """Unmount what this process mounted (lazily: MNT_DETACH, so a user of it that is still
+    on its way out is not cut off); one record a mount, for the report."""
+    out: list[dict[str, object]] = []
+    libc = C.CDLL(None, use_errno=True)
+    libc.umount2.argtypes = [C.c_char_p, C.c_int]
+    while _made:
+        fstype, path = _made.pop()
+        rec: dict[str, object] = {"fs": fstype, "path": path, "unmounted": True}
+        if libc.umount2(path.encode(), MNT_DETACH) != 0:
+            rec.update(unmounted=False, error=os.strerror(C.get_errno()))
+        out.append(rec)
+    return out
