@@ -424,9 +424,8 @@ class BpfObject:
         """Name -> (offset, size) of the variables in a data section."""
         return self._datasec(section)
 
-    def set_global(self, name: str, value: int | bytes, section: str = ".rodata") -> None:
-        if self.loaded:
-            raise RuntimeError(f"{self.path}: globals of {section} are fixed once loaded")
+    def _global(self, name: str, section: str) -> tuple[Map, int, int]:
+        """The map holding a data section and one variable's (offset, size) in it."""
         mp = next((m for m in self.maps.values() if m.name.endswith(section)), None)
         if mp is None:
             raise KeyError(f"{self.path} has no {section} map")
@@ -434,6 +433,12 @@ class BpfObject:
             off, size = self._datasec(section)[name]
         except KeyError:
             raise KeyError(f"{self.path}: no global {name!r} in {section}") from None
+        return mp, off, size
+
+    def set_global(self, name: str, value: int | bytes, section: str = ".rodata") -> None:
+        if self.loaded:
+            raise RuntimeError(f"{self.path}: globals of {section} are fixed once loaded")
+        mp, off, size = self._global(name, section)
         if isinstance(value, int):
             value = value.to_bytes(size, "little", signed=value < 0)
         if len(value) != size:
@@ -444,6 +449,15 @@ class BpfObject:
         if off + size > n.value:
             raise ValueError(f"{name}: outside {section}")
         C.memmove(base + off, value, size)
+
+    def read_global(self, name: str, section: str = ".bss") -> int:
+        """A writable global's current value (``.bss``, ``.data``, read from its map) as an
+        unsigned integer."""
+        mp, off, size = self._global(name, section)
+        raw = mp.lookup(0)
+        if not isinstance(raw, bytes) or off + size > len(raw):
+            raise ValueError(f"{name}: outside {section}")
+        return int.from_bytes(raw[off:off + size], "little")
 
     def load(self) -> None:
         for p in self.programs.values():

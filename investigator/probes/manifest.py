@@ -54,6 +54,7 @@ class Param:
     type: str
     default: Any
     help: str
+    max: int | None = None          # the largest value an "int" parameter accepts
 
 
 @dataclass(frozen=True)
@@ -177,13 +178,14 @@ def load_manifest(path: Path) -> ProbeManifest:
                   for h in _require(d, "hooks", where))
     params = {}
     for name, p in (d.get("params") or {}).items():
-        _only_keys(p, {"global", "type", "default", "help"}, f"{where}: param {name}")
+        _only_keys(p, {"global", "type", "default", "help", "max"}, f"{where}: param {name}")
         if p["type"] not in PARAM_TYPES:
             raise ManifestError(f"{where}: param {name}: type must be one of {PARAM_TYPES}")
         if p["type"] not in TARGET_TYPES and "global" not in p:
             raise ManifestError(f"{where}: param {name}: missing 'global'")
         params[name] = Param(name=name, global_name=p.get("global", ""), type=p["type"],
-                             default=p.get("default"), help=p.get("help", ""))
+                             default=p.get("default"), help=p.get("help", ""),
+                             max=int(p["max"]) if "max" in p else None)
     for e in _require(d, "evidence", where):
         _only_keys(e, {"path", "type", "unit", "help"}, f"{where}: evidence {e.get('path')}")
     evidence = tuple(EvidenceField(path=e["path"], type=e["type"], unit=e.get("unit", ""),
