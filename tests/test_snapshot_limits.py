@@ -94,3 +94,53 @@ def test_a_limit_above_the_probe_bound_is_refused_with_its_place(tmp_path: Path)
     line = next(ln for ln in (p.stdout + p.stderr).splitlines() if "max_records" in ln or "at most" in ln)
     assert line.startswith(f"{book}:12:68: ") and "at most 4096 (the probe's bound), got 5000" in line
     assert "Traceback" not in p.stderr
+
+
+LOCKS_BOOK = """\
+apiVersion: investigator/v1
+kind: Playbook
+metadata:
+  name: scan-deadline
+  description: file.locks with no time to walk /proc, and with its default time.
+start: [hurried, patient]
+nodes:
+  hurried:
+    hypothesis: The walk has no time.
+    probes:
+      - use: file.locks
+        with: {scan_time: 0s}
+    conclude:
+      - when: "true"
+        verdict: refuted
+  patient:
+    hypothesis: The walk has its time.
+    probes:
+      - use: file.locks
+    conclude:
+      - when: "true"
+        verdict: refuted
+"""
+
+
+@pytest.mark.bpf
+def test_file_locks_walks_stop_at_their_deadline_and_say_how_far_they_got(tmp_path: Path) -> None:
+    """An OFD ABBA deadlock: its holders and waiters are found only by walking /proc.  With
+    no time for the walk the evidence is partial (no edges, the reason, what was looked at);
+    with the default time the same locks give both edges and nothing is partial."""
+    from scenarios.procs import FLOCK_ABBA
+    book = tmp_path / "scan.yaml"
+    book.write_text(LOCKS_BOOK)
+    with processes() as ps:
+        parent, (p0, p1) = ps.spawn_with_pids(FLOCK_ABBA, str(tmp_path / "pids"), name="ofd-abba",
+                                              dir=str(tmp_path), seconds=60, how="ofd")
+        wait_alive(parent, 1.5)
+        p = investigate(str(book), "--window", "1", "--json", "--quiet", "--out", str(tmp_path / "b"), timeout=60)
+    assert p.returncode in (0, 1), p.stderr
+    ev = json.loads((tmp_path / "b" / "evidence.json").read_text())
+    hurried, patient = ev["hurried"]["flock"], ev["patient"]["flock"]
+    assert hurried["partial"] is True and "the 0 s deadline" in hurried["partial_reason"]
+    assert hurried["scanned"]["files"] == 0 and hurried["edges"] == []
+    assert hurried["ofd_count"] >= 2                 # /proc/locks itself was read whole
+    assert patient["partial"] is False and patient["partial_reason"] == ""
+    assert patient["scanned"]["files"] > 0 and patient["scanned"]["tasks"] > 0
+    assert {(e["waiter"], e["holder"]) for e in patient["edges"]} >= {(p0, p1), (p1, p0)}
