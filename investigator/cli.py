@@ -140,6 +140,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     lp = _load(args.playbook, args.allow_custom_probes)
     if lp is None:
         return exitcodes.USAGE
+    from .system.fds import reserve_for_playbook   # still one thread: see system/fds.py
+    why = reserve_for_playbook(lp)
+    if why:
+        _err(why)
+        return exitcodes.ENVIRONMENT
     from .playbook.load import VarError, apply_overrides
     try:
         apply_overrides(lp, args.sets)

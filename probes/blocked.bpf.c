@@ -19,6 +19,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "common.h"
+#include "snapshot.h"
 #include "task_record.h"
 
 const volatile bool include_sleeping = false;
@@ -173,6 +174,7 @@ int dump_blocked(struct bpf_iter__task *ctx)
 	__u32 zero = 0;
 	__u64 last, found = 0;
 
+	snapshot_begin(ctx->meta);
 	if (!task)
 		return 0;
 	COUNT_EVENT();
@@ -221,7 +223,7 @@ keep:
 			fill_owner(rec);
 		}
 	}
-	bpf_seq_write(seq, rec, sizeof(*rec));
+	snapshot_write(seq, rec, sizeof(*rec));
 	return 0;
 }
 

@@ -15,6 +15,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "common.h"
+#include "snapshot.h"
 #include "fuse.h"
 
 /* fuse_req::create_time: jiffies when the request was made (6.14, request timeouts) */
@@ -47,7 +48,7 @@ static __always_inline void emit_req(struct seq_file *seq, struct fuse_rec *rec,
 		if (t)
 			rec->age_jiffies = bpf_jiffies64() - t;
 	}
-	bpf_seq_write(seq, rec, sizeof(*rec));
+	snapshot_write(seq, rec, sizeof(*rec));
 }
 
 /* The lists a file's requests without an answer are on: the connection's pending list,
@@ -121,6 +122,7 @@ int dump_fuse(struct bpf_iter__task_file *ctx)
 	dev_t rdev;
 	umode_t mode;
 
+	snapshot_begin(ctx->meta);
 	if (!task || !file)
 		return 0;
 	if (!bpf_core_type_exists(struct fuse_dev))   /* fuse not built in, module not loaded */
@@ -148,7 +150,7 @@ int dump_fuse(struct bpf_iter__task_file *ctx)
 	rec->jiffies = bpf_jiffies64();
 	rec->now_ns = bpf_ktime_get_ns();
 	BPF_CORE_READ_STR_INTO(&rec->comm, task, comm);
-	bpf_seq_write(seq, rec, sizeof(*rec));
+	snapshot_write(seq, rec, sizeof(*rec));
 
 	/* one bpf_loop over every list: its callback is verified once (an open-coded bounded
 	 * loop makes the verifier walk every (list, request) combination: over 1M insns) */

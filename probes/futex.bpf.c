@@ -16,6 +16,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "common.h"
+#include "snapshot.h"
 #include "futex.h"
 
 const volatile __u32 futex_nr = 202;    /* __NR_futex on x86_64, set by user space */
@@ -63,6 +64,7 @@ int dump_futex(struct bpf_iter__task *ctx)
 	__u32 zero = 0, words[3] = {};
 	unsigned int state;
 
+	snapshot_begin(ctx->meta);
 	if (!task)
 		return 0;
 	COUNT_EVENT();
@@ -101,7 +103,7 @@ int dump_futex(struct bpf_iter__task *ctx)
 	rec->last_arrival_ns = BPF_CORE_READ(task, sched_info.last_arrival);
 	rec->exec_start_ns = BPF_CORE_READ(task, se.exec_start);
 	BPF_CORE_READ_STR_INTO(&rec->comm, task, comm);
-	bpf_seq_write(seq, rec, sizeof(*rec));
+	snapshot_write(seq, rec, sizeof(*rec));
 	return 0;
 }
 

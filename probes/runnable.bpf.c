@@ -11,6 +11,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "common.h"
+#include "snapshot.h"
 #include "runnable.h"
 
 DEFINE_PROBE_STATS
@@ -45,6 +46,7 @@ int dump_runnable(struct bpf_iter__task *ctx)
 	__u32 zero = 0, running;
 	__u64 now, queued = 0;
 
+	snapshot_begin(ctx->meta);
 	if (!task)
 		return 0;
 	COUNT_EVENT();
@@ -73,7 +75,7 @@ int dump_runnable(struct bpf_iter__task *ctx)
 	rec->policy = BPF_CORE_READ(task, policy);
 	rec->cpu = task_cpu_of(task);
 	BPF_CORE_READ_STR_INTO(&rec->comm, task, comm);
-	bpf_seq_write(seq, rec, sizeof(*rec));
+	snapshot_write(seq, rec, sizeof(*rec));
 	return 0;
 }
 

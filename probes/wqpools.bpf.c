@@ -10,6 +10,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "common.h"
+#include "snapshot.h"
 #include "wqpools.h"
 
 DEFINE_PROBE_STATS
@@ -53,6 +54,7 @@ int dump_pools(struct bpf_iter__task *ctx)
 	struct worker *w;
 	__u32 zero = 0, i, n = 0;
 
+	snapshot_begin(ctx->meta);
 	if (!task)
 		return 0;
 	COUNT_EVENT();
@@ -106,7 +108,7 @@ int dump_pools(struct bpf_iter__task *ctx)
 		pos = BPF_CORE_READ(pos, next);
 	}
 	rec->pending = n;
-	bpf_seq_write(seq, rec, sizeof(*rec));
+	snapshot_write(seq, rec, sizeof(*rec));
 	return 0;
 }
 

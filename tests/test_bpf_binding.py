@@ -245,3 +245,62 @@ def test_threads_can_read_maps_while_attached(objs: Path) -> None:
         for t in ts:
             t.join()
         assert not errors
+
+
+def test_batch_size_keeps_one_batch_under_the_memory_cap() -> None:
+    """4096 possible CPUs make irq.time's 48-byte per-CPU value 192 KiB: a fixed 1024-entry
+    batch would allocate 192 MiB; the sized batch stays under the cap, and always reads."""
+    from investigator.bpf.object import BATCH_BYTES, batch_entries
+    value = 48 * 4096
+    n = batch_entries(4, value, 256)
+    assert 1 <= n < 256 and n * (4 + value) <= BATCH_BYTES < (n + 1) * (4 + value)
+    assert 1024 * (4 + value) > 24 * BATCH_BYTES           # what a fixed batch would take
+    assert batch_entries(4, 8, 300) == 300                   # a small map: one call
+    assert batch_entries(4, 16 << 20, 10) == 1               # a value over the cap still reads
+    assert batch_entries(4, 8, 1000, max_bytes=12) == 1
+
+
+def test_per_cpu_batch_is_sized_by_the_possible_cpus(objs: Path) -> None:
+    from investigator.bpf.object import BATCH_BYTES
+    with open("/sys/devices/system/cpu/possible") as f:
+        spans = [r.split("-") for r in f.read().strip().split(",")]
+    possible = sum(int(r[-1]) - int(r[0]) + 1 for r in spans)
+    assert num_possible_cpus() == possible
+    with BpfObject(HERE.parent / "probes" / "irq.bpf.o") as o:
+        m = o.maps["hardirqs"]
+        assert m.percpu and m.batch_entries() == min(256, BATCH_BYTES // (4 + 48 * possible))
+        m._ncpu = 4096                                       # as on a 4096-CPU machine
+        assert m.batch_entries() == BATCH_BYTES // (4 + 48 * 4096) == 42
+
+
+def test_per_cpu_maps_read_the_same_with_a_tiny_batch(objs: Path) -> None:
+    """irq.time's per-CPU maps, filled by the kernel (interrupts during the wait) and with
+    synthetic lines sharing hash buckets, read the same one entry per call as by default:
+    a bucket holding more than a batch (ENOSPC from the kernel) grows that batch."""
+    with BpfObject(HERE.parent / "probes" / "irq.bpf.o") as o:
+        _only(o, "btf_softirq_entry", "btf_softirq_exit", "btf_irq_entry", "btf_irq_exit")
+        o.load()
+        for p in ("btf_softirq_entry", "btf_softirq_exit", "btf_irq_entry", "btf_irq_exit"):
+            o.programs[p].attach()
+        soft, hard = o.maps["softirqs"], o.maps["hardirqs"]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(
+                any(int.from_bytes(c[:8], "little") for c in v) for _, v in soft.iter_batch()):  # type: ignore[union-attr]
+            time.sleep(0.05)
+        o.detach()
+        ncpu = num_possible_cpus()
+        for i in range(150):
+            value = b"".join((i * 1000 + cpu + 1).to_bytes(8, "little").ljust(48, b"\0") for cpu in range(ncpu))
+            hard.update(100_000 + i, value)
+        for m in (soft, hard):
+            default = m.lookup_batch()
+            tiny = m.lookup_batch(max_bytes=1)
+            assert m.batch_entries(max_bytes=1) == 1 and tiny == default
+            assert all(isinstance(v, list) and len(v) == ncpu for _, v in default)
+            assert {k: v for k, v in default} == {k: m.lookup(k) for k, _ in default}
+        assert len(soft.lookup_batch()) == 10
+        assert sum(any(int.from_bytes(c[:8], "little") for c in v) for _, v in soft.lookup_batch()) >= 1  # type: ignore[union-attr]
+        synthetic = {int.from_bytes(k, "little", signed=True): v for k, v in hard.lookup_batch(max_bytes=1)
+                     if int.from_bytes(k, "little", signed=True) >= 100_000}
+        assert len(synthetic) == 150
+        assert int.from_bytes(synthetic[100_007][-1][:8], "little") == 7000 + ncpu  # type: ignore[index]

@@ -23,6 +23,16 @@ BTF_KIND_DATASEC = 15
 PERCPU_MAP_TYPES = {5, 6, 10, 21}  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP_STORAGE
 MAP_TYPE_STACK_TRACE = 7
 MAP_TYPE_RINGBUF = 27
+# One batch lookup's key and value buffers stay under this (a per-CPU map's value holds
+# one slot per possible CPU: 4096 CPUs make a 48-byte value 192 KiB).
+BATCH_BYTES = 8 << 20
+
+
+def batch_entries(key_size: int, value_bytes: int, max_entries: int, max_bytes: int = BATCH_BYTES) -> int:
+    """How many entries one BPF_MAP_LOOKUP_BATCH call asks for: as many as fit in
+    ``max_bytes`` of key and value buffers (``value_bytes`` is what one entry's value takes
+    in user space, every CPU's slot for a per-CPU map), at most the map's size, at least 1."""
+    return max(1, min(max_entries, max_bytes // max(1, key_size + value_bytes)))
 
 
 def _err_from_ptr(ptr: int | None, what: str, mark: int) -> int:
@@ -235,10 +245,11 @@ class Map:
             raise ValueError(f"map {self.name}: key of {len(key)} bytes, expected {self.key_size}")
         return C.create_string_buffer(key, self.key_size)
 
-    def _split(self, raw: bytes) -> bytes | list[bytes]:
+    def _split(self, raw: bytes | memoryview) -> bytes | list[bytes]:
         if self.percpu:
-            return [raw[i * self._stride:i * self._stride + self.value_size] for i in range(self._ncpu)]
-        return raw[:self.value_size]
+            st, vs = self._stride, self.value_size
+            return [bytes(raw[i * st:i * st + vs]) for i in range(self._ncpu)]
+        return bytes(raw[:self.value_size])
 
     def lookup(self, key: bytes | int) -> bytes | list[bytes] | None:
         """The value (a list, one per possible CPU, for per-CPU maps), or None if absent."""
@@ -272,41 +283,73 @@ class Map:
 
     def items(self, limit: int | None = None) -> list[tuple[bytes, bytes | list[bytes]]]:
         """All (key, value) pairs: one batch syscall per chunk where the kernel has it."""
+        return list(self.iter_items(limit))
+
+    def iter_items(self, limit: int | None = None) -> Iterator[tuple[bytes, bytes | list[bytes]]]:
+        """(key, value) pairs as they are read, batch by batch where the kernel has batch
+        lookups (key by key otherwise): the caller holds one batch at a time, never the map."""
+        batches = self.iter_batch(limit=limit)
         try:
-            return self.lookup_batch(limit=limit)
+            first = next(batches, None)
         except BpfError as e:
             if e.errno not in (E.EINVAL, E.ENOTSUP, E.EOPNOTSUPP, E.ENOSYS, E.EPERM):
                 raise
-        out = []
-        for k in self.keys(limit):
-            v = self.lookup(k)
-            if v is not None:
-                out.append((k, v))
-        return out
+            for k in self.keys(limit):
+                v = self.lookup(k)
+                if v is not None:
+                    yield k, v
+            return
+        if first is not None:
+            yield first
+            yield from batches
 
-    def lookup_batch(self, chunk: int = 1024, limit: int | None = None) -> list[tuple[bytes, bytes | list[bytes]]]:
-        """BPF_MAP_LOOKUP_BATCH (hash and array maps, kernel >= 5.6)."""
-        res: list[tuple[bytes, bytes | list[bytes]]] = []
+    def batch_entries(self, max_bytes: int = BATCH_BYTES) -> int:
+        """Entries per BPF_MAP_LOOKUP_BATCH call for this map (see ``batch_entries``)."""
+        return batch_entries(self.key_size, self._vbuf_size, self.max_entries, max_bytes)
+
+    def lookup_batch(self, chunk: int | None = None, limit: int | None = None,
+                     max_bytes: int = BATCH_BYTES) -> list[tuple[bytes, bytes | list[bytes]]]:
+        """BPF_MAP_LOOKUP_BATCH (hash and array maps, kernel >= 5.6), as a list."""
+        return list(self.iter_batch(chunk, limit, max_bytes))
+
+    def iter_batch(self, chunk: int | None = None, limit: int | None = None,
+                   max_bytes: int = BATCH_BYTES) -> Iterator[tuple[bytes, bytes | list[bytes]]]:
+        """BPF_MAP_LOOKUP_BATCH, yielding each entry as it is decoded.
+
+        One call's buffers hold ``chunk`` entries, by default as many as fit in
+        ``max_bytes`` (a per-CPU value holds one slot per possible CPU).  A hash bucket
+        holding more entries than that makes the kernel answer ENOSPC: the chunk then
+        doubles, up to the map's size, for that bucket's sake.
+        """
         ks, vs = self.key_size, self._vbuf_size
+        cap = max(1, self.max_entries)
+        chunk = max(1, min(chunk or self.batch_entries(max_bytes), cap))
         in_b: C.Array[C.c_char] | None = None
         out_b = C.create_string_buffer(max(ks, 4))
         keys = C.create_string_buffer(ks * chunk)
         vals = C.create_string_buffer(vs * chunk)
         opts = MapBatchOpts.new()
         fd = self.fd
+        n = 0
         while True:
             cnt = C.c_uint32(chunk)
             rc = lib().bpf_map_lookup_batch(fd, in_b, out_b, keys, vals, C.byref(cnt), C.byref(opts))
             err = -rc if rc < 0 else 0
+            if err == E.ENOSPC and cnt.value == 0 and chunk < cap:
+                chunk = min(cap, chunk * 2)
+                keys = C.create_string_buffer(ks * chunk)
+                vals = C.create_string_buffer(vs * chunk)
+                continue
             if err and err != E.ENOENT:
                 raise BpfError(f"lookup_batch {self.name}", err)
-            kraw, vraw = keys.raw, vals.raw
+            kmv, vmv = memoryview(keys).cast("B"), memoryview(vals).cast("B")
             for i in range(cnt.value):
-                res.append((kraw[i * ks:(i + 1) * ks], self._split(vraw[i * vs:(i + 1) * vs])))
-                if limit is not None and len(res) >= limit:
-                    return res
+                yield bytes(kmv[i * ks:(i + 1) * ks]), self._split(vmv[i * vs:(i + 1) * vs])
+                n += 1
+                if limit is not None and n >= limit:
+                    return
             if err == E.ENOENT:
-                return res
+                return
             in_b = C.create_string_buffer(out_b.raw, len(out_b.raw))
 
     def stack(self, stack_id: int, depth: int = 127) -> list[int]:
@@ -381,9 +424,8 @@ class BpfObject:
         """Name -> (offset, size) of the variables in a data section."""
         return self._datasec(section)
 
-    def set_global(self, name: str, value: int | bytes, section: str = ".rodata") -> None:
-        if self.loaded:
-            raise RuntimeError(f"{self.path}: globals of {section} are fixed once loaded")
+    def _global(self, name: str, section: str) -> tuple[Map, int, int]:
+        """The map holding a data section and one variable's (offset, size) in it."""
         mp = next((m for m in self.maps.values() if m.name.endswith(section)), None)
         if mp is None:
             raise KeyError(f"{self.path} has no {section} map")
@@ -391,6 +433,12 @@ class BpfObject:
             off, size = self._datasec(section)[name]
         except KeyError:
             raise KeyError(f"{self.path}: no global {name!r} in {section}") from None
+        return mp, off, size
+
+    def set_global(self, name: str, value: int | bytes, section: str = ".rodata") -> None:
+        if self.loaded:
+            raise RuntimeError(f"{self.path}: globals of {section} are fixed once loaded")
+        mp, off, size = self._global(name, section)
         if isinstance(value, int):
             value = value.to_bytes(size, "little", signed=value < 0)
         if len(value) != size:
@@ -401,6 +449,15 @@ class BpfObject:
         if off + size > n.value:
             raise ValueError(f"{name}: outside {section}")
         C.memmove(base + off, value, size)
+
+    def read_global(self, name: str, section: str = ".bss") -> int:
+        """A writable global's current value (``.bss``, ``.data``, read from its map) as an
+        unsigned integer."""
+        mp, off, size = self._global(name, section)
+        raw = mp.lookup(0)
+        if not isinstance(raw, bytes) or off + size > len(raw):
+            raise ValueError(f"{name}: outside {section}")
+        return int.from_bytes(raw[off:off + size], "little")
 
     def load(self) -> None:
         for p in self.programs.values():

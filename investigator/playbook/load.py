@@ -269,7 +269,7 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
                     nloc.error(upath + ("with", pname), f"probe {m.name} has no parameter '{pname}'"
                                f"{did_you_mean(pname, m.params)}", key=True)
                     continue
-                _check_param(nloc, upath + ("with", pname), p.type, pval)
+                _check_param(nloc, upath + ("with", pname), p.type, pval, p.max)
             for pname, p in m.params.items():
                 if p.default is None and pname not in use.with_:
                     nloc.error(upath + ("use",), f"probe {m.name} needs the parameter '{pname}' "
@@ -367,7 +367,8 @@ def apply_overrides(lp: LoadedPlaybook, sets: list[str]) -> dict[str, Any]:
     return done
 
 
-def _check_param(loc: yamlpos.Located, path: tuple[Any, ...], ptype: str, value: Any) -> None:
+def _check_param(loc: yamlpos.Located, path: tuple[Any, ...], ptype: str, value: Any,
+                 most: int | None = None) -> None:
     if ptype == "duration":
         try:
             parse_duration_ns(value)
@@ -377,6 +378,8 @@ def _check_param(loc: yamlpos.Located, path: tuple[Any, ...], ptype: str, value:
         loc.error(path, f"expected true or false, got {value!r}")
     elif ptype == "int" and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
         loc.error(path, f"expected a non-negative integer, got {value!r}")
+    elif ptype == "int" and most is not None and value > most:
+        loc.error(path, f"expected an integer at most {most} (the probe's bound), got {value}")
     elif ptype == "symbol" and not (isinstance(value, str) and SYMBOL.fullmatch(value)):
         loc.error(path, f"expected a kernel symbol name (letters, digits, _ and .), got {value!r}")
     elif ptype == "path" and not (isinstance(value, str) and value.startswith("/") and len(value) < 4096

@@ -107,7 +107,7 @@ def resolve_params(manifest: ProbeManifest, given: dict[str, Any]) -> dict[str, 
         elif p.type == "bool":
             out[name] = int(bool(v))
         else:
-            out[name] = int(v or 0)
+            out[name] = int(v or 0) if p.max is None else min(int(v or 0), p.max)
     return out
 
 

@@ -54,6 +54,7 @@ class Param:
     type: str
     default: Any
     help: str
+    max: int | None = None          # the largest value an "int" parameter accepts
 
 
 @dataclass(frozen=True)
@@ -175,21 +176,22 @@ def load_manifest(path: Path) -> ProbeManifest:
     where = str(path)
     hooks = tuple(HookAlternative(kind=h["kind"], programs=dict(h["programs"]))
                   for h in _require(d, "hooks", where))
+    # a "procfs" probe reads what the kernel publishes in /proc (no BPF object, no globals)
+    userspace = bool(hooks) and all(h.kind == "procfs" for h in hooks)
     params = {}
     for name, p in (d.get("params") or {}).items():
-        _only_keys(p, {"global", "type", "default", "help"}, f"{where}: param {name}")
+        _only_keys(p, {"global", "type", "default", "help", "max"}, f"{where}: param {name}")
         if p["type"] not in PARAM_TYPES:
             raise ManifestError(f"{where}: param {name}: type must be one of {PARAM_TYPES}")
-        if p["type"] not in TARGET_TYPES and "global" not in p:
+        if p["type"] not in TARGET_TYPES and "global" not in p and not userspace:
             raise ManifestError(f"{where}: param {name}: missing 'global'")
         params[name] = Param(name=name, global_name=p.get("global", ""), type=p["type"],
-                             default=p.get("default"), help=p.get("help", ""))
+                             default=p.get("default"), help=p.get("help", ""),
+                             max=int(p["max"]) if "max" in p else None)
     for e in _require(d, "evidence", where):
         _only_keys(e, {"path", "type", "unit", "help"}, f"{where}: evidence {e.get('path')}")
     evidence = tuple(EvidenceField(path=e["path"], type=e["type"], unit=e.get("unit", ""),
                                    help=e.get("help", "")) for e in _require(d, "evidence", where))
-    # a "procfs" probe reads what the kernel publishes in /proc (no BPF object)
-    userspace = bool(hooks) and all(h.kind == "procfs" for h in hooks)
     obj = Path() if userspace else path.parent / _require(d, "object", where)
     b = d.get("budget") or {}
     _only_keys(b, {"events_per_s", "cost_ns"}, f"{where}: budget")

@@ -15,16 +15,60 @@ from __future__ import annotations
 
 import os
 import resource
+from typing import Any
 
 from .procfs import status
 
 # flagship playbook, 2 CPUs: 78 descriptors; sampling probes add one perf event and one
 # link per CPU each
 BASE, PER_CPU = 512, 8
+# what a loaded object holds beyond its manifest's maps: libbpf's probe_stats, .rodata,
+# .bss and .data maps, and its BTF
+OBJECT_EXTRA = 5
+OWN = 64            # the interpreter's own files, an iterator and /proc reads in flight
 
 
-def wanted(ncpus: int) -> int:
-    return BASE + PER_CPU * ncpus
+def wanted(ncpus: int, need: int = 0) -> int:
+    return BASE + PER_CPU * ncpus + need
+
+
+def probe_descriptors(m: Any, ncpus: int) -> int:
+    """Descriptors one attached instance of a probe (a ProbeManifest) holds, from its
+    manifest alone: its maps (the manifest's and libbpf's own), its BTF, and a program and
+    a link for each program of its largest hook alternative -- one perf event and one link
+    per CPU for a sampling program.  A /proc reader or an analyzer holds none; a bpftrace
+    process, its pipes."""
+    if m.mode == "bpftrace":
+        return 4
+    if m.userspace or m.mode == "analyzer" or not m.hooks:
+        return 0
+    progs = max(len(h.programs) for h in m.hooks)
+    links = 2 * ncpus if any(h.kind == "perf_event" for h in m.hooks) else 1
+    return len(m.maps) + OBJECT_EXTRA + progs * (1 + links)
+
+
+def playbook_descriptors(lp: Any, ncpus: int) -> int:
+    """An upper bound of the descriptors a run of a LoadedPlaybook holds at once: every
+    probe of every node attached together (nodes that share a probe share one instance)."""
+    return OWN + sum(probe_descriptors(m, ncpus) for aliases in lp.probes.values() for m in aliases.values())
+
+
+def reserve_for_playbook(lp: Any) -> str | None:
+    """Size the descriptor table for what the playbook's probes will hold (call it while
+    the process has one thread).  Returns why the run cannot go on -- its probes need more
+    descriptors than the hard RLIMIT_NOFILE allows -- or None."""
+    ncpus = os.cpu_count() or 1
+    need = playbook_descriptors(lp, ncpus)
+    reserve_fd_table(wanted(ncpus, need))
+    try:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    except (OSError, ValueError):
+        return None
+    if hard != resource.RLIM_INFINITY and need > hard:
+        return (f"this playbook's probes hold up to {need} file descriptors at once (their maps, programs "
+                f"and links), more than this process may open ({hard}, the hard RLIMIT_NOFILE): raise it "
+                f"(ulimit -Hn {need + BASE}) or run fewer probes; nothing was attached")
+    return None
 
 
 def reserve_fd_table(n: int | None = None) -> int:

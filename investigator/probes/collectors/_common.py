@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes as C
+from dataclasses import dataclass
 from typing import Any
 
 from ...system import procfs
@@ -55,19 +56,47 @@ def unpack(struct_cls: type[C.Structure], raw: bytes) -> Any:
     return struct_cls.from_buffer_copy(raw[:C.sizeof(struct_cls)])
 
 
-def iter_records(inst: Any, record: type[C.Structure], max_records: int) -> list[Any]:
-    """Run the probe's iterator once; the fixed-size records it wrote (at most max_records)."""
+DEFAULT_MAX_RECORDS = 4096     # an object without the max_records parameter (a custom probe's)
+
+
+@dataclass
+class Snapshot:
+    """One run of a probe's iterator: the records kept, and how many the kernel found."""
+    records: list[Any]
+    seen: int              # records the iterator found, those beyond its limit included
+    limit: int
+
+    @property
+    def truncated(self) -> bool:
+        return self.seen > len(self.records)
+
+    def by_tid(self) -> dict[int, Any]:
+        return {r.tid: r for r in self.records}
+
+
+def iter_records(inst: Any, record: type[C.Structure]) -> Snapshot:
+    """Run the probe's iterator once: the fixed-size records it wrote, at most its
+    ``max_records`` parameter (probes/snapshot.h), and the true count from its .bss
+    (``snapshot_seen``; the records read, for an object that does not keep it)."""
     size = C.sizeof(record)
     link = next((lk for lk in inst.obj.links if lk.kind == "iter"), None)
     if link is None:
         raise RuntimeError(f"{inst.name}: its iterator is detached; no snapshot can be taken")
-    data = link.read_iter(limit=max_records * size)
-    return [record.from_buffer_copy(data, off) for off in range(0, len(data) - size + 1, size)]
+    limit = inst.values.get("max_records", DEFAULT_MAX_RECORDS)
+    # one byte over the limit: the run is read to its end, so that the kernel counted it all
+    data = link.read_iter(limit=limit * size + 1)
+    records = [record.from_buffer_copy(data, off) for off in range(0, min(len(data), limit * size) - size + 1, size)]
+    try:
+        seen = inst.obj.read_global("snapshot_seen")
+    except (KeyError, ValueError):
+        seen = len(data) // size
+    return Snapshot(records, max(seen, len(records)), limit)
 
 
-def iter_snapshot(inst: Any, record: type[C.Structure], max_records: int) -> dict[int, Any]:
-    """Run the probe's task iterator once; its records by ``tid`` (bounded)."""
-    return {r.tid: r for r in iter_records(inst, record, max_records)}
+def snapshot_bounds(*snaps: Snapshot) -> dict[str, Any]:
+    """The evidence fields of a probe's snapshots: ``truncated`` when one of them hit its
+    record limit, ``seen`` the records the closing one found (beyond the limit included)."""
+    return {"truncated": any(s.truncated for s in snaps), "seen": snaps[-1].seen if snaps else 0}
 
 
 def kernel_stack(stack_map: Any, stack_id: int, depth: int = 32) -> list[str]:

@@ -14,10 +14,9 @@ from typing import Any
 
 from ...system.kallsyms import symbolize
 from ...system.procfs import current_syscall
-from ._common import cstr, iter_snapshot, proc_task, seconds_since_ran, task_entity
+from ._common import Snapshot, cstr, iter_records, proc_task, seconds_since_ran, snapshot_bounds, task_entity
 
 STACK_DEPTH = 32
-MAX_TASKS = 4096            # records kept from one snapshot (bounded memory)
 TOP_TASKS = 50
 u32, s32, u64 = C.c_uint32, C.c_int32, C.c_uint64
 BLOCKER_KINDS = {0: "mutex", 1: "semaphore", 2: "rwsem-read", 3: "rwsem-write"}
@@ -158,8 +157,8 @@ def finding(w: dict[str, Any]) -> dict[str, Any]:
             "blocker": w["blocker"], "diagnosis": diagnosis(w), "tasks": roles, "locks": locks, "cpus": []}
 
 
-def snapshot(inst: Any) -> dict[int, BlockedRec]:
-    return iter_snapshot(inst, BlockedRec, MAX_TASKS)
+def snapshot(inst: Any) -> Snapshot:
+    return iter_records(inst, BlockedRec)
 
 
 def empty_worst() -> dict[str, Any]:
@@ -170,12 +169,13 @@ def empty_worst() -> dict[str, Any]:
 class Collector:
     def start(self, inst: Any) -> None:
         load_lock_fns(inst)
-        self.first = snapshot(inst)
+        self.start_snap = snapshot(inst)
+        self.first = self.start_snap.by_tid()
 
     def finish(self, inst: Any) -> dict[str, Any]:
-        last = snapshot(inst)
+        end_snap = snapshot(inst)
         tasks = []
-        for tid, r in last.items():
+        for tid, r in end_snap.by_tid().items():
             before = self.first.get(tid)
             stuck = (before is not None and before.nvcsw + before.nivcsw == r.nvcsw + r.nivcsw
                      and before.state & 2 and r.state & 2)
@@ -205,4 +205,5 @@ class Collector:
             "sleeping_count": len(tasks) - len(d_tasks),
             "tasks": tasks[:TOP_TASKS],
             "worst": worst,
+            **snapshot_bounds(self.start_snap, end_snap),
         }

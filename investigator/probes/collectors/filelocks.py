@@ -27,6 +27,38 @@ FLOCK_NR = {"x86_64": 73, "aarch64": 32}.get(os.uname().machine, -1)
 F_SETLKW, F_OFD_SETLKW = 7, 38
 MAX_FDS = 200_000               # open files looked at for OFD holders, per snapshot
 MAX_TASKS = 100_000             # tasks looked at for OFD waiters, per snapshot
+SCAN_S = 2.0                    # the /proc walks of one snapshot stop after this long
+
+
+class Scan:
+    """How far the /proc walks of one snapshot got: open files and tasks looked at, within
+    their counts (MAX_FDS, MAX_TASKS) and one deadline; ``stopped`` says which bound ended
+    a walk early (the snapshot is then partial)."""
+
+    def __init__(self, seconds: float = SCAN_S) -> None:
+        self.seconds = seconds
+        self.t0 = time.monotonic()
+        self.files = self.tasks = 0
+        self.stopped: list[str] = []
+
+    def _stop(self, why: str) -> bool:
+        if why not in self.stopped:
+            self.stopped.append(why)
+        return False
+
+    def in_time(self) -> bool:
+        if time.monotonic() - self.t0 >= self.seconds:
+            return self._stop(f"the {self.seconds:g} s deadline")
+        return True
+
+    def more_files(self) -> bool:
+        return self._stop(f"{MAX_FDS} open files") if self.files >= MAX_FDS else self.in_time()
+
+    def more_tasks(self) -> bool:
+        return self._stop(f"{MAX_TASKS} tasks") if self.tasks >= MAX_TASKS else self.in_time()
+
+    def evidence(self) -> dict[str, Any]:
+        return {"files": self.files, "tasks": self.tasks, "s": round(time.monotonic() - self.t0, 3)}
 
 
 def parse(text: str) -> list[dict[str, Any]]:
@@ -111,52 +143,57 @@ class OpenFile:
         return parse("\n".join(ln.split(":", 1)[1] for ln in self.info.splitlines() if ln.startswith("lock:")))
 
 
-def _open_files(pid: int | str, mounts: dict[int, str], limit: int = 4096) -> Iterator[OpenFile]:
+def _open_files(pid: int | str, mounts: dict[int, str], scan: Scan, limit: int = 4096) -> Iterator[OpenFile]:
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
         return
     for fd in fds[:limit]:
+        if not scan.more_files():
+            return
+        scan.files += 1
         try:
             yield OpenFile(int(pid), fd, mounts)
         except (OSError, ValueError):
             continue
 
 
-def _path(pid: int, dev: str, inode: int, mounts: dict[int, str]) -> str:
+def _path(pid: int, dev: str, inode: int, mounts: dict[int, str], scan: Scan) -> str:
     """The file a lock is on, from the holder's open files."""
-    return next((f.path for f in _open_files(pid, mounts) if f.is_(dev, inode)), "")
+    return next((f.path for f in _open_files(pid, mounts, scan) if f.is_(dev, inode)), "")
 
 
-def _ofd_holders(files: set[tuple[str, int]], mounts: dict[int, str]) -> dict[tuple[str, int], list[int]]:
+def _ofd_holders(files: set[tuple[str, int]], mounts: dict[int, str], scan: Scan) -> dict[tuple[str, int], list[int]]:
     """(dev, inode) -> the processes with an open file that holds an OFD lock on it."""
     out: dict[tuple[str, int], list[int]] = {}
-    budget = MAX_FDS
     for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
-        for f in _open_files(pid, mounts, budget):
-            budget -= 1
+        if not scan.more_files():
+            break
+        for f in _open_files(pid, mounts, scan):
             if "OFDLCK" not in f.info:
                 continue
             for e in f.locks():
                 key = (e["dev"], e["inode"])
                 if e["type"] == "OFDLCK" and key in files and pid not in out.get(key, []):
                     out.setdefault(key, []).append(pid)
-        if budget <= 0:
-            break
     return out
 
 
-def _ofd_waiters(files: set[tuple[str, int]], mounts: dict[int, str]) -> list[tuple[int, int, tuple[str, int]]]:
+def _ofd_waiters(files: set[tuple[str, int]], mounts: dict[int, str],
+                 scan: Scan) -> list[tuple[int, int, tuple[str, int]]]:
     """(tid, pid, (dev, inode)) of the tasks blocked in fcntl(F_OFD_SETLKW) on those files."""
     out = []
-    budget = MAX_TASKS
     for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        if not scan.more_tasks():
+            break
         try:
             tids = os.listdir(f"/proc/{pid}/task")
         except OSError:
             continue
-        budget -= len(tids)
         for tid in tids:
+            if not scan.more_tasks():
+                break
+            scan.tasks += 1
             call = current_syscall(pid, tid)
             if call is None or call[0] != FCNTL_NR or call[1][1:2] != [F_OFD_SETLKW]:
                 continue
@@ -167,12 +204,10 @@ def _ofd_waiters(files: set[tuple[str, int]], mounts: dict[int, str]) -> list[tu
             key = next((k for k in files if f.is_(*k)), None)
             if key:
                 out.append((int(tid), int(pid), key))
-        if budget <= 0:
-            break
     return out
 
 
-def _blocked_thread(pid: int, dev: str, inode: int, mounts: dict[int, str]) -> int:
+def _blocked_thread(pid: int, dev: str, inode: int, mounts: dict[int, str], scan: Scan) -> int:
     """The thread of a process that waits for a file lock on (dev, inode): /proc/locks names
     the waiting process, and in a multi-threaded one that is seldom the thread that waits.
     The process's own id when no thread is found waiting in flock() or fcntl(F_SETLKW)."""
@@ -183,6 +218,9 @@ def _blocked_thread(pid: int, dev: str, inode: int, mounts: dict[int, str]) -> i
     if len(tids) < 2:
         return pid
     for tid in tids[:4096]:
+        if not scan.more_tasks():
+            break
+        scan.tasks += 1
         call = current_syscall(pid, tid)
         if call is None:
             continue
@@ -196,15 +234,17 @@ def _blocked_thread(pid: int, dev: str, inode: int, mounts: dict[int, str]) -> i
     return pid
 
 
-def snapshot() -> dict[str, Any]:
+def snapshot(seconds: float = SCAN_S) -> dict[str, Any]:
     """/proc/locks and its edges: (waiter tid, waiter pid, holder pid, lock id, waiting entry,
-    held entry) -- the waiter being the thread that waits, found among its process's."""
+    held entry) -- the waiter being the thread that waits, found among its process's -- and
+    the ``scan`` of /proc that found them (bounded by counts and ``seconds``)."""
     try:
         text = read_in_child(PROC_LOCKS, LOCKS_TIMEOUT_S, limit=1 << 22)
     except TimeoutError as e:
         raise TimeoutError(f"{e}: reading it takes the kernel's file-lock rwsem for writing, which "
                            "waits for an RCU grace period and for the file-lock calls in progress "
                            "(are RCU grace periods stalled?)") from None
+    scan = Scan(seconds)
     entries = parse(text)
     holders = {e["id"]: e for e in entries if not e["waiting"]}
     edges = []
@@ -213,24 +253,25 @@ def snapshot() -> dict[str, Any]:
     for e in entries:
         h = holders.get(e["id"])
         if e["waiting"] and h and e["pid"] > 0 and h["pid"] > 0:
-            edges.append((_blocked_thread(e["pid"], e["dev"], e["inode"], mounts), e["pid"], h["pid"], e["id"], e, h))
+            edges.append((_blocked_thread(e["pid"], e["dev"], e["inode"], mounts, scan), e["pid"], h["pid"], e["id"], e, h))
         elif e["waiting"] and h and e["type"] == "OFDLCK":
             ofd.setdefault((e["dev"], e["inode"]), (e, h))
     if ofd:
-        owners = _ofd_holders(set(ofd), mounts)
-        for tid, pid, key in _ofd_waiters(set(ofd), mounts):
+        owners = _ofd_holders(set(ofd), mounts, scan)
+        for tid, pid, key in _ofd_waiters(set(ofd), mounts, scan):
             e, h = ofd[key]
             edges += [(tid, pid, holder, h["id"], e, h) for holder in owners.get(key, []) if holder != pid]
-    return {"entries": entries, "holders": holders, "edges": edges, "mounts": mounts,
+    return {"entries": entries, "holders": holders, "edges": edges, "mounts": mounts, "scan": scan,
             "switches": {w: _switches(w) for w, *_ in edges}}
 
 
 class Collector:
     def start(self, inst: Any) -> None:
-        self.first = snapshot()
+        self.seconds = min(SCAN_S, inst.values.get("scan_time", SCAN_S * 1e9) / 1e9)
+        self.first = snapshot(self.seconds)
 
     def finish(self, inst: Any) -> dict[str, Any]:
-        last = snapshot()
+        last = snapshot(self.seconds)
         window_s = round(max(0.0, time.monotonic() - inst.attached_at), 3)
         before = {(w, h, e["dev"], e["inode"]) for w, _, h, _, e, _ in self.first["edges"]}
         waiters, edges = [], []
@@ -242,7 +283,7 @@ class Collector:
             ht = waiting_thread.get(h, h)
             sw0, sw1 = self.first["switches"].get(w), last["switches"].get(w)
             stuck = (w, h, e["dev"], e["inode"]) in before and sw0 is not None and sw0 == sw1
-            path = _path(h, he["dev"], he["inode"], mounts)
+            path = _path(h, he["dev"], he["inode"], mounts, last["scan"])
             kind = KINDS.get(e["type"], e["type"].lower())
             lock = f"{kind} {path or e['dev'] + ':' + str(e['inode'])}"
             waiters.append({**task_entity(w, wpid, _comm(w)), "lock": lock, "type": e["type"], "access": e["access"],
@@ -264,4 +305,12 @@ class Collector:
             "waiters": waiters[:TOP],
             "holders": [h for h in holders if h],
             "edges": edges[:TOP * 4],
+            **_partial(self.first["scan"], last["scan"]),
         }
+
+
+def _partial(first: Scan, last: Scan) -> dict[str, Any]:
+    """Whether a snapshot's /proc walks stopped early, why, and how far the closing one got."""
+    why = [f"{name} snapshot stopped at {', '.join(s.stopped)} ({s.files} open files, {s.tasks} tasks looked at)"
+           for name, s in (("the opening", first), ("the closing", last)) if s.stopped]
+    return {"partial": bool(why), "partial_reason": "; ".join(why), "scanned": last.evidence()}

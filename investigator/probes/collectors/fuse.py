@@ -20,10 +20,9 @@ import os
 from typing import Any
 
 from ...system.procfs import PidNamespaces
-from ._common import iter_records, proc_task, task_entity
+from ._common import iter_records, proc_task, snapshot_bounds, task_entity
 
 u32, u64 = C.c_uint32, C.c_uint64
-MAX_RECORDS = 65536           # records read from one snapshot (bounded memory)
 TOP = 50
 MAX_THREADS = 256             # threads of one daemon looked at
 MAX_TARGETS = 16              # busy daemon threads a client's wait points to
@@ -80,7 +79,8 @@ def snapshot(inst: Any) -> dict[str, Any]:
     devices: dict[int, dict[int, dict[str, Any]]] = {}     # conn -> tgid -> {comm, fds}
     reqs: dict[tuple[int, int], dict[str, Any]] = {}
     now_ns, jiffies = 0, 0
-    for r in iter_records(inst, FuseRec, MAX_RECORDS):
+    snap = iter_records(inst, FuseRec)
+    for r in snap.records:
         if r.kind == REC_DEVICE and not now_ns:
             now_ns, jiffies = r.now_ns, r.jiffies
         if r.kind == REC_DEVICE:
@@ -97,7 +97,7 @@ def snapshot(inst: Any) -> dict[str, Any]:
                                  "age_jiffies": r.age_jiffies, "ns_level": r.ns_level, "daemons": []}
             if r.where and r.tgid not in q["daemons"]:      # read by this daemon
                 q["daemons"].append(r.tgid)
-    return {"devices": devices, "requests": reqs, "now_ns": now_ns, "jiffies": jiffies}
+    return {"devices": devices, "requests": reqs, "now_ns": now_ns, "jiffies": jiffies, "snapshot": snap}
 
 
 def hz(first: dict[str, Any], last: dict[str, Any]) -> int:
@@ -195,4 +195,5 @@ class Collector:
             "daemons": daemons[:TOP],
             "edges": edges,
             "worst": worst,
+            **snapshot_bounds(self.first["snapshot"], last["snapshot"]),
         }

@@ -20,9 +20,8 @@ from typing import Any
 
 from ...analyze.waitfor import Edge, cycles
 from ...system.procfs import PidNamespaces
-from ._common import cstr, iter_snapshot, seconds_since_ran, task_entity
+from ._common import Snapshot, cstr, iter_records, seconds_since_ran, snapshot_bounds, task_entity
 
-MAX_TASKS = 8192
 TOP = 50
 u32, s32, u64 = C.c_uint32, C.c_int32, C.c_uint64
 FUTEX_CMD_MASK, FUTEX_PRIVATE_FLAG = 0x7F, 0x80
@@ -53,8 +52,8 @@ LAYOUTS = {"futex_rec": FutexRec}
 SYSCALL_NR = {"x86_64": 202, "aarch64": 98}
 
 
-def snapshot(inst: Any) -> dict[int, FutexRec]:
-    return iter_snapshot(inst, FutexRec, MAX_TASKS)
+def snapshot(inst: Any) -> Snapshot:
+    return iter_records(inst, FutexRec)
 
 
 def _rwlock_writer(r: FutexRec) -> tuple[int, int]:
@@ -111,13 +110,14 @@ def empty_deadlock() -> dict[str, Any]:
 
 class Collector:
     def start(self, inst: Any) -> None:
-        self.first = snapshot(inst)
+        self.start_snap = snapshot(inst)
+        self.first = self.start_snap.by_tid()
 
     def finish(self, inst: Any) -> dict[str, Any]:
-        last = snapshot(inst)
+        end_snap = snapshot(inst)
         namespaces = PidNamespaces()
         waiters, edges = [], []
-        for tid, r in last.items():
+        for tid, r in end_snap.by_tid().items():
             blocked_s = seconds_since_ran(r.now_ns, r.last_arrival_ns, r.exec_start_ns)
             before = self.first.get(tid)
             stuck = before is not None and before.uaddr == r.uaddr and \
@@ -155,4 +155,5 @@ class Collector:
             "stuck_cycles_count": sum(1 for c in found if c["stuck"]),
             "cycles": found,
             "deadlock": found[0] if found else empty_deadlock(),
+            **snapshot_bounds(self.start_snap, end_snap),
         }

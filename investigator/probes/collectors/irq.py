@@ -99,7 +99,7 @@ class Collector:
                 c["softirq_ns"] += s.total_ns
                 c["by_vec"][VECTORS[vec]] = c["by_vec"].get(VECTORS[vec], 0) + s.total_ns
         hardirqs = []
-        for k, vals in maps["hardirqs"].items(limit=256):
+        for k, vals in maps["hardirqs"].iter_items(limit=256):
             irq = int.from_bytes(k, "little", signed=True)
             for cpu, raw in enumerate(vals if isinstance(vals, list) else [vals]):
                 h = HirqStat.from_buffer_copy(raw)

@@ -15,9 +15,8 @@ import ctypes as C
 import os
 from typing import Any
 
-from ._common import cstr, iter_snapshot, task_entity
+from ._common import cstr, iter_records, snapshot_bounds, task_entity
 
-MAX_TASKS = 4096
 TOP = 20
 u32, s32, u64 = C.c_uint32, C.c_int32, C.c_uint64
 
@@ -38,10 +37,12 @@ def empty_worst() -> dict[str, Any]:
 
 class Collector:
     def start(self, inst: Any) -> None:
-        self.first = iter_snapshot(inst, RunnableRec, MAX_TASKS)
+        self.start_snap = iter_records(inst, RunnableRec)
+        self.first = self.start_snap.by_tid()
 
     def finish(self, inst: Any) -> dict[str, Any]:
-        last = iter_snapshot(inst, RunnableRec, MAX_TASKS)
+        end_snap = iter_records(inst, RunnableRec)
+        last = end_snap.by_tid()
         me = os.getpid()
         on_cpu = {r.cpu: r for r in last.values() if r.running}
         was_on_cpu = {r.cpu: r.tid for r in self.first.values() if r.running}
@@ -82,4 +83,5 @@ class Collector:
             "stuck_count": sum(1 for t in tasks if t["stuck"]),
             "tasks": tasks[:TOP],
             "worst": worst,
+            **snapshot_bounds(self.start_snap, end_snap),
         }

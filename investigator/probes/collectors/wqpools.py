@@ -18,10 +18,9 @@ import ctypes as C
 from typing import Any
 
 from ...system.kallsyms import kallsyms
-from ._common import cstr, iter_records, task_entity
+from ._common import cstr, iter_records, snapshot_bounds, task_entity
 from .blocked import state_letter
 
-MAX_WORKERS = 16384
 TOP = 20
 WORKS, NAME = 8, 32
 HZ_CHOICES = (100, 250, 300, 1000)
@@ -68,10 +67,12 @@ def _empty_worst() -> dict[str, Any]:
 
 class Collector:
     def start(self, inst: Any) -> None:
-        self.first = iter_records(inst, WqPoolRec, MAX_WORKERS)
+        self.start_snap = iter_records(inst, WqPoolRec)
+        self.first = self.start_snap.records
 
     def finish(self, inst: Any) -> dict[str, Any]:
-        last = iter_records(inst, WqPoolRec, MAX_WORKERS)
+        end_snap = iter_records(inst, WqPoolRec)
+        last = end_snap.records
         hz = measured_hz(self.first, last)
         ks = kallsyms()
         first_ts = {r.pool: r.watchdog_ts for r in self.first}
@@ -124,4 +125,5 @@ class Collector:
             "stalled_count": len(stalled),
             "stalled": [{**p, "workers": p["workers"][:8]} for p in stalled[:TOP]],
             "worst": worst,
+            **snapshot_bounds(self.start_snap, end_snap),
         }
