@@ -43,8 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     r.add_argument("--plain", action="store_true", help="progress as plain lines even on a terminal")
     r.add_argument("--allow-custom-probes", action="store_true",
-                   help="allow probes from the playbook's folder (local/NAME): BPF objects that did "
-                   "not ship with investigator")
+                   help="allow custom code: bpftrace programs and probes from the playbook's folder "
+                   "(local/NAME, BPF objects that did not ship with investigator)")
     r.add_argument("--btf", metavar="FILE", help="BTF of the running kernel, for kernels built without "
                    "/sys/kernel/btf/vmlinux (e.g. from BTFHub)")
     r.add_argument("--max-overhead", type=float, default=5.0, metavar="PERCENT",
@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="validate playbooks without running them")
     v.add_argument("playbooks", nargs="+")
     v.add_argument("--allow-custom-probes", action="store_true",
-                   help="check playbooks that use probes from their own folder")
+                   help="check playbooks that use bpftrace programs or probes from their own folder")
     sub.add_parser("doctor", help="check what this machine lets the tool do")
     g = sub.add_parser("graph", help="render a playbook's graph")
     g.add_argument("playbook")
@@ -111,10 +111,10 @@ def _out(text: str) -> None:
     sys.stdout.flush()
 
 
-def _load(path: str, allow_custom_probes: bool = False) -> Any:
+def _load(path: str, allow_custom_probes: bool = False, to_run: bool = True) -> Any:
     from .playbook import PlaybookError, load_playbook
     try:
-        return load_playbook(path, allow_custom_probes=allow_custom_probes)
+        return load_playbook(path, allow_custom_probes=allow_custom_probes, to_run=to_run)
     except PlaybookError as e:
         for d in e.diagnostics:
             sys.stderr.write(f"{d}\n")
@@ -256,7 +256,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    lp = _load(args.playbook)
+    lp = _load(args.playbook, to_run=False)
     if lp is None:
         return exitcodes.USAGE
     from .playbook.graph import build_graph, render
@@ -338,7 +338,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_test(args: argparse.Namespace) -> int:
     from .evidence import fixtures
-    lp = _load(str(args.playbook))
+    lp = _load(str(args.playbook), to_run=False)
     if lp is None:
         return exitcodes.USAGE
     folder = args.fixtures or fixtures.fixtures_dir(args.playbook, lp.name)

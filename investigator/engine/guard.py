@@ -9,6 +9,12 @@ Budgets:
   (``--max-overhead``, percent), from each probe's measured cost per event
   (manifest ``budget.cost_ns``, measured with kernel.bpf_stats_enabled on the development
   machine: run_time_ns / run_cnt of each program).
+
+A probe run by a helper process (a bpftrace program) has no in-kernel counters: its cost is
+the CPU time of that process and its children (``cpu_seconds()``, from /proc/PID/stat),
+sampled the same way and counted against the same run budget; over it, the helper is
+stopped (its ``detach_for_guard``).  The cost of its BPF programs runs in the traced
+tasks' context and is not seen there.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ INTERVAL_S = 0.5
 @dataclass
 class _Sample:
     t: float
-    events: int
+    count: float          # events, or CPU seconds of a helper process
 
 
 @dataclass
@@ -45,16 +51,28 @@ class OverheadGuard:
         self.next_check = now + INTERVAL_S
         costs: list[tuple[float, ProbeInstance, float]] = []
         for inst in instances:
+            helper = getattr(inst, "cpu_seconds", None)
+            if inst.guard or (helper is None and inst.obj is None):
+                continue
+            if helper is not None:
+                used = helper()
+                prev = self.last.get(id(inst))
+                if used is None:
+                    continue
+                self.last[id(inst)] = _Sample(now, used)
+                if prev is not None and now - prev.t >= 0.05:
+                    costs.append(((used - prev.count) / (now - prev.t) / self.ncpu * 100, inst, 0.0))
+                continue
             # a snapshot probe costs only when it runs its iterator (twice per window,
             # bounded by the number of tasks); detaching it would lose the closing snapshot
-            if inst.guard or inst.obj is None or inst.manifest.mode == "snapshot":
+            if inst.manifest.mode == "snapshot":
                 continue
             ev = inst.stats()["events"]
             prev = self.last.get(id(inst))
             self.last[id(inst)] = _Sample(now, ev)
             if prev is None or now - prev.t < 0.05:
                 continue
-            rate = (ev - prev.events) / (now - prev.t)
+            rate = (ev - prev.count) / (now - prev.t)
             budget = inst.manifest.budget
             if rate > budget.events_per_s:
                 self._trip(inst, emit, rate, f"{rate:,.0f} events/s over the probe's budget of "
@@ -65,8 +83,9 @@ class OverheadGuard:
         while costs and total > self.max_overhead_percent:
             costs.sort(key=lambda c: c[0])
             pct, inst, rate = costs.pop()
+            own = "its process's CPU time" if getattr(inst, "cpu_seconds", None) else "estimated"
             self._trip(inst, emit, rate, f"estimated {total:.3g}% of the machine's CPU over the run's budget "
-                                         f"of {self.max_overhead_percent}% (this probe: {pct:.3g}%)")
+                                         f"of {self.max_overhead_percent}% (this probe: {pct:.3g}%, {own})")
             total -= pct
 
     def _trip(self, inst: ProbeInstance, emit: Any, rate: float, why: str) -> None:

@@ -405,6 +405,8 @@ class _Walk:
 
 
 def run_playbook(lp: LoadedPlaybook, opts: RunOptions, events: EventLog | None = None) -> RunResult:
+    if lp.custom and not lp.custom_allowed:     # loaded to be read (replay, test), not to run
+        raise PermissionError(f"{lp.custom[0]}: a bpftrace program runs only with --allow-custom-probes")
     events = events or EventLog()
     if opts.on_event:
         events.listeners.append(opts.on_event)

@@ -15,8 +15,8 @@ def replay(b: dict[str, Any], playbook: Path | None, bundled_name: str,
            sets: list[str] | None = None) -> dict[str, Any]:
     """The bundle's report, its conclusions drawn again from its evidence: with the vars the
     run used (those the playbook still declares), then ``sets`` (NAME=VALUE) on top."""
-    lp = load_playbook(playbook) if playbook else \
-        load_playbook(bundled_name, text=b["playbook_text"], imports=b.get("imports", {}))
+    lp = load_playbook(playbook, to_run=False) if playbook else \
+        load_playbook(bundled_name, text=b["playbook_text"], imports=b.get("imports", {}), to_run=False)
     old = b["report"]
     for name, value in (old.get("vars") or {}).items():
         if name in lp.spec.vars:

@@ -38,6 +38,8 @@ class LoadedPlaybook:
     warnings: list[Diagnostic] = field(default_factory=list)
     imported: dict[str, str] = field(default_factory=dict)   # relative path -> text of imported files
     origin: dict[str, str] = field(default_factory=dict)     # node id -> file it comes from
+    custom: list[str] = field(default_factory=list)          # file:line:col of each bpftrace program
+    custom_allowed: bool = False                             # loaded with --allow-custom-probes
 
     @property
     def name(self) -> str:
@@ -84,13 +86,15 @@ LOCAL_PREFIX = "local/"
 def load_playbook(path: str | Path, text: str | None = None,
                   probes: dict[str, ProbeManifest] | None = None,
                   imports: dict[str, str] | None = None,
-                  allow_custom_probes: bool = False) -> LoadedPlaybook:
+                  allow_custom_probes: bool = False, to_run: bool = True) -> LoadedPlaybook:
     """Parse and validate; raises PlaybookError listing every problem.
 
     ``text`` replaces reading ``path``; ``imports`` (relative path -> text) replaces reading
     imported files (replay of a bundle, which carries them).  Probes named ``local/NAME``
     are the playbook folder's own (``probes/NAME.yaml`` beside it): they load BPF objects
-    that did not ship with the tool, so they are refused unless ``allow_custom_probes``."""
+    that did not ship with the tool, so they are refused unless ``allow_custom_probes``.
+    A bpftrace program is code run as root: refused too unless ``allow_custom_probes``,
+    except when ``to_run`` is False (replay, test, graph: the program is only read)."""
     path = Path(path)
     fname = str(path)
     if text is None:
@@ -107,8 +111,10 @@ def load_playbook(path: str | Path, text: str | None = None,
     for name, value in list(spec.vars.items()):
         _check_var(loc, ("vars", name), name, value)
     reg = dict(probes if probes is not None else registry())
+    lp.custom_allowed = allow_custom_probes
     _add_local_probes(lp, loc, where, reg, allow_custom_probes)
     _check_semantics(lp, loc, where, reg)
+    _check_custom_code(lp, where, reg, refuse=to_run and not allow_custom_probes)
     diags = [d for lc in locs for d in lc.diagnostics]
     lp.warnings = [d for d in diags if d.severity != "error"]
     if any(d.severity == "error" for d in diags):
@@ -152,6 +158,41 @@ def _add_local_probes(lp: LoadedPlaybook, loc: yamlpos.Located,
                                   f"investigator's ({', '.join(collectors())})")
                 continue
             reg[use.use] = m
+
+
+def _check_custom_code(lp: LoadedPlaybook, where: dict[str, tuple[yamlpos.Located, tuple[Any, ...]]],
+                       reg: dict[str, ProbeManifest], refuse: bool) -> None:
+    """bpftrace programs (code run as root) need the consent, and function targets known to
+    be risky (probes/risky.py) are warned about where the playbook names them: in a
+    program's attach points and in a probe's symbol parameters (``with: {function: ...}``).
+    A run refuses them at attach time on the kernels below their floor."""
+    from ..probes import risky
+    for nid, node in lp.spec.nodes.items():
+        nloc, npath = where[nid]
+        for j, use in enumerate(node.probes):
+            upath = npath + ("probes", j)
+            if isinstance(use.bpftrace, str):
+                line, col = nloc.at(upath + ("bpftrace",))
+                lp.custom.append(f"{nloc.file}:{line}:{col}")
+                if refuse:
+                    nloc.error(upath + ("bpftrace",), "a bpftrace program is custom code that runs as "
+                               "root: run with --allow-custom-probes to allow it")
+                for p in risky.attach_points(use.bpftrace):
+                    why = risky.warning(p.target) if p.provider in risky.FUNCTION_HOOKS else None
+                    if why:
+                        _at(nloc, upath + ("bpftrace",), p.spec, why, severity="warning")
+                continue
+            m = reg.get(use.use)
+            if m is None:
+                continue
+            for pname, value in use.with_.items():
+                p_ = m.params.get(pname)
+                if p_ is not None and p_.type == "symbol" and isinstance(value, str) and any(
+                        a.kind in risky.FUNCTION_HOOKS and any("{" + pname + "}" in t for t in a.programs.values())
+                        for a in m.hooks):
+                    why = risky.warning(value)
+                    if why:
+                        nloc.error(upath + ("with", pname), why, severity="warning")
 
 
 def _import(lp: LoadedPlaybook, imp: Import, ipath: tuple[Any, ...], loc: yamlpos.Located,
@@ -435,7 +476,7 @@ def _check_refs(loc: yamlpos.Located, path: tuple[Any, ...], refs: list[tuple[st
                 break
 
 
-def _at(loc: yamlpos.Located, path: tuple[Any, ...], ref: str, msg: str) -> None:
+def _at(loc: yamlpos.Located, path: tuple[Any, ...], ref: str, msg: str, severity: str = "error") -> None:
     """Point at the reference itself: search for it in the source from the value's line
     (folded and quoted scalars move columns, so offsets into the value would lie)."""
     line, col = loc.at(path)
@@ -446,4 +487,4 @@ def _at(loc: yamlpos.Located, path: tuple[Any, ...], ref: str, msg: str) -> None
         if pos >= 0:
             line, col = i + 1, pos + 1
             break
-    loc.diagnostics.append(Diagnostic(loc.file, line, col, msg))
+    loc.diagnostics.append(Diagnostic(loc.file, line, col, msg, severity))

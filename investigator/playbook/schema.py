@@ -50,7 +50,8 @@ class Metadata:
 class ProbeUse:
     use: str = doc("A probe from the library (see `investigate probes`), e.g. sched.runqlat; "
                    "local/NAME for the playbook folder's own (needs --allow-custom-probes).", default="")
-    bpftrace: str | None = doc("Instead of `use`: a bpftrace program, for quick hypotheses. Its maps "
+    bpftrace: str | None = doc("Instead of `use`: a bpftrace program, for quick hypotheses (custom code run "
+                               "as root: needs --allow-custom-probes). Its maps "
                                "become evidence (`@name` as `<as>.name`), its printf lines `<as>.output`.",
                                default=None)
     as_: str | None = doc("Name of its evidence in rules (default: the probe's alias, e.g. runq; bt for "

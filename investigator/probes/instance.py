@@ -155,15 +155,15 @@ class ProbeInstance:
     def attach(self) -> None:
         """Load and attach the first hook alternative this kernel accepts."""
         t0 = time.perf_counter()
-        old = self.manifest.too_old()
+        self.symbols = {n: str(self.params.get(n, p.default or "")) for n, p in self.manifest.params.items()
+                        if p.type in TARGET_TYPES}
+        old = self.manifest.too_old(symbols=self.symbols)
         if old:
             self.attempts.append({"hook": "any", "reason": old})
             raise ProbeUnavailable(self.name, self.attempts)
         if self.manifest.userspace:
             return self._start_userspace(t0)
         self.values = resolve_params(self.manifest, self.params)
-        self.symbols = {n: str(self.params.get(n, p.default or "")) for n, p in self.manifest.params.items()
-                        if p.type in TARGET_TYPES}
         if not features.btf():   # every probe of the library is CO-RE
             self.attempts.append({"hook": "any", "reason": features.btf().reason})
             raise ProbeUnavailable(self.name, self.attempts)

@@ -107,14 +107,20 @@ class ProbeManifest:
     min_kernel: str = ""            # refuse on older kernels ("6.6"), for min_kernel_reason
     min_kernel_reason: str = ""
 
-    def too_old(self, release: str | None = None) -> str | None:
-        """Why this kernel is older than the probe accepts, or None."""
-        if not self.min_kernel:
-            return None
-        have, need = kernel_version(release), kernel_version(self.min_kernel)
-        if have >= need:
-            return None
-        return f"needs Linux {self.min_kernel} or later: {self.min_kernel_reason}"
+    def too_old(self, release: str | None = None, symbols: dict[str, str] | None = None) -> str | None:
+        """Why this kernel is older than the probe accepts, or None: its ``min_kernel``, and
+        the floor of any risky function its hooks patch (probes/risky.py), with the symbol
+        parameters (``function``) filled in from ``symbols``."""
+        if self.min_kernel and kernel_version(release) < kernel_version(self.min_kernel):
+            return f"needs Linux {self.min_kernel} or later: {self.min_kernel_reason}"
+        from .risky import FUNCTION_HOOKS, refusal
+        for alt in self.hooks:
+            if alt.kind in FUNCTION_HOOKS:
+                for target in sorted(set(alt.targets(symbols or {}).values())):
+                    why = refusal(target, release)
+                    if why:
+                        return why
+        return None
 
     @property
     def userspace(self) -> bool:

@@ -113,6 +113,17 @@ def rt_throttling() -> dict[str, int | None]:
             "rt_period_us": num("kernel.sched_rt_period_us")}
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time a process has used, user and system, with that of its waited-for children
+    (utime+stime+cutime+cstime of /proc/PID/stat); None once it is gone."""
+    stat = _read(f"/proc/{pid}/stat")
+    try:
+        fields = (stat or "").rsplit(")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    except (ValueError, IndexError):
+        return None
+
+
 def seconds_since_exec() -> float:
     """How long this process has existed (from /proc/self/stat's start time)."""
     try:
