@@ -297,7 +297,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .playbook.load import VarError
     from .report.text import render_text, terminal_safe
     try:
-        b = bundle.read(args.bundle)
+        b = bundle.read(args.bundle, bundle.RUN_FILES if args.playbook is None else bundle.EVIDENCE_FILES)
         rep = replay(b, args.playbook, str(args.bundle / "playbook.yaml"), args.sets)
     except bundle.BundleError as e:
         _err(terminal_safe(f"not a readable bundle: {e}"))

@@ -177,6 +177,13 @@ def test_a_malformed_bundle_is_one_line_and_exit_2(good: Path, case: str) -> Non
     refused(investigate("replay", str(good)), says)
 
 
+def test_a_fixture_replays_with_a_playbook_given() -> None:
+    """A recorded fixture has no playbook.yaml: with --playbook it is not needed, nor read."""
+    p = investigate("replay", str(RECORDED), "--playbook", "playbooks/freeze.yaml")
+    assert p.returncode == 1 and "STARVATION" in p.stdout, p.stderr
+    refused(investigate("replay", str(RECORDED)), "playbook.yaml: missing")
+
+
 def test_nesting_within_the_limit_is_accepted(good: Path) -> None:
     (good / "evidence.json").write_bytes(_evidence_nested(60))
     p = investigate("replay", str(good))
@@ -337,7 +344,7 @@ def test_fuzz_damaged_files_never_traceback(name: str, op: str, pos: int, junk: 
             f.write_bytes(junk)
         rc, shown = _replay_in_process(b)
     assert rc in (0, 1, 2), shown
-    assert "hostilebundle" not in shown
+    assert "hostilebundle" not in shown and "\x1b" not in shown
     if op in ("symlink", "fifo", "folder", "huge", "delete") and not (op == "delete" and name == "imports.json"):
         assert rc == 2 and len(shown.splitlines()) == 1, shown      # the file refused, one line
     FUZZ_COUNT[f"file-{rc}"] = FUZZ_COUNT.get(f"file-{rc}", 0) + 1

@@ -73,7 +73,9 @@ READ_LIMITS = {"report.json": 16 * MiB, "evidence.json": 64 * MiB, "playbook.yam
 records per snapshot, top lists; a real one is tens of KiB)."""
 MAX_JSON_DEPTH = 64
 """Deepest nesting accepted in a bundle's JSON (real bundles nest about 7 levels)."""
-RUN_FILES = ("report.json", "evidence.json", "playbook.yaml")
+EVIDENCE_FILES = ("report.json", "evidence.json")
+"""What replay needs with a playbook given, and what a fixture holds (beside expect.yaml)."""
+RUN_FILES = (*EVIDENCE_FILES, "playbook.yaml")
 """The files ``read`` needs in a run's bundle (imports.json is optional)."""
 
 

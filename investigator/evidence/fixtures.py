@@ -51,13 +51,10 @@ def _match(expected: Any, actual: Any) -> bool:
     return bool(expected == actual)
 
 
-FIXTURE_FILES = ("report.json", "evidence.json")
-
-
 def read_case(case: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """A fixture's expectations and its recorded bundle, read as replay reads bundles
     (bundle.read: no symbolic link followed, sizes bounded, shapes checked); BundleError."""
-    b = bundle.read(case, FIXTURE_FILES)
+    b = bundle.read(case, bundle.EVIDENCE_FILES)
     fd = bundle.open_folder(case)
     try:
         raw = bundle.read_file(fd, "expect.yaml", case)
@@ -118,7 +115,7 @@ def record(bundle_dir: Path, directory: Path, name: str, description: str = "") 
     b = bundle.read(bundle_dir)
     case = directory / name
     case.mkdir(parents=True, exist_ok=False)
-    for f in FIXTURE_FILES:           # what was read and checked, not what the names point to now
+    for f in bundle.EVIDENCE_FILES:           # what was read and checked, not what the names point to now
         (case / f).write_text(json.dumps(b[f.removesuffix(".json")], indent=2) + "\n")
     rep = b["report"]
     expect = {
