@@ -314,20 +314,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .evidence.replay import replay
     from .playbook import PlaybookError
     from .playbook.load import VarError
-    from .report.text import render_text
+    from .report.text import render_text, terminal_safe
     try:
-        b = bundle.read(args.bundle)
-    except (OSError, ValueError) as e:
-        _err(f"{args.bundle}: not a readable bundle: {e}")
-        return exitcodes.USAGE
-    try:
+        b = bundle.read(args.bundle, bundle.RUN_FILES if args.playbook is None else bundle.EVIDENCE_FILES)
         rep = replay(b, args.playbook, str(args.bundle / "playbook.yaml"), args.sets)
+    except bundle.BundleError as e:
+        _err(terminal_safe(f"not a readable bundle: {e}"))
+        return exitcodes.USAGE
     except PlaybookError as e:
         for d in e.diagnostics:
-            sys.stderr.write(f"{d}\n")
+            sys.stderr.write(f"{terminal_safe(str(d))}\n")
         return exitcodes.USAGE
     except VarError as e:
-        _err(str(e))
+        _err(terminal_safe(str(e)))
         return exitcodes.USAGE
     if args.json:
         print(json.dumps(rep, indent=2, default=str))
@@ -337,7 +336,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from .evidence import fixtures
+    from .evidence import bundle, fixtures
+    from .report.text import terminal_safe
     lp = _load(str(args.playbook), to_run=False)
     if lp is None:
         return exitcodes.USAGE
@@ -345,8 +345,11 @@ def cmd_test(args: argparse.Namespace) -> int:
     if args.record:
         try:
             case = fixtures.record(args.record, folder, args.name or args.record.name)
-        except (OSError, ValueError) as e:
-            _err(f"cannot record {args.record}: {e}")
+        except bundle.BundleError as e:
+            _err(terminal_safe(f"cannot record: {e}"))
+            return exitcodes.USAGE
+        except OSError as e:
+            _err(terminal_safe(f"cannot record {args.record}: {e}"))
             return exitcodes.USAGE
         print(f"recorded {case} (review {case / 'expect.yaml'})")
         return exitcodes.OK
@@ -356,11 +359,11 @@ def cmd_test(args: argparse.Namespace) -> int:
         return exitcodes.USAGE
     failed = 0
     for case in found:
-        r = fixtures.check_case(case, args.playbook)
-        print(f"{'PASS' if r.ok else 'FAIL'}  {r.name}")
-        for p in r.problems:
+        r = terminal_safe(fixtures.check_case(case, args.playbook).__dict__)
+        print(f"{'PASS' if r['ok'] else 'FAIL'}  {r['name']}")
+        for p in r["problems"]:
             print(f"      {p}")
-        failed += not r.ok
+        failed += not r["ok"]
     print(f"{len(found) - failed} of {len(found)} fixtures passed")
     return exitcodes.PROBLEM if failed else exitcodes.OK
 

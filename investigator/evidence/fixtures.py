@@ -20,13 +20,14 @@ through the playbook as it is now, so a team keeps its playbooks correct in its 
 from __future__ import annotations
 
 import json
-import shutil
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..playbook import PlaybookError, yamlpos
 from . import bundle
 from .replay import replay
 
@@ -50,14 +51,37 @@ def _match(expected: Any, actual: Any) -> bool:
     return bool(expected == actual)
 
 
+def read_case(case: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A fixture's expectations and its recorded bundle, read as replay reads bundles
+    (bundle.read: no symbolic link followed, sizes bounded, shapes checked); BundleError."""
+    b = bundle.read(case, bundle.EVIDENCE_FILES)
+    fd = bundle.open_folder(case)
+    try:
+        raw = bundle.read_file(fd, "expect.yaml", case)
+    finally:
+        os.close(fd)
+    where = case / "expect.yaml"
+    if raw is None:
+        raise bundle.BundleError(f"{where}: missing")
+    try:
+        expect, _ = yamlpos.load(raw, str(where))
+    except PlaybookError as e:
+        raise bundle.BundleError(str(e.diagnostics[0])) from None
+    expect = expect if expect is not None else {}
+    if not isinstance(expect, dict):
+        raise bundle.BundleError(f"{where}: expectations are a mapping (verdicts, exact, nodes)")
+    if not isinstance(expect.get("verdicts") or [], list):
+        raise bundle.BundleError(f"{where}: 'verdicts' is not a list")
+    if not isinstance(expect.get("nodes") or {}, dict):
+        raise bundle.BundleError(f"{where}: 'nodes' is not a mapping of node -> status")
+    return expect, b
+
+
 def check_case(case: Path, playbook: Path) -> CaseResult:
     problems: list[str] = []
     try:
-        expect = yaml.safe_load((case / "expect.yaml").read_text()) or {}
-        b = {"report": json.loads((case / "report.json").read_text()),
-             "evidence": json.loads((case / "evidence.json").read_text()),
-             "playbook_text": ""}
-    except (OSError, ValueError, yaml.YAMLError) as e:
+        expect, b = read_case(case)
+    except bundle.BundleError as e:
         return CaseResult(case.name, False, [f"unreadable fixture: {e}"])
     rep = replay(b, playbook, str(playbook))
     got = rep["verdicts"]
@@ -91,8 +115,8 @@ def record(bundle_dir: Path, directory: Path, name: str, description: str = "") 
     b = bundle.read(bundle_dir)
     case = directory / name
     case.mkdir(parents=True, exist_ok=False)
-    for f in ("report.json", "evidence.json"):
-        shutil.copy(bundle_dir / f, case / f)
+    for f in bundle.EVIDENCE_FILES:           # what was read and checked, not what the names point to now
+        (case / f).write_text(json.dumps(b[f.removesuffix(".json")], indent=2) + "\n")
     rep = b["report"]
     expect = {
         "description": description or f"recorded from {bundle_dir}",

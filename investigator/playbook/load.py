@@ -206,7 +206,7 @@ def _import(lp: LoadedPlaybook, imp: Import, ipath: tuple[Any, ...], loc: yamlpo
         return
     fname = str(lp.path.parent / rel)
     try:
-        text = given[rel] if given is not None and rel in given else _read(target, fname)
+        text = given[rel] if given is not None else _read(target, fname)   # a bundle: only what it carries
         data, iloc = _parse(text, fname, "node library")
     except PlaybookError as e:
         lines = "; ".join(str(d) for d in e.diagnostics)

@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .text import terminal_safe
+
 ICON = {"pending": "·", "attaching": "…", "observing": "◷", "confirmed": "✗", "refuted": "✓",
         "inconclusive": "?", "unobservable": "–", "error": "!", "skipped": "»"}
 STYLE = {"confirmed": "bold red", "refuted": "green", "inconclusive": "yellow", "unobservable": "dim",
@@ -36,9 +38,12 @@ class LiveView:
         from rich.console import Console
         from rich.live import Live
 
-        self.title = f"investigating: {playbook.name} — {playbook.spec.metadata.description}".rstrip(" —")
-        self.nodes: dict[str, _Node] = {nid: _Node(nid, n.hypothesis) for nid, n in playbook.spec.nodes.items()}
-        self.order = list(playbook.spec.start) + [n for n in playbook.spec.nodes if n not in playbook.spec.start]
+        self.title = terminal_safe(f"investigating: {playbook.name} — {playbook.spec.metadata.description}"
+                                   .rstrip(" —"))
+        self.nodes: dict[str, _Node] = {terminal_safe(nid): _Node(terminal_safe(nid), terminal_safe(n.hypothesis))
+                                        for nid, n in playbook.spec.nodes.items()}
+        self.order = terminal_safe(list(playbook.spec.start)
+                                   + [n for n in playbook.spec.nodes if n not in playbook.spec.start])
         self.findings: list[str] = []
         self.t0 = time.monotonic()
         self.console = Console(file=stream or sys.stderr)
@@ -46,6 +51,7 @@ class LiveView:
         self.live.start()
 
     def __call__(self, event: str, f: dict[str, Any]) -> None:
+        f = terminal_safe(f)            # names, paths, stacks, reasons: shown as Text, never as markup
         n = self.nodes.get(f.get("node", ""))
         if event == "node_started" and n:
             n.state, n.window_s, n.started = "attaching", f["window_s"], time.monotonic()
@@ -116,6 +122,7 @@ def plain_printer(stream: Any = None) -> Any:
     out = stream or sys.stderr
 
     def show(event: str, f: dict[str, Any]) -> None:
+        f = terminal_safe(f)
         t = f.get("t", 0.0)
         line = None
         if event == "probe_attached":

@@ -20,13 +20,21 @@ from ..playbook.schema import PROBLEM_VERDICTS
 SCHEMA_VERSION = 1
 
 
+def _int(x: Any) -> int:
+    """A task's tid or pid as given, 0 when it is not a number (evidence from a bundle)."""
+    try:
+        return int(x)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
 def _entities(about: Any) -> tuple[list[dict[str, Any]], list[Any], list[Any]]:
     if not isinstance(about, dict):
         return [], [], []
     tasks = []
     for t in about.get("tasks") or []:
         if isinstance(t, dict):
-            e = {"pid": int(t.get("pid", 0)), "tid": int(t.get("tid", 0)),
+            e = {"pid": _int(t.get("pid", 0)), "tid": _int(t.get("tid", 0)),
                  "comm": str(t.get("comm", "")), "role": str(t.get("role", "bystander"))}
             for k in ("waits_for", "holds", "wchan"):      # a wait-for cycle's or chain's task
                 if t.get(k):

@@ -6,6 +6,40 @@ from typing import Any
 
 from ..probes.units import format_us
 
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
+
+
+def _escape(s: str) -> str:
+    if s.isprintable() and "\\" not in s:
+        return s
+    out = []
+    for ch in s:
+        if ch in _SHORT:
+            out.append(_SHORT[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            o = ord(ch)
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}")
+    return "".join(out)
+
+
+def terminal_safe(x: Any) -> Any:
+    """``x`` with every string in it (dict keys too) fit for a terminal: what Python calls not
+    printable -- C0 and C1 controls (ESC sequences), DEL, bidi overrides and other format
+    characters, line and paragraph separators, lone surrogates -- and the backslash written as
+    backslash escapes (``\\x1b``, ``\\u202e``, ``\\n``, ``\\\\``), the rest unchanged.  Task names, paths,
+    stacks and messages come from any user and from the kernel: every renderer for the
+    terminal passes what it shows through this first."""
+    if isinstance(x, str):
+        return _escape(x)
+    if isinstance(x, dict):
+        return {terminal_safe(k): terminal_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [terminal_safe(v) for v in x]
+    return x
+
+
 ICONS = {"confirmed": "!!", "refuted": "ok", "inconclusive": "??", "unobservable": "--",
          "error": "xx", "skipped": "..", "interrupted": "^C"}
 
@@ -31,6 +65,7 @@ def _rows(rows: list[list[str]], head: list[str]) -> list[str]:
 def render_evidence(evidence: dict[str, Any]) -> str:
     """Tables and histograms of each node's evidence: top waiters, delayed work, blocked
     tasks (the evidence behind the verdicts, for the terminal)."""
+    evidence = terminal_safe(evidence)
     out: list[str] = []
     seen: set[str] = set()
     for node, ev in evidence.items():
@@ -85,6 +120,7 @@ def render_evidence(evidence: dict[str, Any]) -> str:
 
 
 def render_text(rep: dict[str, Any], bundle: str | None = None) -> str:
+    rep, bundle = terminal_safe(rep), terminal_safe(bundle)
     out = []
     head = f"investigator: {rep['playbook']}  ({rep['duration_s']:.1f} s"
     head += ", INCOMPLETE: interrupted)" if not rep["complete"] else ")"
@@ -135,6 +171,7 @@ def render_text(rep: dict[str, Any], bundle: str | None = None) -> str:
 
 
 def render_markdown(rep: dict[str, Any]) -> str:
+    rep = terminal_safe(rep)            # report.md is read with cat as often as in a viewer
     out = [f"# Investigation: {rep['playbook']}", ""]
     out.append(f"- started: {rep['started_at']}, duration {rep['duration_s']:.1f} s"
                + ("" if rep["complete"] else f", **incomplete** ({rep.get('interrupted_by', '')})"))
