@@ -147,7 +147,7 @@ def analyze(env: dict[str, Any]) -> dict[str, Any]:
             continue
         out["sources"].append(alias)
         # bundles recorded before edges carried "stuck": the source's waiter says it
-        waiters = {w.get("tid"): w for w in ev.get("waiters") or [] if isinstance(w, dict)}
+        waiters = {w["tid"]: w for w in ev.get("waiters") or [] if isinstance(w, dict) and isinstance(w.get("tid"), int)}
         for e in ev["edges"]:
             if isinstance(e, dict) and isinstance(e.get("waiter"), int) and isinstance(e.get("holder"), int):
                 if "stuck" not in e and e["waiter"] in waiters:

@@ -30,7 +30,14 @@ def replay(b: dict[str, Any], playbook: Path | None, bundled_name: str,
         nr.started_at, nr.ended_at = 0.0, n.get("observed_s", 0.0)
         env = b["evidence"].get(n["id"])
         if n["id"] in lp.spec.nodes and env and n["status"] not in ("unobservable", "skipped"):
-            c = conclude(lp, n["id"], env)
+            try:
+                c = conclude(lp, n["id"], env)
+            except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+                # evidence no probe of ours wrote: that node's error, not the replay's end
+                nr.status, nr.verdict = "error", None
+                nr.errors.append(f"the bundle's evidence of this node is malformed ({type(e).__name__}: {e})")
+                nodes.append(nr)
+                continue
             nr.status, nr.verdict, nr.rule, nr.confidence = c.status, c.verdict, c.rule, c.confidence
             nr.summary, nr.about, nr.values = c.summary, c.about, c.evidence
         else:
