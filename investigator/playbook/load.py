@@ -18,7 +18,7 @@ from ..analyze.waitfor import ALIAS as WAITFOR
 from ..probes.manifest import ProbeManifest, registry, waitfor_manifest
 from ..probes.units import parse_duration_ns
 from ..rules.expr import Expr, ExprError
-from ..rules.template import placeholders
+from ..rules.template import placeholders, spec_problems
 from . import yamlpos
 from .diagnostics import Diagnostic, PlaybookError, did_you_mean
 from .schema import API_VERSION, Import, Node, NodeLibrary, Playbook, build
@@ -283,6 +283,8 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
                     lp.exprs[(nid, k, attr)] = e
                     if not broken:
                         _check_refs(nloc, rpath + (attr,), e.references(), aliases, spec.vars)
+            for fmt, why in spec_problems(rule.explain):
+                _at(nloc, rpath + ("explain",), ":" + fmt + "}", why)
             if not broken:
                 for name, col in placeholders(rule.explain):
                     if name.split(".")[0] == "about" and rule.about is not None:
