@@ -336,7 +336,6 @@ class VarError(ValueError):
 def apply_overrides(lp: LoadedPlaybook, sets: list[str]) -> dict[str, Any]:
     """Apply ``NAME=VALUE`` overrides (VALUE in YAML: 1, [0, 1], text) to the playbook's vars;
     the overridden values, for the report."""
-    import yaml
     done: dict[str, Any] = {}
     for item in sets:
         name, eq, raw = item.partition("=")
@@ -346,10 +345,14 @@ def apply_overrides(lp: LoadedPlaybook, sets: list[str]) -> dict[str, Any]:
         if name not in lp.spec.vars:
             raise VarError(f"--set {name}: the playbook has no var '{name}' "
                            f"(its vars: {', '.join(sorted(lp.spec.vars)) or 'none'}){did_you_mean(name, lp.spec.vars)}")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as e:
-            raise VarError(f"--set {name}: {raw!r} is not a YAML value ({e.problem})") from None
+        value: Any = ""
+        if raw.strip():     # read as the playbook is: no base-60 numbers, integers of 64 bits
+            try:
+                value, vloc = yamlpos.load(raw, f"--set {name}")
+            except PlaybookError as e:
+                raise VarError(f"--set {name}: {raw!r} is not a YAML value ({e.diagnostics[0].message})") from None
+            if vloc.diagnostics:
+                raise VarError(f"--set {name}: {vloc.diagnostics[0].message}")
         old = lp.spec.vars[name]
         if isinstance(old, list) and not isinstance(value, list):
             value = [value]
