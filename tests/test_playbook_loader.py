@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import string
+import time
 from pathlib import Path
 
 import pytest
@@ -121,7 +122,7 @@ def test_template_renders_paths_and_marks_missing() -> None:
 # ---------------------------------------------------------------- fuzz
 
 def _mutations(doc: object) -> st.SearchStrategy[object]:
-    leaves = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=False),
+    leaves = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.integers(-2**70, 2**70), st.floats(allow_nan=False),
                        st.text(string.printable, max_size=20), st.sampled_from(["5s", "10ms", "runq.max_ms > 1",
                                                                                 "sched.runqlat", "starvation"]))
     return st.recursive(leaves, lambda c: st.one_of(st.lists(c, max_size=4),
@@ -204,6 +205,36 @@ def test_fuzz_text_edits_never_traceback(edits: list[tuple[int, str, str]]) -> N
         load_playbook("edited.yaml", text=text)
     except PlaybookError as e:
         assert e.diagnostics and all(d.line >= 1 and d.col >= 1 and d.message for d in e.diagnostics)
+
+
+HOSTILE = ["1:59:59", "!!int 1:2", "18446744073709551616", "1" + "0" * 5000, "-9223372036854775809",
+           '"{blocked.count:>40000000000}"', '"{x:.99f}"', '"{x:{y}}"',
+           "|\n      x.map(a, // \"\n      x.map(b, x.  map(c, x.\n      map(d, 1))))",
+           "'x.all(a, x.all(b, x.all(c, x.all(d, a))))'", "'1 > 99999999999999999999'",
+           "'\"unterminated'", "'r\"\\\" + x'"]
+
+
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 1000)), deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(0, FREEZE.count("\n")), st.sampled_from(HOSTILE)), min_size=1, max_size=3))
+def test_fuzz_hostile_values_are_located_errors(edits: list[tuple[int, str]]) -> None:
+    """Huge and base-60 numbers, format specs over their caps, deep or disguised macro nests
+    put in place of a value of freeze.yaml: a located error, in bounded time, never a traceback."""
+    lines = FREEZE.split("\n")
+    hit = set()
+    for n, snippet in edits:
+        key, sep, _ = lines[n].partition(": ")
+        if sep and not key.strip().startswith("#"):
+            lines[n] = f"{key}: {snippet}"
+            if snippet in HOSTILE[:5]:      # numbers are refused wherever they are
+                hit.add(n + 1)
+    t = time.monotonic()
+    try:
+        load_playbook("hostile.yaml", text="\n".join(lines))
+    except PlaybookError as e:
+        assert e.diagnostics and all(d.line >= 1 and d.col >= 1 and d.message for d in e.diagnostics)
+    else:
+        assert not hit, "a base-60 or oversized number was accepted"
+    assert time.monotonic() - t < 5
 
 
 def test_expensive_expressions_are_refused() -> None:

@@ -18,7 +18,7 @@ from ..analyze.waitfor import ALIAS as WAITFOR
 from ..probes.manifest import ProbeManifest, registry, waitfor_manifest
 from ..probes.units import parse_duration_ns
 from ..rules.expr import Expr, ExprError
-from ..rules.template import placeholders
+from ..rules.template import placeholders, spec_problems
 from . import yamlpos
 from .diagnostics import Diagnostic, PlaybookError, did_you_mean
 from .schema import API_VERSION, Import, Node, NodeLibrary, Playbook, build
@@ -329,6 +329,8 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
                     lp.exprs[(nid, k, attr)] = e
                     if not broken:
                         _check_refs(nloc, rpath + (attr,), e.references(), aliases, spec.vars)
+            for fmt, why in spec_problems(rule.explain):
+                _at(nloc, rpath + ("explain",), ":" + fmt + "}", why)
             if not broken:
                 for name, col in placeholders(rule.explain):
                     if name.split(".")[0] == "about" and rule.about is not None:
@@ -381,7 +383,6 @@ class VarError(ValueError):
 def apply_overrides(lp: LoadedPlaybook, sets: list[str]) -> dict[str, Any]:
     """Apply ``NAME=VALUE`` overrides (VALUE in YAML: 1, [0, 1], text) to the playbook's vars;
     the overridden values, for the report."""
-    import yaml
     done: dict[str, Any] = {}
     for item in sets:
         name, eq, raw = item.partition("=")
@@ -391,10 +392,14 @@ def apply_overrides(lp: LoadedPlaybook, sets: list[str]) -> dict[str, Any]:
         if name not in lp.spec.vars:
             raise VarError(f"--set {name}: the playbook has no var '{name}' "
                            f"(its vars: {', '.join(sorted(lp.spec.vars)) or 'none'}){did_you_mean(name, lp.spec.vars)}")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as e:
-            raise VarError(f"--set {name}: {raw!r} is not a YAML value ({e.problem})") from None
+        value: Any = ""
+        if raw.strip():     # read as the playbook is: no base-60 numbers, integers of 64 bits
+            try:
+                value, vloc = yamlpos.load(raw, f"--set {name}")
+            except PlaybookError as e:
+                raise VarError(f"--set {name}: {raw!r} is not a YAML value ({e.diagnostics[0].message})") from None
+            if vloc.diagnostics:
+                raise VarError(f"--set {name}: {vloc.diagnostics[0].message}")
         old = lp.spec.vars[name]
         if isinstance(old, list) and not isinstance(value, list):
             value = [value]

@@ -3,10 +3,17 @@
 Built on PyYAML's composer (the C one when available): nodes keep their marks, so every
 later error can point at ``file:line:col``.  Bounded against hostile input: file size,
 nesting depth and the number of nodes after alias expansion (YAML bombs).
+
+Numbers are YAML 1.2's where YAML 1.1 differs dangerously: a sexagesimal scalar
+(``1:59:59``, base 60 in YAML 1.1) is never read as a number -- PyYAML's conversion of
+one is quadratic in its length -- and is refused unless quoted; an integer must fit in 64
+bits (signed or unsigned), checked before it is converted, so that no rule or JSON writer
+later meets a number it cannot hold.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -18,10 +25,36 @@ MAX_BYTES = 1 << 20
 MAX_DEPTH = 64
 MAX_NODES = 100_000
 
+INT_MIN, INT_MAX = -(1 << 63), (1 << 64) - 1     # int64 to uint64
+_INT_CHARS = 80                                  # 0b + 64 binary digits + separators
+_SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")
+_INT_TAG, _FLOAT_TAG, _STR_TAG = ("tag:yaml.org,2002:" + t for t in ("int", "float", "str"))
+
 try:
-    _Loader: Any = yaml.CSafeLoader
+    _Base: Any = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - PyYAML without libyaml
-    _Loader = yaml.SafeLoader
+    _Base = yaml.SafeLoader
+
+
+class _Loader(_Base):  # type: ignore[misc,valid-type]
+    """PyYAML's safe loader with implicit int and float resolvers that do not read a
+    sexagesimal scalar as a number (it stays a string, refused by ``Located._scalar``)."""
+
+
+# PyYAML's own int and float patterns, without their base-60 alternatives
+_NUMBER_PATTERNS = {
+    _INT_TAG: re.compile(r"""^(?:[-+]?0b[0-1_]+
+                             |[-+]?0[0-7_]+
+                             |[-+]?(?:0|[1-9][0-9_]*)
+                             |[-+]?0x[0-9a-fA-F_]+)$""", re.X),
+    _FLOAT_TAG: re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+                               |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+                               |[-+]?\.(?:inf|Inf|INF)
+                               |\.(?:nan|NaN|NAN))$""", re.X),
+}
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, _NUMBER_PATTERNS.get(tag, rx)) for tag, rx in resolvers]
+    for first, resolvers in _Base.yaml_implicit_resolvers.items()}
 
 
 class Located:
@@ -46,6 +79,10 @@ class Located:
                 return self.keypos[p]
             p = p[:-1]
         return self.pos.get((), (1, 1))
+
+    def _refuse(self, node: yaml.Node, message: str) -> None:
+        self.diagnostics.append(Diagnostic(self.file, node.start_mark.line + 1, node.start_mark.column + 1,
+                                           message))
 
     def error(self, path: Path, message: str, key: bool = False, severity: str = "error") -> None:
         line, col = self.at(path, key)
@@ -78,10 +115,22 @@ class Located:
             return [self._convert(v, path + (i,), depth + 1) for i, v in enumerate(node.value)]
         return self._scalar(node)
 
-    @staticmethod
-    def _scalar(node: yaml.Node) -> Any:
+    def _scalar(self, node: yaml.Node) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             return node  # reported by the caller
+        number = node.tag in (_INT_TAG, _FLOAT_TAG)
+        if (number or (node.tag == _STR_TAG and not node.style)) and _SEXAGESIMAL.fullmatch(node.value):
+            self._refuse(node, f"'{node.value[:40]}' is a YAML 1.1 base-60 number: write it in decimal, "
+                               "or quote it if it is text")
+            return node.value
+        if node.tag == _INT_TAG:
+            digits = node.value.replace("_", "").lstrip("+-")
+            value = None if len(digits) > _INT_CHARS else _construct(node)
+            if not isinstance(value, int) or not INT_MIN <= value <= INT_MAX:
+                self._refuse(node, f"integer {node.value[:40]}{'...' if len(node.value) > 40 else ''} "
+                                   "does not fit in 64 bits")
+                return 0
+            return value
         # YAML 1.2 booleans: only true/false (YAML 1.1's on/off/yes/no would turn the
         # edge key `on:` into True)
         if node.tag == "tag:yaml.org,2002:bool" and node.value.lower() not in ("true", "false"):

@@ -1,17 +1,25 @@
 """Conclude a node: evaluate its ordered rules on the evidence, first match wins.
 
-Shared by the live engine and by replay, so that both give the same verdicts."""
+Shared by the live engine and by replay, so that both give the same verdicts.  The rules
+see the evidence with every list cut to LIST_CAP entries (each rule that reads a cut list
+says so in the node's errors, which then stay notes: they do not make the node an error);
+each evaluation has its own budget (rules/expr.py) and all of a node's together at most
+NODE_BUDGET_S, after which the remaining rules are not evaluated."""
 
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..playbook.load import LoadedPlaybook
 from ..playbook.schema import PROBLEM_VERDICTS
-from .expr import Expr, ExprError, truthy
+from .expr import BUDGET_S, Expr, ExprError, bounded_env, truthy
 from .template import lookup, render
+
+
+NODE_BUDGET_S = 10.0     # wall-clock budget of all of a node's rule evaluations
 
 
 @dataclass
@@ -23,7 +31,7 @@ class Conclusion:
     summary: str = ""
     about: Any = None                # the finding's entities, from the rule's `about`
     evidence: dict[str, Any] = field(default_factory=dict)   # values the rule read
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)     # rule errors, then notes on cut lists
     next: list[str] = field(default_factory=list)
 
 
@@ -47,15 +55,29 @@ def with_analyzers(env: dict[str, Any]) -> dict[str, Any]:
 def conclude(lp: LoadedPlaybook, node_id: str, env: dict[str, Any]) -> Conclusion:
     node = lp.spec.nodes[node_id]
     errors: list[str] = []
-    env = {**with_analyzers(env), "vars": lp.spec.vars}
+    notes: list[str] = []
+    env, cuts = bounded_env({**with_analyzers(env), "vars": lp.spec.vars})
+    deadline = time.monotonic() + NODE_BUDGET_S
+
+    def evaluate(e: Expr, i: int) -> Any:
+        for path, kept, total in cuts:
+            if any(path == r or path.startswith(r + ".") or r.startswith(path + ".") for r, _ in e.references()):
+                note = f"rule {i + 1} saw the first {kept} of {total} entries of {path}"
+                if note not in notes:
+                    notes.append(note)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ExprError(f"not evaluated: the node's rules used their budget of {NODE_BUDGET_S:g} s")
+        return e.run(env, min(BUDGET_S, left))
+
     # an optional probe that could not attach: the rules that read its evidence are skipped
     missing = [a for a in (u.as_ or lp.alias_of(node_id, u.use) for u in node.probes if u.optional) if a not in env]
     for i, rule in enumerate(node.conclude):
         if any(re.search(rf"\b{re.escape(a)}\.", f"{rule.when} {rule.about or ''}") for a in missing):
             continue
-        when = lp.exprs.get((node_id, i, "when")) or Expr(rule.when)
         try:
-            held = truthy(when.evaluate(env))
+            when = lp.exprs.get((node_id, i, "when")) or Expr(rule.when)
+            held = truthy(evaluate(when, i))
         except ExprError as e:
             errors.append(f"rule {i + 1}: {e}")
             continue
@@ -63,9 +85,9 @@ def conclude(lp: LoadedPlaybook, node_id: str, env: dict[str, Any]) -> Conclusio
             continue
         about = None
         if rule.about:
-            ab = lp.exprs.get((node_id, i, "about")) or Expr(rule.about)
             try:
-                about = ab.evaluate(env)
+                ab = lp.exprs.get((node_id, i, "about")) or Expr(rule.about)
+                about = evaluate(ab, i)
             except ExprError as e:
                 errors.append(f"rule {i + 1} about: {e}")
         values = {}
@@ -81,9 +103,9 @@ def conclude(lp: LoadedPlaybook, node_id: str, env: dict[str, Any]) -> Conclusio
         summary = render(rule.explain, {**env, "about": about} if about is not None else env)
         return Conclusion(status=status, verdict=rule.verdict, rule=i, confidence=rule.confidence,
                           summary=" ".join(summary.split()), about=about,
-                          evidence=values, errors=errors, next=nxt)
+                          evidence=values, errors=errors + notes, next=nxt)
     status = outcome_of(node.otherwise)
     if errors and status == "inconclusive":
         status = "error"
-    return Conclusion(status=status, verdict=node.otherwise, errors=errors,
+    return Conclusion(status=status, verdict=node.otherwise, errors=errors + notes,
                       next=list(getattr(node.on, "inconclusive" if status == "error" else status)))
