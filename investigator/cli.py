@@ -116,10 +116,11 @@ def _load(path: str, allow_custom_probes: bool = False, to_run: bool = True) -> 
     try:
         return load_playbook(path, allow_custom_probes=allow_custom_probes, to_run=to_run)
     except PlaybookError as e:
+        from .report.text import terminal_safe    # a playbook's "\e" may be quoted back
         for d in e.diagnostics:
-            sys.stderr.write(f"{d}\n")
+            sys.stderr.write(f"{terminal_safe(str(d))}\n")
         n = sum(1 for d in e.diagnostics if d.severity == "error")
-        _err(f"{path}: {n} error(s); nothing was attached")
+        _err(terminal_safe(f"{path}: {n} error(s); nothing was attached"))
         return None
 
 
@@ -130,8 +131,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if lp is None:
             rc = exitcodes.USAGE
             continue
+        from .report.text import terminal_safe
         for w in lp.warnings:
-            sys.stderr.write(f"{w}\n")
+            sys.stderr.write(f"{terminal_safe(str(w))}\n")
         print(f"{path}: ok ({len(lp.spec.nodes)} nodes)")
     return rc
 

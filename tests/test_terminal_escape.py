@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO
+from conftest import REPO, investigate
 
 from investigator.report.html import render_html
 from investigator.report.live import LiveView, plain_printer
@@ -70,6 +70,19 @@ def test_html_report_escapes_markup() -> None:
     assert "&lt;script&gt;x&lt;/script&gt;" in page
     # the look-alike: the page's own markup is there
     assert page.count("<table>") >= 2 and "<svg" in page
+    # nor does `cat report.html` drive a terminal: controls are written as escapes
+    assert "\x1b" not in page and SHOWN in page
+
+
+def test_validate_quotes_a_playbook_escaped(tmp_path: Path) -> None:
+    """A playbook's YAML "\\e" escape reaches diagnostics as text, not as ESC."""
+    book = tmp_path / "p.yaml"
+    book.write_text('apiVersion: investigator/v1\nkind: Playbook\nmetadata: {name: x}\nstart: ["\\e[2Jgone"]\n'
+                    'nodes:\n  a: {hypothesis: h, probes: [{use: sched.runqlat}], observe: {window: 1s},\n'
+                    '      conclude: [{when: "runq.count >= 0", verdict: refuted}]}\n')
+    p = investigate("validate", str(book))
+    assert p.returncode == 2 and "unknown node" in p.stderr, p.stderr
+    assert "\x1b" not in p.stderr and "\\x1b[2Jgone" in p.stderr
 
 
 class _Playbook:

@@ -28,7 +28,10 @@ PALETTE = ["#2e86de", "#e67e22", "#8e44ad", "#16a085", "#c0392b", "#7f8c8d", "#d
 
 
 def e(x: Any) -> str:
-    return html.escape(str(x))
+    """Text for the page: controls written as escapes (``cat report.html`` must not drive a
+    terminal either), then HTML-escaped."""
+    from .text import terminal_safe
+    return html.escape(terminal_safe(str(x)))
 
 
 def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
