@@ -164,7 +164,7 @@ def test_a_slow_evaluation_is_stopped_at_its_budget_in_a_child() -> None:
     t = time.monotonic()
     with pytest.raises(ExprError, match="over its time budget of 0.5 s"):
         e.evaluate({"a": list(range(150))}, budget_s=0.5)
-    assert time.monotonic() - t < 2.0
+    assert time.monotonic() - t < 10        # not the minutes it would take
     # a costly-looking one that finishes comes back from its child with its value
     assert Expr("a.map(x, x * 2)").evaluate({"a": list(range(LIST_CAP))})[-1] == 2 * (LIST_CAP - 1)
     assert expr.INLINE_STEPS < Expr("a.map(x, x * 2)").shape.steps(LIST_CAP) <= expr.MAX_STEPS
@@ -188,7 +188,7 @@ def test_a_rule_over_budget_is_its_error_and_the_node_goes_on() -> None:
     env = {"blocked": {"count": 9, "tasks": [{"tid": i} for i in range(LIST_CAP)]}}
     t = time.monotonic()
     c = conclude(lp, "n", env)
-    assert time.monotonic() - t < 2.0
+    assert time.monotonic() - t < 10        # refused, not run for hours
     assert (c.status, c.verdict, c.rule) == ("confirmed", "hung-task", 1)
     assert len(c.errors) == 1 and c.errors[0].startswith("rule 1: over budget")
 
@@ -233,7 +233,7 @@ def test_format_specs_are_capped_at_load_and_at_render() -> None:
 def test_yaml_numbers_beyond_64_bits_or_in_base_60_are_refused(value: str, msg: str) -> None:
     t = time.monotonic()
     errs = errors_of(book().replace("limit: 5", f"limit: {value}"))
-    assert time.monotonic() - t < 2.0
+    assert time.monotonic() - t < 10        # quadratic conversion of 200,000 digits: minutes
     assert any(e.startswith("b.yaml:5:10:") and msg in e for e in errs), errs
 
 
