@@ -45,8 +45,14 @@ def test_intruder_on_a_reserved_cpu_is_wrong_context(tmp_path: Path) -> None:
     again = json.loads(investigate("replay", str(tmp_path / "b"), "--json").stdout)
     assert again["verdicts"][0]["summary"] == v["summary"]
     other = json.loads(investigate("replay", str(tmp_path / "b"), "--json", "--set", "reserved_cpus=[0]").stdout)
-    (v0,) = other["verdicts"]      # had CPU 0 been the reserved one, the app would be the one misplaced
-    assert [(t["tid"], t["role"]) for t in v0["tasks"]] == [(app.pid, "misplaced")] and v0["cpus"] == [1], v0
+    (v0,) = other["verdicts"]
+    # had CPU 0 been the reserved one: an intruder there comes first (a busy machine's own
+    # load, e.g. make test-slow's), else the app is the one misplaced
+    foreign = {p["tid"] for p in ev["placements"] if p["cpu"] == 0 and p["share"] >= 0.05}
+    if foreign:
+        assert v0["cpus"] == [0] and v0["tasks"][0]["role"] == "intruder" and v0["tasks"][0]["tid"] in foreign, v0
+    else:
+        assert [(t["tid"], t["role"]) for t in v0["tasks"]] == [(app.pid, "misplaced")] and v0["cpus"] == [1], v0
 
 
 def test_application_outside_its_cpus_is_wrong_context(tmp_path: Path) -> None:
