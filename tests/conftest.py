@@ -38,6 +38,16 @@ def investigate(*args: str, timeout: float = 120, check: bool = False,
     return p
 
 
+def libc_path() -> str:
+    """The libc this process runs (from its own memory map)."""
+    with open("/proc/self/maps") as f:
+        for line in f:
+            path = line.split()[-1]
+            if "/libc.so" in path or "/libc-" in path:
+                return path
+    raise RuntimeError("libc not mapped")
+
+
 def events_of(path: Path) -> list[dict[str, object]]:
     """The complete lines of a run's event log so far (the tool writes it as it runs)."""
     try:

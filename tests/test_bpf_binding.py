@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import libc_path
 
 from investigator.bpf import BpfError, BpfObject, features, num_possible_cpus
 from investigator.bpf.perf import open_cpu_clock
@@ -61,15 +62,9 @@ def test_raw_tp_and_percpu_map(objs: Path) -> None:
         assert sum(int.from_bytes(v, "little") for v in per_cpu) > 0
 
 
-@pytest.fixture(scope="module")
-def libc_path() -> str:
-    """The libc this process runs (from its own memory map)."""
-    with open("/proc/self/maps") as f:
-        for line in f:
-            path = line.split()[-1]
-            if "/libc.so" in path or "/libc-" in path:
-                return path
-    pytest.skip("no libc mapped")
+@pytest.fixture(scope="module", name="libc_path")
+def libc_path_fixture() -> str:
+    return libc_path()
 
 
 def test_uprobe_by_symbol_hash_map_and_ring_buffer(objs: Path, libc_path: str) -> None:

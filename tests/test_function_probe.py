@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import investigate
+from conftest import investigate, libc_path
 from scenarios.procs import processes, wait_alive
 
 from investigator.bpf import features
@@ -170,17 +170,9 @@ while time.monotonic() < end:
 """
 
 
-def _libc() -> str:
-    for line in open(f"/proc/{os.getpid()}/maps"):
-        path = line.split()[-1]
-        if "/libc.so" in path or "/libc-" in path:
-            return path
-    raise RuntimeError("libc not mapped")
-
-
 def test_user_function_through_uprobes(tmp_path: Path) -> None:
     """user.func on libc's isatty(): uprobes work on this kernel, so this runs here."""
-    libc = _libc()
+    libc = libc_path()
     book = tmp_path / "ufunc.yaml"
     book.write_text(f"""apiVersion: investigator/v1
 kind: Playbook

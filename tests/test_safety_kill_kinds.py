@@ -14,20 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, bpf_ids_of_pid, events_of, still_loaded, wait_for_event, wait_unloaded
+from conftest import REPO, bpf_ids_of_pid, events_of, libc_path, still_loaded, wait_for_event, wait_unloaded
 
 from investigator.bpf import features
 
 pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel]
-
-
-def _libc() -> str:
-    with open("/proc/self/maps") as f:
-        for line in f:
-            path = line.split()[-1]
-            if "/libc.so" in path or "/libc-" in path:
-                return path
-    raise RuntimeError("libc not mapped")
 
 
 def _book(tmp: Path, use: str, with_: str) -> Path:
@@ -52,7 +43,7 @@ nodes:
 
 FUNCTION = "do_sys_openat2"
 KINDS = {
-    "uprobe": ("user.func", f"{{binary: {_libc()}, function: isatty}}", "", True),
+    "uprobe": ("user.func", f"{{binary: {libc_path()}, function: isatty}}", "", True),
     "perf_event": ("sched.oncpu", "{}", "", True),
     "fentry": ("kernel.func", f"{{function: {FUNCTION}}}", "",
                bool(features.hook("fentry", FUNCTION))),
