@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-def investigate(*args: str, timeout: float = 120, check: bool = False,
+def investigate(*args: str, timeout: float = 300, check: bool = False,
                 cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run the installed tool as a user would (``python -m investigator``)."""
     p = subprocess.run([sys.executable, "-m", "investigator", *args], capture_output=True,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import investigate
 from scenarios.faults import FAULT_WRITER, MISSING, MODULE, fault_module
-from scenarios.procs import processes, wait_alive
+from scenarios.procs import SCENARIO_S, processes, wait_alive
 
 pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel, pytest.mark.skipif(not MODULE.exists(), reason=MISSING)]
 
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel, pytest.mark.skipif(not
 def test_sleep_in_atomic_context_names_the_task_and_the_call(tmp_path: Path) -> None:
     with fault_module(), processes() as ps:
         # msleep(20) with preemption disabled, in the kernel, every 0.3 s
-        w = ps.spawn(FAULT_WRITER, name="atomic-writer", command="atomic-sleep 20", period=0.3, seconds=30)
+        w = ps.spawn(FAULT_WRITER, name="atomic-writer", command="atomic-sleep 20", period=0.3, seconds=SCENARIO_S)
         wait_alive(w, 0.5)
         p = investigate("playbooks/context.yaml", "--window", "2", "--json", "--out", str(tmp_path / "b"))
     assert p.returncode == 1, p.stderr

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, bpf_ids_of_pid, investigate, kernel_bpf_listing
-from scenarios.procs import PERIODIC, RT_HOG, processes, wait_alive
+from scenarios.procs import PERIODIC, RT_HOG, SCENARIO_S, processes, wait_alive
 
 pytestmark = [pytest.mark.bpf,
               pytest.mark.skipif(shutil.which("bpftrace") is None, reason="bpftrace is not installed")]
@@ -25,8 +25,8 @@ BOOK = "playbooks/runqueue-bpftrace.yaml"
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a second CPU to starve")
 def test_bpftrace_node_concludes_starvation(tmp_path: Path) -> None:
     with processes() as ps:
-        ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=25)
-        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, work=0.02, seconds=25)
+        ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=SCENARIO_S)
+        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, work=0.02, seconds=SCENARIO_S)
         wait_alive(victim, 2.5)
         p = investigate(BOOK, "--window", "3", "--json", "--allow-custom-probes", "--out", str(tmp_path / "b"))
     assert p.returncode == 1, p.stderr

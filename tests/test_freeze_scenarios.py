@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import investigate
 from scenarios.build import c_helper
-from scenarios.procs import (NORMAL_HOG, PERIODIC, RT_HOG, STAT_REFRESH, processes, start_abba,
+from scenarios.procs import (NORMAL_HOG, PERIODIC, RT_HOG, SCENARIO_S, STAT_REFRESH, processes, start_abba,
                              sysctl, wait_alive)
 
 pytestmark = [pytest.mark.bpf, pytest.mark.cpu_heavy]
@@ -31,8 +31,8 @@ def test_rt_hog_starves_a_periodic_task(tmp_path: Path) -> None:
     against a rule threshold of 100 ms.  (A victim that needs almost no CPU may be served
     by the fair server at once: a real task that starves needs the CPU.)"""
     with processes() as ps:
-        hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=25)
-        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, work=0.02, seconds=25)
+        hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=SCENARIO_S)
+        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, work=0.02, seconds=SCENARIO_S)
         wait_alive(victim, 2.5)
         p = investigate("playbooks/freeze.yaml", "--window", "3", "--json", "--out", str(tmp_path / "b"))
         assert hog.poll() is None and victim.poll() is None, "the scenario must outlive the run"
@@ -63,9 +63,9 @@ def test_rt_task_starved_by_a_higher_rt_task_never_runs(tmp_path: Path) -> None:
     it ends for sched.runqlat to measure -- only the run-queue snapshot (sched.runnable)
     sees it.  Starvation: the victim, the culprit, CPU 1, a wait of at least the window."""
     with processes() as ps:
-        hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=40)
+        hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=SCENARIO_S)
         wait_alive(hog, 0.3)
-        victim = ps.spawn(RT_HOG, name="rt-victim", cpu=1, rtprio=5, seconds=40)
+        victim = ps.spawn(RT_HOG, name="rt-victim", cpu=1, rtprio=5, seconds=SCENARIO_S)
         wait_alive(victim, 2.0)
         p = investigate("playbooks/freeze.yaml", "--window", "3", "--json", "--out", str(tmp_path / "b"))
         assert hog.poll() is None and victim.poll() is None, "the scenario must outlive the run"
@@ -99,8 +99,8 @@ def test_rt_hog_with_throttling_off_does_not_stall_the_investigation(tmp_path: P
     hung for the hog's whole life in the 6.1 guest).  The investigation must conclude while
     the hog still runs, and name it."""
     with sysctl("kernel.sched_rt_runtime_us", "-1"), processes() as ps:
-        hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=50, seconds=90)
-        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, work=0.02, seconds=90)
+        hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=50, seconds=SCENARIO_S)
+        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, work=0.02, seconds=SCENARIO_S)
         wait_alive(victim, 2.5)
         p = investigate("playbooks/freeze.yaml", "--window", "3", "--json", "--out", str(tmp_path / "b"),
                         timeout=85)
@@ -126,8 +126,8 @@ def test_target_selectors_filter_in_the_kernel(tmp_path: Path) -> None:
         else Path("/sys/fs/cgroup")
     cg = cg_root / f"investigator-test-{os.getpid()}"
     with processes() as ps:
-        ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=30)
-        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, work=0.02, seconds=30)
+        ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=SCENARIO_S)
+        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, work=0.02, seconds=SCENARIO_S)
         cg.mkdir()
         try:
             (cg / "cgroup.procs").write_text(str(victim.pid))
@@ -164,11 +164,11 @@ def test_per_cpu_kernel_work_starved_by_a_hog_on_its_cpu(tmp_path: Path) -> None
     against a rule threshold of 150 ms.  The verdict names the work, the CPU, the starved
     kworker and the hog."""
     with processes() as ps:
-        hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=25)
+        hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=SCENARIO_S)
         # a normal-priority hog on CPU 1 uses up the fair server's budget, so the kworker
         # cannot be served by it and waits behind the RT hog
-        ps.spawn(NORMAL_HOG, name="cfs-hog", cpu=1, seconds=25)
-        writer = ps.spawn(STAT_REFRESH, name="stat-refresh", cpu=0, period=0.05, seconds=25)
+        ps.spawn(NORMAL_HOG, name="cfs-hog", cpu=1, seconds=SCENARIO_S)
+        writer = ps.spawn(STAT_REFRESH, name="stat-refresh", cpu=0, period=0.05, seconds=SCENARIO_S)
         wait_alive(writer, 2.5)
         p = investigate("playbooks/freeze.yaml", "--window", "3", "--json", "--out", str(tmp_path / "b"))
         assert hog.poll() is None
@@ -195,9 +195,9 @@ def test_per_cpu_work_queued_before_the_investigation_is_starved(tmp_path: Path)
     (6.12+) the kworker gets some of the CPU and the items' delays are measured.  Either
     way: starvation of per-CPU work, the kworker the victim, the hog the culprit, CPU 1."""
     with sysctl("kernel.sched_rt_runtime_us", "-1"), processes() as ps:
-        hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=50, seconds=60)
-        ps.spawn(NORMAL_HOG, name="cfs-hog", cpu=1, seconds=60)
-        writer = ps.spawn(STAT_REFRESH, name="stat-refresh", cpu=0, period=0.05, seconds=60)
+        hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=50, seconds=SCENARIO_S)
+        ps.spawn(NORMAL_HOG, name="cfs-hog", cpu=1, seconds=SCENARIO_S)
+        writer = ps.spawn(STAT_REFRESH, name="stat-refresh", cpu=0, period=0.05, seconds=SCENARIO_S)
         wait_alive(writer, 3.0)
         p = investigate("playbooks/freeze.yaml", "--window", "3", "--json", "--out", str(tmp_path / "b"),
                         timeout=55)
@@ -222,8 +222,8 @@ def test_mildly_busy_healthy_machine_has_no_verdict(tmp_path: Path) -> None:
     or stuck -- no verdict at all."""
     with processes() as ps:
         for cpu in range(os.cpu_count() or 1):
-            ps.spawn(NORMAL_HOG, cpu=cpu, seconds=20)
-            ps.spawn(PERIODIC, cpu=cpu, period=0.01, seconds=20)
+            ps.spawn(NORMAL_HOG, cpu=cpu, seconds=SCENARIO_S)
+            ps.spawn(PERIODIC, cpu=cpu, period=0.01, seconds=SCENARIO_S)
         time.sleep(1.0)
         p = investigate("playbooks/freeze.yaml", "--window", "3", "--json", "--out", str(tmp_path / "b"))
     assert p.returncode == 0, p.stdout + p.stderr

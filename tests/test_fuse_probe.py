@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import investigate
-from scenarios.procs import FUSE_RENAMER, fuse_mount, processes, wait_alive
+from scenarios.procs import FUSE_RENAMER, SCENARIO_S, fuse_mount, processes, wait_alive
 
 pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel,
               pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="needs /dev/fuse")]
@@ -124,9 +124,9 @@ def test_daemon_in_a_pid_namespace_names_its_client_by_global_pid(tmp_path: Path
         pytest.skip("needs unshare(1)")
     mnt, ready = tmp_path / "mnt", tmp_path / "ready"
     mnt.mkdir()
-    daemon = textwrap.dedent(FUSE_DAEMON.format(name="ns-daemon", mnt=mnt, ready=ready, mode="silent", seconds=40))
+    daemon = textwrap.dedent(FUSE_DAEMON.format(name="ns-daemon", mnt=mnt, ready=ready, mode="silent", seconds=SCENARIO_S))
     client = textwrap.dedent(FUSE_RENAMER.format(name="ns-client", src=f"{mnt}/a/x", dst=f"{mnt}/b/y"))
-    wrapper = textwrap.dedent(NS_WRAPPER.format(daemon=daemon, client=client, ready=str(ready), seconds=40))
+    wrapper = textwrap.dedent(NS_WRAPPER.format(daemon=daemon, client=client, ready=str(ready), seconds=SCENARIO_S))
     p = subprocess.Popen(["unshare", "--pid", "--fork", sys.executable, "-c", wrapper])
     try:
         end = time.monotonic() + 10

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import investigate
 from scenarios.build import c_helper
-from scenarios.procs import NORMAL_HOG, PERIODIC, processes, rps_to, wait_alive
+from scenarios.procs import NORMAL_HOG, PERIODIC, SCENARIO_S, processes, rps_to, wait_alive
 
 pytestmark = [pytest.mark.bpf, pytest.mark.cpu_heavy,
               pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two CPUs"),
@@ -54,7 +54,7 @@ def test_net_rx_in_a_cpu_hog_is_wrong_context(tmp_path: Path) -> None:
     flood = c_helper("udp_flood", tmp_path)
     with rps_to(1), processes() as ps:
         sender = ps.spawn_argv([str(flood), "0", "60", "udp-sender"])
-        hog = ps.spawn(NORMAL_HOG, name="busy-hog", cpu=1, seconds=60)
+        hog = ps.spawn(NORMAL_HOG, name="busy-hog", cpu=1, seconds=SCENARIO_S)
         wait_alive(sender, 1.0)
         wait_alive(hog, 0.1)
         rep, nodes, ev = run(tmp_path)
@@ -74,7 +74,7 @@ def test_net_rx_in_a_cpu_hog_is_wrong_context(tmp_path: Path) -> None:
 
 def test_mildly_busy_machine_has_no_interrupt_finding(tmp_path: Path) -> None:
     with processes() as ps:
-        p = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.01, work=0.002, seconds=60)
+        p = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.01, work=0.002, seconds=SCENARIO_S)
         wait_alive(p, 0.5)
         rep, nodes, _ = run(tmp_path)
     assert rep["verdicts"] == [], rep["verdicts"]

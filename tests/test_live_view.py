@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from scenarios.procs import PERIODIC, RT_HOG, processes, wait_alive
+from scenarios.procs import PERIODIC, RT_HOG, SCENARIO_S, processes, wait_alive
 
 pytestmark = [pytest.mark.bpf, pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
 
@@ -29,8 +29,8 @@ def test_live_view_in_a_terminal(tmp_path: Path) -> None:
     cmd = (f"cd {REPO} && {sys.executable} -m investigator playbooks/freeze.yaml --window 4 "
            f"--out {tmp_path}/b; echo EXIT=$?; sleep 60")
     with processes() as ps:
-        ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=25)
-        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, work=0.02, seconds=25)
+        ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=SCENARIO_S)
+        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, work=0.02, seconds=SCENARIO_S)
         wait_alive(victim, 2.0)
         subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "180", "-y", "60",
                         "-e", "TERM=xterm-256color", cmd], check=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import investigate
-from scenarios.procs import PTY_WRITERS, processes, wait_alive
+from scenarios.procs import PTY_WRITERS, SCENARIO_S, processes, wait_alive
 
 pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel]
 
@@ -39,7 +39,7 @@ nodes:
 def test_mutex_contention_names_lock_waiter_and_owner(tmp_path: Path) -> None:
     with processes() as ps:
         rd, pids = ps.spawn_with_pids(PTY_WRITERS, str(tmp_path / "pids"), name="ptylock", drain=0.05,
-                                      chunk=64 * 1024, seconds=60)
+                                      chunk=64 * 1024, seconds=SCENARIO_S)
         wait_alive(rd, 1.0)
         p = investigate(str(playbook(tmp_path)), "--window", "3", "--json", "--out", str(tmp_path / "b"))
     assert p.returncode == 1, p.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import investigate
-from scenarios.procs import PIPE_RESIZER, processes, sysctl, wait_alive
+from scenarios.procs import PIPE_RESIZER, SCENARIO_S, processes, sysctl, wait_alive
 
 pytestmark = [pytest.mark.bpf]
 
@@ -30,7 +30,7 @@ time.sleep(max(0, end - time.monotonic()))
 @pytest.mark.second_kernel      # also through raw_tp on 6.1/6.12, where tp_btf refuses kmalloc's void *
 def test_kmalloc_failures_name_task_site_size_and_rate(tmp_path: Path) -> None:
     with sysctl("fs.pipe-max-size", str(1 << 31)), processes() as ps:
-        p = ps.spawn(PIPE_RESIZER, name="pipe-resizer", period=0.1, seconds=60)
+        p = ps.spawn(PIPE_RESIZER, name="pipe-resizer", period=0.1, seconds=SCENARIO_S)
         wait_alive(p, 0.5)
         r = investigate("playbooks/memory.yaml", "--window", "2", "--json", "--out", str(tmp_path / "b"))
     assert r.returncode == 1, r.stderr
@@ -49,7 +49,7 @@ def test_kmalloc_failures_name_task_site_size_and_rate(tmp_path: Path) -> None:
 
 def test_unfreed_allocations_per_call_site(tmp_path: Path) -> None:
     with processes() as ps:
-        p = ps.spawn(EPOLL_LEAK, name="epoll-leak", period=0.005, seconds=60)
+        p = ps.spawn(EPOLL_LEAK, name="epoll-leak", period=0.005, seconds=SCENARIO_S)
         wait_alive(p, 0.3)
         r = investigate("playbooks/memory.yaml", "--window", "2", "--json", "--out", str(tmp_path / "b"))
     assert r.returncode in (0, 1), r.stderr

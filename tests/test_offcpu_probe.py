@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from scenarios.procs import processes, wait_alive
+from scenarios.procs import SCENARIO_S, processes, wait_alive
 
 pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel]
 
@@ -52,7 +52,7 @@ nodes:
         explain: "{offcpu.worst.comm} blocked {offcpu.worst.total_ms} ms"
 """)
     with processes() as ps:
-        napper = ps.spawn(NAPPER, name="napper", seconds=60)
+        napper = ps.spawn(NAPPER, name="napper", seconds=SCENARIO_S)
         wait_alive(napper, 0.5)
         inv = subprocess.Popen([sys.executable, "-m", "investigator", str(book), "--window", "2",
                                 "--out", str(tmp_path / "b")], cwd=REPO, stdout=subprocess.DEVNULL,

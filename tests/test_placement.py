@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import investigate
-from scenarios.procs import NORMAL_HOG, PERIODIC, processes, wait_alive
+from scenarios.procs import NORMAL_HOG, PERIODIC, SCENARIO_S, processes, wait_alive
 
 pytestmark = [pytest.mark.bpf, pytest.mark.cpu_heavy]
 
@@ -24,8 +24,8 @@ def placement(tmp: Path, *sets: str) -> tuple[int, dict]:
 
 def test_intruder_on_a_reserved_cpu_is_wrong_context(tmp_path: Path) -> None:
     with processes() as ps:
-        app = ps.spawn(PERIODIC, name="latency-app", cpu=1, period=0.01, work=0.001, seconds=30)
-        hog = ps.spawn(NORMAL_HOG, name="batch-job", cpu=1, seconds=30)
+        app = ps.spawn(PERIODIC, name="latency-app", cpu=1, period=0.01, work=0.001, seconds=SCENARIO_S)
+        hog = ps.spawn(NORMAL_HOG, name="batch-job", cpu=1, seconds=SCENARIO_S)
         wait_alive(hog, 0.5)
         rc, rep = placement(tmp_path, "reserved_cpus=[1]", "reserved_for=[latency-app]")
     assert rc == 1
@@ -57,7 +57,7 @@ def test_intruder_on_a_reserved_cpu_is_wrong_context(tmp_path: Path) -> None:
 
 def test_application_outside_its_cpus_is_wrong_context(tmp_path: Path) -> None:
     with processes() as ps:
-        app = ps.spawn(NORMAL_HOG, name="latency-app", cpu=0, seconds=30)
+        app = ps.spawn(NORMAL_HOG, name="latency-app", cpu=0, seconds=SCENARIO_S)
         wait_alive(app, 0.5)
         rc, rep = placement(tmp_path, "reserved_cpus=[1]", "reserved_for=[latency-app]")
     (v,) = rep["verdicts"]
@@ -68,7 +68,7 @@ def test_application_outside_its_cpus_is_wrong_context(tmp_path: Path) -> None:
 
 def test_application_alone_on_its_cpus_is_no_finding(tmp_path: Path) -> None:
     with processes() as ps:
-        app = ps.spawn(NORMAL_HOG, name="latency-app", cpu=1, seconds=30)
+        app = ps.spawn(NORMAL_HOG, name="latency-app", cpu=1, seconds=SCENARIO_S)
         wait_alive(app, 0.5)
         rc, rep = placement(tmp_path, "reserved_cpus=[1]", "reserved_for=[latency-app]")
     assert rc == 0 and rep["verdicts"] == [], rep["verdicts"]

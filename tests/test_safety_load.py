@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 from scenarios.build import c_helper
-from scenarios.procs import PERIODIC, RT_HOG, processes, wait_alive
+from scenarios.procs import PERIODIC, RT_HOG, SCENARIO_S, processes, wait_alive
 
 pytestmark = [pytest.mark.bpf, pytest.mark.cpu_heavy]
 
@@ -53,8 +53,8 @@ def test_peak_memory_is_bounded_with_thousands_of_tasks(tmp_path: Path) -> None:
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a second CPU to starve")
 def test_two_investigations_at_once_do_not_disturb_each_other(tmp_path: Path) -> None:
     with processes() as ps:
-        hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=25)
-        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, work=0.02, seconds=25)
+        hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=SCENARIO_S)
+        victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, work=0.02, seconds=SCENARIO_S)
         wait_alive(victim, 2.5)
         runs = [subprocess.Popen([sys.executable, "-m", "investigator", "playbooks/freeze.yaml", "--window", "3",
                                   "--json", "--out", str(tmp_path / f"b{i}")], cwd=REPO,

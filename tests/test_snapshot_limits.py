@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import investigate
-from scenarios.procs import processes, wait_alive
+from scenarios.procs import SCENARIO_S, processes, wait_alive
 
 THREADS = 12
 SLEEPERS = """
@@ -68,7 +68,7 @@ def test_a_snapshot_over_its_limit_says_so_with_the_true_count(tmp_path: Path) -
     book = tmp_path / "limits.yaml"
     book.write_text(BOOK.format(cut=5))
     with processes() as ps:
-        crowd = ps.spawn(SLEEPERS, name="sleepers", threads=THREADS, seconds=30)
+        crowd = ps.spawn(SLEEPERS, name="sleepers", threads=THREADS, seconds=SCENARIO_S)
         deadline = time.monotonic() + 10
         while _sleeping(crowd.pid) < THREADS + 1 and time.monotonic() < deadline:
             wait_alive(crowd, 0.05)
@@ -132,7 +132,7 @@ def test_file_locks_walks_stop_at_their_deadline_and_say_how_far_they_got(tmp_pa
     book.write_text(LOCKS_BOOK)
     with processes() as ps:
         parent, (p0, p1) = ps.spawn_with_pids(FLOCK_ABBA, str(tmp_path / "pids"), name="ofd-abba",
-                                              dir=str(tmp_path), seconds=60, how="ofd")
+                                              dir=str(tmp_path), seconds=SCENARIO_S, how="ofd")
         wait_alive(parent, 1.5)
         p = investigate(str(book), "--window", "1", "--json", "--quiet", "--out", str(tmp_path / "b"), timeout=60)
     assert p.returncode in (0, 1), p.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import investigate
 from scenarios.faults import MISSING, MODULE, fault_module
-from scenarios.procs import PERIODIC, processes, wait_alive
+from scenarios.procs import PERIODIC, SCENARIO_S, processes, wait_alive
 
 pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel, pytest.mark.tcg_single, pytest.mark.cpu_heavy,
               pytest.mark.skipif(not MODULE.exists(), reason=MISSING)]
@@ -29,7 +29,7 @@ def storm(ms: int) -> None:
 
 def test_softirq_storm_is_named_as_what_held_the_cpu(tmp_path: Path) -> None:
     with fault_module(), processes() as ps:
-        victim = ps.spawn(BATCH, name="batch-victim", cpu=1, period=0.01, work=0.002, seconds=40)
+        victim = ps.spawn(BATCH, name="batch-victim", cpu=1, period=0.01, work=0.002, seconds=SCENARIO_S)
         wait_alive(victim, 0.3)
         storm(30000)
         try:

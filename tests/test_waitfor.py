@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from conftest import investigate
-from scenarios.procs import (FLOCK_ABBA, FUSE_RENAMER, FUSE_TRUNCATER, PTY_WRITERS, fuse_mount, processes,
-                             threads_by_comm, wait_alive)
+from scenarios.procs import (FLOCK_ABBA, FUSE_RENAMER, FUSE_TRUNCATER, PTY_WRITERS, SCENARIO_S, fuse_mount,
+                             processes, threads_by_comm, wait_alive)
 
 
 pytestmark = [pytest.mark.bpf]
@@ -35,7 +35,7 @@ def test_flock_abba_deadlock_names_both_processes_and_files(tmp_path: Path, how:
     found by its flock() call, and it stands for its process as the holder."""
     with processes() as ps:
         parent, (p0, p1) = ps.spawn_with_pids(FLOCK_ABBA, str(tmp_path / "pids"), name="flock-abba",
-                                              dir=str(tmp_path), seconds=60, how=how)
+                                              dir=str(tmp_path), seconds=SCENARIO_S, how=how)
         wait_alive(parent, 1.5)           # both hold one lock and wait for the other
         t0, t1, suffix = p0, p1, ""
         if how == "flock-thread":
@@ -61,7 +61,7 @@ def test_flock_abba_deadlock_names_both_processes_and_files(tmp_path: Path, how:
 def test_mutex_chain_ending_in_a_reader_that_never_reads_is_hung_task(tmp_path: Path) -> None:
     with processes() as ps:
         parent, (w0, w1) = ps.spawn_with_pids(PTY_WRITERS, str(tmp_path / "pids"), name="ptychain", drain=0,
-                                              chunk=256 * 1024, seconds=60)
+                                              chunk=256 * 1024, seconds=SCENARIO_S)
         wait_alive(parent, 1.0)           # w0 blocks holding the tty write mutex; w1 waits for it
         rep, v = freeze(tmp_path)
     assert v["verdict"] == "hung-task", v
@@ -167,9 +167,9 @@ def test_file_locks_on_a_fuse_file_whose_daemon_never_answers_getattr(tmp_path: 
     /proc links and fdinfo without asking the filesystem, finishes, and ends the chain at
     the holder, sleeping."""
     with processes() as ps, fuse_mount(ps, str(tmp_path), "nogetattr") as (daemon, mnt):
-        holder = ps.spawn(FLOCK_HOLDER, name="flock-holder", path=f"{mnt}/a/x", seconds=60)
+        holder = ps.spawn(FLOCK_HOLDER, name="flock-holder", path=f"{mnt}/a/x", seconds=SCENARIO_S)
         wait_alive(holder, 0.5)
-        waiter = ps.spawn(FLOCK_HOLDER, name="flock-waiter", path=f"{mnt}/a/x", seconds=60)
+        waiter = ps.spawn(FLOCK_HOLDER, name="flock-waiter", path=f"{mnt}/a/x", seconds=SCENARIO_S)
         wait_alive(waiter, 1.0)
         p = investigate("playbooks/freeze.yaml", "--window", "2", "--json", "--out", str(tmp_path / "b"),
                         timeout=60)

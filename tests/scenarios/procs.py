@@ -13,6 +13,11 @@ import contextlib
 from contextlib import contextmanager
 from collections.abc import Iterator
 
+# How long a scenario process lives at the most: it is killed when its test ends (processes()),
+# so this is only a bound for a test that dies hard -- never what a test waits out.  A
+# scenario must outlive the investigation on any machine, however slow.
+SCENARIO_S = 300
+
 RT_HOG = """
 import os, time
 open("/proc/self/comm", "w").write("{name}")
