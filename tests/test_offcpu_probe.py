@@ -71,9 +71,11 @@ nodes:
     assert inv.returncode in (0, 1), rest
     ev = json.loads((tmp_path / "b" / "evidence.json").read_text())["off"]["offcpu"]
     tasks = {t["tid"]: t for t in ev["tasks"]}
-    # napping: away almost the whole 2 s window, in ~10 blocks of 200 ms
+    # napping: away almost the whole window the probe observed, in blocks of 200 ms
     nap = tasks[napper.pid]
-    assert 1700 <= nap["offcpu_ms"] <= 2300 and 7 <= nap["blocks"] <= 11, nap
+    observed_ms = ev["probe"]["observed_s"] * 1000
+    assert 0.8 * observed_ms <= nap["offcpu_ms"] <= observed_ms + 250, (nap, observed_ms)
+    assert 0.6 * observed_ms / 200 <= nap["blocks"] <= observed_ms / 200 + 2, (nap, observed_ms)
     nap_stack = next(s for s in ev["stacks"] if s["tid"] == napper.pid and s["count"])
     assert "do_nanosleep" in " ".join(nap_stack["kernel_stack"]), nap_stack
     assert not nap_stack["kernel_stack"][0].startswith("bpf_"), nap_stack["kernel_stack"][:2]
@@ -85,7 +87,7 @@ nodes:
     # blocked during the window and never back: ongoing, sleeping, in the pipe read
     rd = next(s for s in ev["stacks"] if s["tid"] == reader.pid and s["ongoing_ms"])
     # (it blocks once its interpreter has started: ~0.1 s here, seconds under emulation)
-    assert 300 <= rd["ongoing_ms"] <= away_ms and rd["state"] == "S" and rd["count"] == 0, (rd, away_ms)
+    assert 0 < rd["ongoing_ms"] <= away_ms and rd["state"] == "S" and rd["count"] == 0, (rd, away_ms)
     # (a stack lost to a collision in the stack map is counted as a drop: seen once under
     # emulation on 6.1)
     assert "pipe_read" in " ".join(rd["kernel_stack"]) or (not rd["kernel_stack"] and ev["probe"]["drops"]), rd
