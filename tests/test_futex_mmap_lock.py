@@ -26,8 +26,9 @@ def test_futex_waiters_of_a_process_whose_mmap_lock_is_held_are_not_read(tmp_pat
     with fault_module(), processes() as ps:
         _, waiters = start_abba(ps, str(exe), settle=1.0)
         pid = waiters["ab"][1]
-        # held until released below (120 s at the most, the module's own bound)
-        hold = ps.spawn(FAULT_WRITER, name="mmap-holder", command=f"mmap-hold {pid} 120000", period=600,
+        # held until released below (120 s at the most, the module's own bound); the writer
+        # writes once (its write returns at the release, after its 1 s) and exits
+        hold = ps.spawn(FAULT_WRITER, name="mmap-holder", command=f"mmap-hold {pid} 120000", period=0.1,
                         seconds=1)
         try:
             wait_mmap_held(pid, hold)
