@@ -71,11 +71,10 @@ nodes:
     assert inv.returncode in (0, 1), rest
     ev = json.loads((tmp_path / "b" / "evidence.json").read_text())["off"]["offcpu"]
     tasks = {t["tid"]: t for t in ev["tasks"]}
-    # napping: away almost the whole window the probe observed, in blocks of 200 ms
+    # napping: away almost the whole 2 s window, in ~10 blocks of 200 ms (the window is the
+    # node's, whatever attaching the probes took)
     nap = tasks[napper.pid]
-    observed_ms = ev["probe"]["observed_s"] * 1000
-    assert 0.8 * observed_ms <= nap["offcpu_ms"] <= observed_ms + 250, (nap, observed_ms)
-    assert 0.6 * observed_ms / 200 <= nap["blocks"] <= observed_ms / 200 + 2, (nap, observed_ms)
+    assert 1700 <= nap["offcpu_ms"] <= 2300 and 7 <= nap["blocks"] <= 11, nap
     nap_stack = next(s for s in ev["stacks"] if s["tid"] == napper.pid and s["count"])
     assert "do_nanosleep" in " ".join(nap_stack["kernel_stack"]), nap_stack
     assert not nap_stack["kernel_stack"][0].startswith("bpf_"), nap_stack["kernel_stack"][:2]
