@@ -44,7 +44,14 @@ def test_kmalloc_failures_name_task_site_size_and_rate(tmp_path: Path) -> None:
     # one failure per 100 ms while the probe watched (2 s, longer under emulation)
     expected = ev["probe"]["observed_s"] / 0.1
     assert abs(ev["failures"] - expected) <= max(4, 0.25 * expected), (ev["failures"], expected)
-    assert max(ev["failures_over_time"]) <= 2 and sum(ev["failures_over_time"]) == ev["failures"]
+    # at most two per 100 ms bucket over the series' span (6.3 s from the first event); what
+    # came later, when the probe watched longer (the other probes' attach, under emulation),
+    # is counted after it and never read as a spike
+    assert max(ev["failures_over_time"]) <= 2, ev["failures_over_time"]
+    assert sum(ev["failures_over_time"]) + ev["failures_after_series"] == ev["failures"]
+    assert ev["peak_failures_per_bucket"] == max(ev["failures_over_time"])
+    if ev["failures_after_series"]:
+        assert len(ev["failures_over_time"]) >= 60 and ev["probe"]["observed_s"] > ev["series_span_s"]
 
 
 def test_unfreed_allocations_per_call_site(tmp_path: Path) -> None:

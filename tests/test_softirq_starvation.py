@@ -27,13 +27,32 @@ def storm(ms: int) -> None:
         f.write(f"softirq-storm 1 {ms}")
 
 
+def ksoftirqd_cpu_ns(cpu: int) -> int:
+    """The time ksoftirqd/CPU has run, from its schedstat."""
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and (d / "comm").read_text().strip() == f"ksoftirqd/{cpu}":
+                return int((d / "schedstat").read_text().split()[0])
+        except OSError:
+            continue
+    raise RuntimeError(f"no ksoftirqd/{cpu}")
+
+
+def wait_handed_to_ksoftirqd(cpu: int, ms: int = 300, timeout: float = 120.0) -> None:
+    """Wait until ksoftirqd/CPU has run the storm for ``ms`` ms: the kernel has handed it on."""
+    start, end = ksoftirqd_cpu_ns(cpu), time.monotonic() + timeout
+    while ksoftirqd_cpu_ns(cpu) - start < ms * 1_000_000:
+        assert time.monotonic() < end, f"ksoftirqd/{cpu} did not take the storm within {timeout} s"
+        time.sleep(0.05)
+
+
 def test_softirq_storm_is_named_as_what_held_the_cpu(tmp_path: Path) -> None:
     with fault_module(), processes() as ps:
         victim = ps.spawn(BATCH, name="batch-victim", cpu=1, period=0.01, work=0.002, seconds=SCENARIO_S)
         wait_alive(victim, 0.3)
-        storm(30000)
+        storm(SCENARIO_S * 1000)         # until storm(0) below, however long the investigation takes
         try:
-            time.sleep(1.5)
+            wait_handed_to_ksoftirqd(1)
             p = investigate("playbooks/starvation.yaml", "--window", "3", "--json", "--out", str(tmp_path / "b"))
         finally:
             storm(0)                     # the tasklet stops at its next run

@@ -70,6 +70,9 @@ class Collector:
         for i in range(SLOTS):
             raw = maps["fail_rate"].lookup(i)
             rate.append(int.from_bytes(raw, "little") if isinstance(raw, bytes) else 0)
+        # The last slot takes every failure after the series' span (SLOTS - 1 buckets from
+        # the first event): it is a count, not a bucket, so no peak is read from it.
+        after_series = rate.pop()
         while rate and not rate[-1]:
             rate.pop()
         worst = empty_failure()
@@ -81,7 +84,7 @@ class Collector:
         # takes the overflow), and one read of it is consistent with itself -- a failure
         # landing between the reads of the sites and of the series would otherwise make the
         # total and the series disagree by one (seen on 6.1 under emulation: 27 vs 28).
-        total_fail = sum(rate)
+        total_fail = sum(rate) + after_series
         return {
             "failures": total_fail,
             "failure_rate_per_s": round(total_fail / observed, 3),
@@ -89,6 +92,8 @@ class Collector:
             "worst_failure": worst,
             "rate_bucket_ms": bucket_ms,
             "failures_over_time": rate,
+            "failures_after_series": after_series,
+            "series_span_s": round(bucket_ms * (SLOTS - 1) / 1e3, 3),
             "peak_failures_per_bucket": max(rate, default=0),
             "allocs": sum(s.allocs for s in sites.values()),
             "outstanding_count": sum(live_n.values()),

@@ -8,8 +8,9 @@
  *                       with A B and B A deadlock in the kernel (ABBA).  The waits are
  *                       killable, so SIGKILL ends the deadlock and the test cleans up.
  *   "softirq-storm CPU MS"  a tasklet on CPU that busy-waits 1 ms and schedules itself
- *                       again, for MS ms: a driver's runaway softirq work (TASKLET), which
- *                       the kernel soon hands to ksoftirqd/CPU.
+ *                       again, for MS ms (10 min at most; "softirq-storm CPU 0" stops it):
+ *                       a driver's runaway softirq work (TASKLET), which the kernel soon
+ *                       hands to ksoftirqd/CPU.
  *   "mmap-hold PID MS"  hold process PID's mmap_lock for writing until "mmap-release" is
  *                       written, MS ms at the most (the writer's write returns then): whoever
  *                       reads that process's memory meanwhile (access_process_vm, as
@@ -121,7 +122,7 @@ static ssize_t faults_write(struct file *f, const char __user *ubuf, size_t n, l
 		fault_atomic_sleep(ms);
 		return n;
 	}
-	if (sscanf(buf, "softirq-storm %u %u", &a, &ms) == 2 && ms <= 60000 && a < nr_cpu_ids && cpu_online(a)) {
+	if (sscanf(buf, "softirq-storm %u %u", &a, &ms) == 2 && ms <= 600000 && a < nr_cpu_ids && cpu_online(a)) {
 		WRITE_ONCE(storm_end, jiffies + msecs_to_jiffies(ms));
 		smp_call_function_single(a, storm_start, NULL, 1);
 		return n;
