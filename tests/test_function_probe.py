@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import investigate, libc_path
-from scenarios.procs import processes, wait_alive
+from scenarios.procs import SCENARIO_S, processes, wait_alive
 
 from investigator.bpf import features
 
@@ -87,7 +87,7 @@ def run(tmp: Path, function: str, pid: int, env: dict[str, str] | None = None) -
 @pytest.mark.parametrize("ruled_out", ["", "fentry"])
 def test_counts_callers_and_errors_of_openat(tmp_path: Path, ruled_out: str) -> None:
     with processes() as ps:
-        opener = ps.spawn(OPENER, name="opener", period=0.05, seconds=120)
+        opener = ps.spawn(OPENER, name="opener", period=0.05, seconds=SCENARIO_S)
         wait_alive(opener, 0.5)
         rep, ev = run(tmp_path, "do_sys_openat2", opener.pid,
                       {"INVESTIGATOR_DISABLE_HOOKS": ruled_out} if ruled_out else None)
@@ -114,7 +114,7 @@ def test_counts_callers_and_errors_of_openat(tmp_path: Path, ruled_out: str) -> 
 @needs_hook
 def test_latency_and_pointer_returns(tmp_path: Path) -> None:
     with processes() as ps:
-        sleeper = ps.spawn(SLEEPER, name="sleeper", nap=0.2, seconds=120)
+        sleeper = ps.spawn(SLEEPER, name="sleeper", nap=0.2, seconds=SCENARIO_S)
         wait_alive(sleeper, 0.5)
         _, ev = run(tmp_path, "do_nanosleep", sleeper.pid)
     assert ev["calls"] >= 5, ev                     # 3 s window, 200 ms naps
@@ -127,7 +127,7 @@ def test_latency_and_pointer_returns(tmp_path: Path) -> None:
 @needs_hook
 def test_pointer_and_error_returns_of_do_filp_open(tmp_path: Path) -> None:
     with processes() as ps:
-        opener = ps.spawn(OPENER, name="opener", period=0.05, seconds=120)
+        opener = ps.spawn(OPENER, name="opener", period=0.05, seconds=SCENARIO_S)
         wait_alive(opener, 0.5)
         _, ev = run(tmp_path, "do_filp_open", opener.pid)
     classes = {r["value"]: r["count"] for r in ev["returns"]}
@@ -190,7 +190,7 @@ nodes:
         explain: "{{ufunc.calls}} calls of isatty"
 """)
     with processes() as ps:
-        p = ps.spawn(ISATTY, name="isatty-loop", period=0.05, seconds=120)
+        p = ps.spawn(ISATTY, name="isatty-loop", period=0.05, seconds=SCENARIO_S)
         wait_alive(p, 0.5)
         r = investigate(str(book), "--pid", str(p.pid), "--window", "2", "--json", "--out", str(tmp_path / "b"))
     assert r.returncode == 1, r.stderr

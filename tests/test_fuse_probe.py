@@ -94,7 +94,7 @@ import subprocess, sys, time
 # pid 1 of a new pid namespace: the daemon and its client live here, and the daemon's
 # connection names the client by its pid in this namespace
 d = subprocess.Popen([sys.executable, "-c", {daemon!r}])
-end = time.monotonic() + 10
+end = time.monotonic() + 120
 import os
 while not os.path.exists({ready!r}) and time.monotonic() < end:
     time.sleep(0.05)
@@ -129,7 +129,7 @@ def test_daemon_in_a_pid_namespace_names_its_client_by_global_pid(tmp_path: Path
     wrapper = textwrap.dedent(NS_WRAPPER.format(daemon=daemon, client=client, ready=str(ready), seconds=SCENARIO_S))
     p = subprocess.Popen(["unshare", "--pid", "--fork", sys.executable, "-c", wrapper])
     try:
-        end = time.monotonic() + 10
+        end = time.monotonic() + 120
         while time.monotonic() < end and not _tid_by_comm("ns-client"):
             time.sleep(0.1)
         time.sleep(1.0)

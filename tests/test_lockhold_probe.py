@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import investigate
-from scenarios.procs import PTY_WRITERS, processes, wait_alive
+from scenarios.procs import PTY_WRITERS, SCENARIO_S, processes, wait_alive
 
 from investigator.bpf import features
 from investigator.probes.manifest import registry
@@ -52,7 +52,7 @@ def test_mutex_hold_times_holders_and_timeline(tmp_path: Path, ruled_out: str) -
     try:
         with processes() as ps:
             rd, pids = ps.spawn_with_pids(PTY_WRITERS, str(pidfile), name="ptyhold", drain=0.1,
-                                          chunk=96 * 1024, seconds=120)
+                                          chunk=96 * 1024, seconds=SCENARIO_S)
             wait_alive(rd, 0.5)
             p = investigate(str(book), "--window", "4", "--json", "--out", str(tmp_path / "b"), timeout=300)
     finally:
