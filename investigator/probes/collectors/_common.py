@@ -67,8 +67,15 @@ class Snapshot:
     limit: int
 
     @property
+    def dropped(self) -> int:
+        """Records the kernel found beyond the limit.  Only a run that reached the limit
+        dropped any: the kernel also counts again a record it writes a second time, after
+        the iterator's buffer filled and was read."""
+        return self.seen - len(self.records) if len(self.records) >= self.limit else 0
+
+    @property
     def truncated(self) -> bool:
-        return self.seen > len(self.records)
+        return self.dropped > 0
 
     def by_tid(self) -> dict[int, Any]:
         return {r.tid: r for r in self.records}
