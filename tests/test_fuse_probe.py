@@ -67,7 +67,7 @@ def test_unanswered_rename_names_its_client_and_the_daemon(tmp_path: Path) -> No
     (d,) = ev["daemons"]
     assert d["pid"] == daemon.pid and d["mountpoint"] == mnt and d["unanswered"] == 1
     assert [(t["wchan"], t["busy"]) for t in d["threads"]] == [("fuse_dev_do_read", False)]
-    assert ev["edges"] == [{"waiter": c.pid, "holder": daemon.pid, "lock": f"fuse RENAME #{r['unique']} {mnt}",
+    assert ev["edges"] == [{"waiter": c.pid, "holder": daemon.pid, "lock": f"fuse RENAME #{r['unique']} {mnt}", "addr": mnt,
                             "kind": "fuse", "stuck": True, "waited_s": r["waited_s"]}]
 
 

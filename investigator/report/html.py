@@ -151,10 +151,31 @@ def render_html(rep: dict[str, Any], evidence: dict[str, Any]) -> str:
         if not ev:
             continue
         out.append(f"<h2>{e(n['id'])}: evidence</h2><p class=meta>{e(n['hypothesis'])}</p>")
+        out.append(_waitfor(ev))
         for alias, data in ev.items():
             out.append(_section(alias, data, n))
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def _waitfor(ev: dict[str, Any]) -> str:
+    """The node's wait-for graph (the one its rules read as waitfor.*): its cycles, and the
+    waits dropped before the analysis when there were any."""
+    from ..analyze import waitfor
+    if not waitfor.has_edges(ev):
+        return ""
+    g = waitfor.analyze(ev)
+    parts = [f"<h3>{waitfor.ALIAS} <span class=meta>(wait-for graph)</span></h3>",
+             "<p>" + e(f"{g['edges_count']} edges from {', '.join(g['sources'])}; {g['cycles_count']} cycle(s), "
+                       f"{g['stuck_cycles_count']} stuck") + "</p>"]
+    if g["edges_dropped"]:
+        parts.append(f"<p>{g['edges_dropped']} wait(s) seen but dropped before the analysis: "
+                     "the graph may lack a cycle among them</p>")
+    for c in g["cycles"][:5]:
+        parts.append(f"<p>Cycle of {c['size']} ({'stuck: a deadlock' if c['stuck'] else 'moving'})</p>"
+                     + _table(c["locks"], [("waiter_comm", "waiter"), ("waiter_tid", "tid"), ("addr", "waits for"),
+                                           ("kind", "kind"), ("holder_comm", "held by"), ("holder_tid", "tid")]))
+    return "\n".join(parts)
 
 
 def _section(alias: str, d: dict[str, Any], node: dict[str, Any]) -> str:
@@ -189,11 +210,7 @@ def _section(alias: str, d: dict[str, Any], node: dict[str, Any]) -> str:
                                    ("stuck", "stuck"), ("top", "where")]))
     elif name == "user.futex":
         parts.append(f"<p>{d['waiters_count']} threads blocked in futex(), {d['mutex_waiters_count']} waiting for a "
-                     f"mutex with a known owner; {d['cycles_count']} wait-for cycle(s), {d['stuck_cycles_count']} stuck</p>")
-        for c in d.get("cycles", [])[:5]:
-            parts.append(f"<p>Cycle of {c['size']} ({'stuck: a deadlock' if c['stuck'] else 'moving'})</p>"
-                         + _table(c["locks"], [("waiter_comm", "waiter"), ("waiter_tid", "tid"), ("addr", "waits for"),
-                                               ("kind", "kind"), ("holder_comm", "held by"), ("holder_tid", "tid")]))
+                     f"mutex with a known owner</p>")
         parts.append(_table(d.get("waiters", [])[:20], [("tid", "tid"), ("comm", "comm"), ("uaddr", "futex"),
                                                          ("op", "op"), ("owner_tid", "owner"),
                                                          ("blocked_s", "blocked s"), ("stuck", "stuck")]))

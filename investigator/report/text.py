@@ -62,6 +62,26 @@ def _rows(rows: list[list[str]], head: list[str]) -> list[str]:
     return [fmt.format(*head)] + [fmt.format(*map(str, r)) for r in rows]
 
 
+def _waitfor(node: str, ev: dict[str, Any]) -> list[str]:
+    """The node's wait-for graph (the one its rules read as waitfor.*): its cycles, and the
+    waits dropped before the analysis when there were any."""
+    from ..analyze import waitfor
+    if not waitfor.has_edges(ev):
+        return []
+    g = waitfor.analyze(ev)
+    if not g["cycles_count"] and not g["edges_dropped"]:
+        return []
+    out = ["", f"{node}: wait-for graph -- {g['edges_count']} edges from {', '.join(g['sources'])}; "
+           f"{g['cycles_count']} cycle(s), {g['stuck_cycles_count']} stuck"
+           + (f"; {g['edges_dropped']} wait(s) dropped before the analysis" if g["edges_dropped"] else "")]
+    for c in g["cycles"][:3]:
+        out += ["", f"{node}: wait-for cycle of {c['size']} threads ({'stuck: deadlock' if c['stuck'] else 'moving'})"]
+        out += _rows([[lk["waiter_comm"], lk["waiter_tid"], lk["kind"], lk["addr"], lk["holder_comm"],
+                       lk["holder_tid"]] for lk in c["locks"]],
+                     ["waiter", "tid", "waits for", "at", "held by", "tid"])
+    return out
+
+
 def render_evidence(evidence: dict[str, Any]) -> str:
     """Tables and histograms of each node's evidence: top waiters, delayed work, blocked
     tasks (the evidence behind the verdicts, for the terminal)."""
@@ -69,6 +89,7 @@ def render_evidence(evidence: dict[str, Any]) -> str:
     out: list[str] = []
     seen: set[str] = set()
     for node, ev in evidence.items():
+        out += _waitfor(node, ev or {})
         for alias, d in (ev or {}).items():
             name = (d.get("probe") or {}).get("name")
             if name in seen:        # a probe shared by several nodes: shown once
@@ -88,13 +109,6 @@ def render_evidence(evidence: dict[str, Any]) -> str:
                 out += [""] + _rows([[f["function"], f["workqueue"], f["cpu"], f["count"], f["max_delay_ms"],
                                       f["avg_exec_ms"]] for f in d["functions"][:8]],
                                     ["function", "workqueue", "cpu", "items", "max delay ms", "mean exec ms"])
-            elif name == "user.futex" and d.get("cycles"):
-                for c in d["cycles"][:3]:
-                    out += ["", f"{node}: wait-for cycle of {c['size']} threads "
-                            f"({'stuck: deadlock' if c['stuck'] else 'moving'})"]
-                    out += _rows([[lk["waiter_comm"], lk["waiter_tid"], lk["kind"], lk["addr"], lk["holder_comm"],
-                                   lk["holder_tid"]] for lk in c["locks"]],
-                                 ["waiter", "tid", "waits for", "at", "held by", "tid"])
             elif name == "sched.runnable" and d.get("stuck_count"):
                 out += ["", f"{node}: tasks queued without running ({alias}) -- {d['waiting_count']} waiting, "
                         f"{d['stuck_count']} through the whole window"]

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..analyze.waitfor import ALIAS as WAITFOR
 from ..playbook.load import LoadedPlaybook
 from ..playbook.schema import PROBLEM_VERDICTS
 from .expr import BUDGET_S, Expr, ExprError, bounded_env, truthy
@@ -47,7 +48,7 @@ def with_analyzers(env: dict[str, Any]) -> dict[str, Any]:
     """The evidence plus what the analyzers derive from it (the merged wait-for graph as
     ``waitfor``, when a probe of the node gives wait-for edges)."""
     from ..analyze import waitfor
-    if any(isinstance(ev, dict) and "edges" in ev for a, ev in env.items() if a != waitfor.ALIAS):
+    if waitfor.has_edges(env):
         return {**env, waitfor.ALIAS: waitfor.analyze(env)}
     return env
 
@@ -58,6 +59,11 @@ def conclude(lp: LoadedPlaybook, node_id: str, env: dict[str, Any]) -> Conclusio
     notes: list[str] = []
     env, cuts = bounded_env({**with_analyzers(env), "vars": lp.spec.vars})
     deadline = time.monotonic() + NODE_BUDGET_S
+    graph = env.get(WAITFOR)
+    dropped = graph.get("edges_dropped") if isinstance(graph, dict) else 0
+    if type(dropped) is int and dropped > 0:
+        notes.append(f"the wait-for graph lacks {dropped} wait(s) that its probes saw but could not "
+                     "give as edges (a snapshot's record limit, a scan bound): a cycle among them is not found")
 
     def evaluate(e: Expr, i: int) -> Any:
         for path, kept, total in cuts:

@@ -159,3 +159,15 @@ def proc_task(tid: int, with_stack: bool = True) -> dict[str, Any] | None:
         return None
     return {**task_entity(tid, tgid, comm), "state": fields[0], "wchan": "" if wchan == "0" else wchan,
             "stack": stack}
+
+
+MAX_HOLDERS = 256       # lock holders read from /proc by one collector, per window
+
+
+def holder_tasks(holders: Any, known: set[int], limit: int = MAX_HOLDERS) -> list[dict[str, Any]]:
+    """What the holders of a probe's wait-for edges do (proc_task), for those of them that
+    are not among its waiters already (``known``): each once, at most ``limit`` of them,
+    the gone ones left out."""
+    import itertools
+    tids = itertools.islice(dict.fromkeys(h for h in holders if h not in known), limit)
+    return [t for t in (proc_task(tid) for tid in tids) if t]

@@ -14,7 +14,8 @@ from typing import Any
 
 from ...system.kallsyms import symbolize
 from ...system.procfs import current_syscall
-from ._common import Snapshot, cstr, iter_records, proc_task, seconds_since_ran, snapshot_bounds, task_entity
+from ...analyze.waitfor import Edge, task_row, wait_tasks
+from ._common import Snapshot, cstr, holder_tasks, iter_records, seconds_since_ran, snapshot_bounds, task_entity
 
 STACK_DEPTH = 32
 TOP_TASKS = 50
@@ -187,17 +188,21 @@ class Collector:
         if d_tasks:
             w = max(stuck or d_tasks, key=lambda t: t["blocked_s"])
             worst = {**finding(w), "state": w["state"], "stuck": w["stuck"]}
-        edges = [{"waiter": t["tid"], "holder": t["blocker"]["owner"]["tid"],
-                  "lock": f"{t['blocker']['kind']} {t['blocker']['addr']}", "kind": t["blocker"]["kind"],
-                  "stuck": t["stuck"] or (t["state"] == "S" and t["tid"] in self.first
-                                          and t["switches"] == self.first[t["tid"]].nvcsw + self.first[t["tid"]].nivcsw),
-                  "waited_s": t["blocked_s"]}
+        edges = [Edge(t["tid"], t["blocker"]["owner"]["tid"], f"{t['blocker']['kind']} {t['blocker']['addr']}",
+                      t["blocker"]["kind"], t["blocker"]["addr"], t["blocked_s"],
+                      bool(t["stuck"] or (t["state"] == "S" and t["tid"] in self.first and t["switches"] ==
+                                          self.first[t["tid"]].nvcsw + self.first[t["tid"]].nivcsw)))
                  for t in tasks if t["blocker"] and t["blocker"]["owner"] and t["blocker"]["owner"]["tid"] != t["tid"]]
         known = {t["tid"] for t in tasks}
-        holders = [proc_task(e["holder"]) for e in edges if e["holder"] not in known][:TOP_TASKS]
+        holders = holder_tasks((e.holder for e in edges), known, TOP_TASKS)
+        rows = [task_row(t["tid"], t["pid"], t["comm"], t["state"], t["wchan"], t["stack"]) for t in tasks]
+        rows += [t["blocker"]["owner"] for t in tasks if t["blocker"] and t["blocker"]["owner"]]
         return {
-            "edges": edges,
-            "holders": [h for h in holders if h],
+            "edges": [e.evidence() for e in edges],
+            # tasks beyond the closing snapshot's record limit: the locks they wait for are unknown
+            "edges_dropped": end_snap.dropped,
+            "wait_tasks": wait_tasks(holders + rows, edges),
+            "holders": holders,
             "count": len(d_tasks),
             "stuck_count": len(stuck),
             "max_blocked_s": max((t["blocked_s"] for t in d_tasks), default=0.0),

@@ -15,8 +15,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from ...analyze.waitfor import Edge, wait_tasks
 from ...system.procfs import current_syscall, read_in_child
-from ._common import proc_task, task_entity
+from ._common import holder_tasks, task_entity
 
 TOP = 20
 PROC_LOCKS = "/proc/locks"
@@ -256,13 +257,17 @@ def snapshot(seconds: float = SCAN_S) -> dict[str, Any]:
             edges.append((_blocked_thread(e["pid"], e["dev"], e["inode"], mounts, scan), e["pid"], h["pid"], e["id"], e, h))
         elif e["waiting"] and h and e["type"] == "OFDLCK":
             ofd.setdefault((e["dev"], e["inode"]), (e, h))
+    dropped = 0
     if ofd:
         owners = _ofd_holders(set(ofd), mounts, scan)
-        for tid, pid, key in _ofd_waiters(set(ofd), mounts, scan):
+        found = _ofd_waiters(set(ofd), mounts, scan)
+        for tid, pid, key in found:
             e, h = ofd[key]
             edges += [(tid, pid, holder, h["id"], e, h) for holder in owners.get(key, []) if holder != pid]
+        if scan.stopped:        # OFD waits /proc/locks lists whose waiter the walk did not reach
+            dropped = max(0, sum(1 for e in entries if e["waiting"] and e["type"] == "OFDLCK") - len(found))
     return {"entries": entries, "holders": holders, "edges": edges, "mounts": mounts, "scan": scan,
-            "switches": {w: _switches(w) for w, *_ in edges}}
+            "switches": {w: _switches(w) for w, *_ in edges}, "dropped": dropped}
 
 
 class Collector:
@@ -289,12 +294,11 @@ class Collector:
             waiters.append({**task_entity(w, wpid, _comm(w)), "lock": lock, "type": e["type"], "access": e["access"],
                             "path": path, "inode": e["inode"], "holder": task_entity(ht, h, _comm(ht)),
                             "stuck": stuck, "waited_s": window_s if stuck else 0.0})
-            edges.append({"waiter": w, "holder": ht, "lock": lock, "kind": kind,
-                          "stuck": stuck, "waited_s": window_s if stuck else 0.0})
+            edges.append(Edge(w, ht, lock, kind, path or f"{e['dev']}:{e['inode']}", window_s if stuck else 0.0,
+                              stuck))
         held = [e for e in last["entries"] if not e["waiting"]]
         # what the holders do (the end of a chain): state, wchan and stack from /proc
-        waiting = {w["tid"] for w in waiters}
-        holders = [proc_task(h) for h in dict.fromkeys(e["holder"] for e in edges) if h not in waiting][:TOP]
+        holders = holder_tasks((e.holder for e in edges), {w["tid"] for w in waiters}, TOP)
         return {
             "held_count": len(held),
             "flock_count": sum(1 for e in held if e["type"] == "FLOCK"),
@@ -303,8 +307,10 @@ class Collector:
             "waiters_count": len(waiters),
             "stuck_waiters_count": sum(1 for w in waiters if w["stuck"]),
             "waiters": waiters[:TOP],
-            "holders": [h for h in holders if h],
-            "edges": edges[:TOP * 4],
+            "holders": holders,
+            "edges": [e.evidence() for e in edges],
+            "edges_dropped": last["dropped"],
+            "wait_tasks": wait_tasks(waiters + holders, edges),
             **_partial(self.first["scan"], last["scan"]),
         }
 

@@ -19,6 +19,7 @@ import ctypes as C
 import os
 from typing import Any
 
+from ...analyze.waitfor import Edge, wait_tasks
 from ...system.procfs import PidNamespaces
 from ._common import iter_records, proc_task, snapshot_bounds, task_entity
 
@@ -139,7 +140,7 @@ class Collector:
                 threads.setdefault(tgid, _threads(tgid))
         thread_by_tid = {t["tid"]: t for ts in threads.values() for t in ts}
         namespaces = PidNamespaces()
-        requests, edges = [], []
+        requests, edges, clients = [], [], []
         for key, q in sorted(last["requests"].items()):
             stuck = key in self.first["requests"]
             age_s = round(q["age_jiffies"] / per_s, 3) if per_s and q["age_jiffies"] else None
@@ -163,9 +164,10 @@ class Collector:
                    "waits_for": [t["tid"] for t in targets]}
             requests.append(req)
             if client and client["tid"] not in {t["tid"] for t in targets}:
-                lock = f"fuse {req['op']} #{q['unique']} {req['mountpoint'] or req['conn']}"
-                edges += [{"waiter": client["tid"], "holder": t["tid"], "lock": lock, "kind": "fuse",
-                           "stuck": stuck, "waited_s": waited} for t in targets]
+                clients.append(client)
+                where = req["mountpoint"] or req["conn"]
+                edges += [Edge(client["tid"], t["tid"], f"fuse {req['op']} #{q['unique']} {where}", "fuse", where,
+                               waited or 0.0, stuck) for t in targets]
         requests.sort(key=lambda r: (not r["stuck"], -(r["waited_s"] or 0.0)))
         daemons = []
         for conn, per in sorted(last["devices"].items()):
@@ -193,7 +195,10 @@ class Collector:
             "max_waited_s": max((r["waited_s"] or 0.0 for r in stuck_reqs), default=0.0),
             "requests": requests[:TOP],
             "daemons": daemons[:TOP],
-            "edges": edges,
+            "edges": [e.evidence() for e in edges],
+            # requests beyond a snapshot's record limit: their clients' waits are unknown
+            "edges_dropped": last["snapshot"].dropped,
+            "wait_tasks": wait_tasks(clients + list(thread_by_tid.values()), edges),
             "worst": worst,
             **snapshot_bounds(self.first["snapshot"], last["snapshot"]),
         }

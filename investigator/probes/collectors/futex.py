@@ -1,5 +1,6 @@
 """Evidence of ``user.futex`` (probes/futex.bpf.c): tasks blocked in futex(), the
-pthread mutex they wait for and its owner, the wait-for graph and its cycles.
+pthread mutex they wait for and its owner: every wait-for edge and a task table, for the
+node's wait-for graph (investigator/analyze/waitfor.py finds its cycles).
 
 An edge waiter -> owner is drawn only where the futex looks like a lock held by another
 live thread: a glibc mutex (a FUTEX_WAIT on a non-zero word whose owner field, offset 8,
@@ -9,8 +10,8 @@ A private futex (glibc's default) is owned by a thread of the waiter's own proce
 shared one (a PTHREAD_PROCESS_SHARED mutex in shared memory) by a thread of any process,
 and then the word must also read as a locked mutex.  The TIDs in user memory are those of
 the process's pid namespace: a containerised process's are mapped to ours through NSpid.
-A cycle is a *deadlock* when it is in both snapshots (window start and end) and none of
-its tasks context-switched in between."""
+A wait is *stuck* when it is in both snapshots (window start and end), on the same futex,
+and its task did not context-switch in between: a cycle of stuck waits is a deadlock."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ import ctypes as C
 import os
 from typing import Any
 
-from ...analyze.waitfor import Edge, cycles
+from ...analyze.waitfor import Edge, task_row, wait_tasks
 from ...system.procfs import PidNamespaces
-from ._common import Snapshot, cstr, iter_records, seconds_since_ran, snapshot_bounds, task_entity
+from ._common import Snapshot, cstr, holder_tasks, iter_records, seconds_since_ran, snapshot_bounds, task_entity
+from .blocked import state_letter
 
 TOP = 50
 u32, s32, u64 = C.c_uint32, C.c_int32, C.c_uint64
@@ -104,10 +106,6 @@ def _owner(r: FutexRec, namespaces: PidNamespaces) -> tuple[int, str, int]:
     return owner, kind, addr
 
 
-def empty_deadlock() -> dict[str, Any]:
-    return {"size": 0, "stuck": False, "blocked_s": 0.0, "tasks": [], "locks": [], "cpus": [], "cycle": []}
-
-
 class Collector:
     def start(self, inst: Any) -> None:
         self.start_snap = snapshot(inst)
@@ -116,7 +114,7 @@ class Collector:
     def finish(self, inst: Any) -> dict[str, Any]:
         end_snap = snapshot(inst)
         namespaces = PidNamespaces()
-        waiters, edges = [], []
+        waiters, edges, rows = [], [], []
         for tid, r in end_snap.by_tid().items():
             blocked_s = seconds_since_ran(r.now_ns, r.last_arrival_ns, r.exec_start_ns)
             before = self.first.get(tid)
@@ -129,31 +127,18 @@ class Collector:
                  "shared": not r.op & FUTEX_PRIVATE_FLAG, "unread": unread(r.read_err),
                  "word": r.word, "owner_tid": owner, "kind": kind, "blocked_s": blocked_s, "stuck": bool(stuck)}
             waiters.append(w)
+            rows.append(task_row(tid, r.tgid, w["comm"], state_letter(r.state)))
             if owner:
-                edges.append(Edge(tid, owner, f"{kind} {hex(addr)}", kind))
-        by_tid = {w["tid"]: w for w in waiters}
-        found = []
-        for cyc in cycles(edges):
-            members = [by_tid[e.waiter] for e in cyc]
-            tasks = [{**{k: m[k] for k in ("tid", "pid", "comm")}, "role": "waiter"} for m in members]
-            locks = [{"addr": e.lock.split()[-1], "kind": e.kind, "holder_tid": e.holder, "waiter_tid": e.waiter,
-                      "waiter_comm": by_tid[e.waiter]["comm"],
-                      "holder_comm": by_tid.get(e.holder, {}).get("comm", "")} for e in cyc]
-            found.append({"size": len(cyc), "stuck": all(m["stuck"] for m in members),
-                          "blocked_s": min(m["blocked_s"] for m in members), "tasks": tasks, "locks": locks,
-                          "cpus": [], "cycle": [e.waiter for e in cyc]})
-        found.sort(key=lambda c: (not c["stuck"], -c["blocked_s"]))
+                edges.append(Edge(tid, owner, f"{kind} {hex(addr)}", kind, hex(addr), blocked_s, bool(stuck)))
+        rows += holder_tasks((e.holder for e in edges), {w["tid"] for w in waiters})
         waiters.sort(key=lambda w: (not w["owner_tid"], -w["blocked_s"]))
         return {
             "waiters_count": len(waiters),
             "mutex_waiters_count": sum(1 for w in waiters if w["owner_tid"]),
             "waiters": waiters[:TOP],
-            "edges": [{"waiter": e.waiter, "holder": e.holder, "lock": e.lock, "kind": e.kind,
-                       "stuck": by_tid[e.waiter]["stuck"], "waited_s": by_tid[e.waiter]["blocked_s"]}
-                      for e in edges[:TOP * 4]],
-            "cycles_count": len(found),
-            "stuck_cycles_count": sum(1 for c in found if c["stuck"]),
-            "cycles": found,
-            "deadlock": found[0] if found else empty_deadlock(),
+            "edges": [e.evidence() for e in edges],
+            # waiters beyond the closing snapshot's record limit: their edges are unknown
+            "edges_dropped": end_snap.dropped,
+            "wait_tasks": wait_tasks(rows, edges),
             **snapshot_bounds(self.start_snap, end_snap),
         }

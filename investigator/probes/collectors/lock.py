@@ -1,6 +1,7 @@
 """Evidence of ``lock.contention`` (probes/lock.bpf.c): kernel lock waits per lock address and
 kind, the waiter's stack, the owner (mutex, rwsem writer, rt_mutex) when the wait began;
-waits still in progress when the window closes, which are wait-for edges."""
+waits still in progress when the window closes, which are wait-for edges (every one of
+them, with a task table, for the node's wait-for graph: investigator/analyze/waitfor.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import ctypes as C
 import time
 from typing import Any
 
-from ...analyze.waitfor import Edge, cycles
+from ...analyze.waitfor import Edge, task_row, wait_tasks
 from ...system.kallsyms import kallsyms
 from ._common import cstr, hist_quantile, kernel_frames, log2_hist, task_entity
 
@@ -16,6 +17,7 @@ SLOTS = 32
 TOP = 20
 u32, u64 = C.c_uint32, C.c_uint64
 DEPTH = 24          # LOCK_STACK_DEPTH
+WAITING_MAX = 10240     # the waiting map's max_entries (probes/lock.bpf.c): every wait in progress is read
 SPIN, READ, WRITE, RT, PERCPU, MUTEX = 1, 2, 4, 8, 16, 32
 
 
@@ -87,8 +89,8 @@ class Collector:
                               "avg_us": round(s.total_ns / max(1, s.count) / 1e3, 3),
                               "max_ms": round(s.max_ns / 1e6, 3), "waiter": waiter, "owner": owner,
                               "stack": kernel_frames(list(s.worst_stack)[: s.worst_frames])})
-        waiting, edges = [], []
-        for k, v in maps["waiting"].lookup_batch(limit=10240):
+        waiting, found = [], []
+        for k, v in maps["waiting"].lookup_batch(limit=WAITING_MAX):
             w = LockWait.from_buffer_copy(v)
             tid = int.from_bytes(k, "little")
             kind = lock_kind(w.flags)
@@ -101,12 +103,17 @@ class Collector:
                                                  cstr(w.owner_comm) if owner_tid else ""),
                             "reader_owned": reader_owned, "stack": list(w.stack)[: w.frames]})
             if owner_tid and owner_tid != tid:
-                edges.append(Edge(tid, owner_tid, f"{kind} {hex(w.lock)}", kind))
+                found.append((tid, owner_tid, kind, hex(w.lock)))
         waiting.sort(key=lambda w: -w["waiting_ms"])
         for w in waiting[:TOP]:         # symbolized only where shown
             w["stack"] = kernel_frames(w["stack"])
-        ages = {w["tid"]: w["waiting_ms"] / 1e3 for w in waiting}
+        by_tid = {w["tid"]: w for w in waiting}
         observed_s = time.monotonic() - inst.attached_at
+        # a wait that lasted (nearly) the whole window is stuck as far as we can see
+        edges = [Edge(tid, owner, f"{kind} {addr}", kind, addr, by_tid[tid]["waiting_ms"] / 1e3,
+                      by_tid[tid]["waiting_ms"] / 1e3 >= 0.9 * observed_s) for tid, owner, kind, addr in found]
+        rows = [task_row(w["tid"], w["pid"], w["comm"], stack=[f for f in w["stack"] if isinstance(f, str)])
+                for w in waiting] + [w["owner"] for w in waiting if w["owner"]["tid"]]
         slots = [0] * SLOTS
         for i in range(SLOTS):
             vals = maps["hist"].lookup(i) or []
@@ -119,7 +126,6 @@ class Collector:
                      "locks": [{"addr": top["addr"], "kind": top["kind"], "name": top["name"],
                                 "holder_tid": top["owner"]["tid"], "waiter_tid": top["waiter"]["tid"]}],
                      "cpus": []}
-        found = [[{"waiter": e.waiter, "holder": e.holder, "lock": e.lock} for e in c] for c in cycles(edges)]
         return {
             "contended_locks": len(locks),
             "waits": sum(s.count for s, _ in locks),
@@ -132,9 +138,9 @@ class Collector:
             "waiting_count": len(waiting),
             "waiting_max_ms": waiting[0]["waiting_ms"] if waiting else 0.0,
             "waiting": waiting[:TOP],
-            # a wait that lasted (nearly) the whole window is stuck as far as we can see
-            "edges": [{"waiter": e.waiter, "holder": e.holder, "lock": e.lock, "kind": e.kind,
-                       "stuck": ages[e.waiter] >= 0.9 * observed_s, "waited_s": round(ages[e.waiter], 3)}
-                      for e in edges[:TOP * 4]],
-            "cycles": found,
+            "edges": [e.evidence() for e in edges],
+            # the waiting map holds every wait in progress up to its size; a wait begun while
+            # it was full is not recorded, and the kernel side does not count those yet
+            "edges_dropped": 0,
+            "wait_tasks": wait_tasks(rows, edges),
         }
