@@ -167,10 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except LibbpfMissing as e:
         _err(str(e))
         return exitcodes.ENVIRONMENT
-    from .bpf import features
     from .engine.run import RunOptions, run_playbook
-    if args.btf:
-        features.CUSTOM_BTF = os.path.abspath(args.btf)
     from .evidence import bundle
     from .probes.instance import Targets
 
@@ -195,16 +192,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress = plain_printer()
     opts = RunOptions(window_s=args.window, max_time_s=args.max_time, targets=targets,
                       bundle=writer, on_event=progress, max_overhead_percent=args.max_overhead,
-                      restore_signals=False)
+                      restore_signals=False, btf=os.path.abspath(args.btf) if args.btf else None)
     try:
         result = run_playbook(lp, opts)
     finally:
         if view is not None:
             view.close()
-    return _finish(result, writer, args.json)
+    return _finish(lp, result, writer, args.json)
 
 
-def _finish(result: Any, writer: Any, as_json: bool) -> int:
+def _finish(lp: Any, result: Any, writer: Any, as_json: bool) -> int:
     """The verdict first: the report goes to the terminal (or stdout as JSON) before a byte
     of the bundle is written; then the bundle, whose failure is one line on stderr and
     does not change the exit code.  Signals stay ignored (run_playbook left them so)."""
@@ -212,7 +209,7 @@ def _finish(result: Any, writer: Any, as_json: bool) -> int:
     from .report import model
     from .report.text import render_evidence, render_text
 
-    rep = model.from_result(result)
+    rep = model.build(result)
     evidence = {n.id: n.evidence for n in result.nodes}
     try:
         if as_json:
@@ -221,16 +218,11 @@ def _finish(result: Any, writer: Any, as_json: bool) -> int:
             _out(render_text(rep) + render_evidence(evidence))
     except OSError:            # a closed stdout: the bundle still gets the report
         pass
-    res = writer.finish(bundle.files_of(result, rep, evidence))
-    for note in res.notes:
-        _err(f"note: {note}")
-    if res.path is None:
-        _err("the bundle was not written; the report above is all there is of this run")
-    elif res.failed:
-        from .evidence.writer import by_reason
-        _err(f"the bundle in {res.path} is incomplete: " + "; ".join(by_reason(res.failed)))
-    elif not as_json:
-        _out(f"\nbundle: {res.path} ({', '.join(sorted(res.written))})\n")
+    problems, written = bundle.finish(writer, lp, rep, evidence)
+    for line in problems:
+        _err(line)
+    if written and not as_json:
+        _out(f"\n{written}\n")
     if not result.complete:
         return exitcodes.INTERRUPTED
     if rep["verdicts"]:

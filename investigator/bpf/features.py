@@ -72,15 +72,28 @@ def _vmlinux_btf_id(name: str, attach_type: int) -> int:
     return int(lib().libbpf_find_vmlinux_btf_id(name.encode(), attach_type))
 
 
-CUSTOM_BTF: str | None = None   # a vmlinux BTF file for kernels built without one (BTFHub)
+_custom_btf: str | None = None   # a vmlinux BTF file for kernels built without one (BTFHub)
+
+
+def use_custom_btf(path: str | None) -> None:
+    """Relocate every object of this process against the BTF file ``path`` (absolute) instead
+    of /sys/kernel/btf/vmlinux; None goes back to the kernel's own."""
+    global _custom_btf
+    _custom_btf = path
+    btf.cache_clear()
+
+
+def custom_btf() -> str | None:
+    """The BTF file set by ``use_custom_btf``, or None."""
+    return _custom_btf
 
 
 @lru_cache(maxsize=None)
 def btf() -> Support:
-    if CUSTOM_BTF:
-        if os.path.isfile(CUSTOM_BTF):
+    if _custom_btf:
+        if os.path.isfile(_custom_btf):
             return Support(True)
-        return Support(False, f"custom BTF {CUSTOM_BTF} not found")
+        return Support(False, f"custom BTF {_custom_btf} not found")
     if os.path.exists("/sys/kernel/btf/vmlinux"):
         return Support(True)
     return Support(False, "no /sys/kernel/btf/vmlinux (kernel built without CONFIG_DEBUG_INFO_BTF); "

@@ -375,12 +375,12 @@ class BpfObject:
                  btf_custom_path: str | None = None) -> None:
         """``btf_custom_path``: the kernel's BTF from a file (kernels built without
         /sys/kernel/btf/vmlinux; see BTFHub) for CO-RE relocations; defaults to
-        ``features.CUSTOM_BTF``."""
+        ``features.custom_btf()``."""
         from . import features
         self.path = str(path)
         self._links: list[Link] = []
         self._klog = C.create_string_buffer(log_size)
-        self._btf = (btf_custom_path or features.CUSTOM_BTF or "").encode() or None
+        self._btf = (btf_custom_path or features.custom_btf() or "").encode() or None
         self._opts = ObjectOpenOpts.new(kernel_log_buf=C.cast(self._klog, C.c_void_p),
                                         kernel_log_size=log_size,
                                         object_name=name.encode() if name else None,

@@ -1,5 +1,5 @@
 """The run's lifecycle: schedule nodes, share attachments, observe windows, conclude."""
 
-from .run import RunOptions, RunResult, run_playbook
+from .run import RunOptions, run_playbook
 
-__all__ = ["RunOptions", "RunResult", "run_playbook"]
+__all__ = ["RunOptions", "run_playbook"]

@@ -19,13 +19,14 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
 from ..evidence.events import EventLog
 from ..playbook.load import LoadedPlaybook
 from ..probes.instance import ProbeInstance, ProbeUnavailable, Targets
+from ..result import NodeResult, RunOutcome
 from .guard import DEFAULT_MAX_OVERHEAD_PERCENT, OverheadGuard
 
 
@@ -41,6 +42,7 @@ class RunOptions:
     max_time_s: float = 600.0          # total budget for the run
     targets: Targets = field(default_factory=Targets)
     bundle: Any = None                 # evidence.writer.BundleWriter: takes the event log
+    btf: str | None = None             # a BTF file of the running kernel (--btf), absolute
     max_overhead_percent: float = DEFAULT_MAX_OVERHEAD_PERCENT
     on_event: Callable[[str, dict[str, Any]], None] | None = None
     # the CLI keeps SIGINT/SIGTERM/SIGHUP ignored after the run: the report and the bundle
@@ -49,45 +51,23 @@ class RunOptions:
 
 
 @dataclass
-class NodeRun:
-    id: str
-    hypothesis: str
-    window_s: float
-    status: str = "pending"            # pending, observing, confirmed, refuted, inconclusive,
-    verdict: str | None = None         # unobservable, error, skipped
-    confidence: str | None = None
-    summary: str = ""
-    rule: int | None = None
-    about: Any = None
-    values: dict[str, Any] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    probes: list[dict[str, Any]] = field(default_factory=list)
-    evidence: dict[str, Any] = field(default_factory=dict)
+class NodeRun(NodeResult):
+    """A node while the engine runs it: its result so far (status ``pending``, then
+    ``observing``), its probe instances and monotonic times; ``result()`` is what the
+    report reads."""
+
     started_at: float = 0.0
     ended_at: float = 0.0
-    visit: int = 1
-    interrupted: bool = False
     next: list[str] = field(default_factory=list)
     insts: list[tuple[str, ProbeInstance]] = field(default_factory=list, repr=False)
 
-
-@dataclass
-class RunResult:
-    playbook: LoadedPlaybook
-    nodes: list[NodeRun]
-    started_at: str
-    duration_s: float
-    complete: bool
-    kernel: dict[str, Any]
-    interrupted_by: str | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    overhead_guard: list[dict[str, Any]] = field(default_factory=list)
-    mounts: list[dict[str, Any]] = field(default_factory=list)    # what the run mounted, and undid
+    def result(self) -> NodeResult:
+        observed = max(0.0, self.ended_at - self.started_at) if self.started_at else 0.0
+        return NodeResult(**{**{f.name: getattr(self, f.name) for f in fields(NodeResult)}, "observed_s": observed})
 
 
 def kernel_info() -> dict[str, Any]:
-    from ..bpf import features
-    from ..bpf._lib import version
+    from ..bpf import features, version
     info: dict[str, Any] = {"release": platform.release(), "machine": platform.machine(),
                             "btf": bool(features.btf())}
     try:
@@ -223,7 +203,7 @@ class _Pool:
         """Wait for the loads; one the kernel holds for SLOW_ATTACH_S is reported with where
         the kernel holds its thread (a load or attach cannot be cancelled, but the person
         waiting learns why: synchronize_rcu in expand_files was the one met)."""
-        from ..probes.collectors._common import proc_task
+        from ..system.procfs import kernel_stack, status
         t0, told = time.monotonic(), set()
         while True:
             with done:
@@ -240,9 +220,9 @@ class _Pool:
             for k in pending:
                 if k not in told and k in running:
                     told.add(k)
-                    task = proc_task(running[k]) or {}
+                    state = status(running[k]).get("State", "").split(" ")[0]
                     self.events.emit("probe_attach_slow", probe=todo[k].name, after_s=round(waited, 1),
-                                     state=task.get("state", ""), kernel_stack=task.get("stack", [])[:8])
+                                     state=state, kernel_stack=kernel_stack(running[k], 8))
 
     def release(self, inst: ProbeInstance, node: str) -> None:
         for k, i in list(self.instances.items()):
@@ -348,24 +328,18 @@ class _Walk:
             if isinstance(inst, ProbeUnavailable):
                 nr.probes.append({"probe": m.name, "as": alias, "hook": None, "error": str(inst),
                                   "attempts": inst.attempts, "optional": use.optional})
-                if use.optional:        # observed without it: its rules are skipped
-                    nr.errors.append(f"optional {inst}; the rules that read {alias} were skipped")
-                    continue
-                nr.errors.append(str(inst))
-                nr.status = "unobservable"
             else:
                 nr.insts.append((alias, inst))
                 nr.probes.append({"probe": m.name, "as": alias, "hook": inst.hook,
                                   "attach_ms": round(inst.attach_ms, 2), "attempts": inst.attempts,
                                   "links": inst.links, "notes": inst.notes})
         nr.started_at = time.monotonic()
-        if not nr.insts:                # every probe optional, and none attached
-            nr.status = "unobservable"
-        if nr.status == "unobservable":
+        from ..rules.conclude import attach_errors
+        nr.errors, unobservable = attach_errors(lp, nid, nr.probes)
+        if unobservable:
             self._release(nr)
             nr.ended_at = nr.started_at
-            nr.next = list(node.on.unobservable)
-            self.events.emit("node_concluded", node=nid, status="unobservable", reason="; ".join(nr.errors))
+            _conclude(lp, nr, self.events)
             self.done.append(nr)
             self._follow(nr)
             return
@@ -404,12 +378,15 @@ class _Walk:
         self.ready.clear()
 
 
-def run_playbook(lp: LoadedPlaybook, opts: RunOptions, events: EventLog | None = None) -> RunResult:
+def run_playbook(lp: LoadedPlaybook, opts: RunOptions, events: EventLog | None = None) -> RunOutcome:
     if lp.custom and not lp.custom_allowed:     # loaded to be read (replay, test), not to run
         raise PermissionError(f"{lp.custom[0]}: a bpftrace program runs only with --allow-custom-probes")
     events = events or EventLog()
     if opts.on_event:
         events.listeners.append(opts.on_event)
+    if opts.btf:
+        from ..bpf import features
+        features.use_custom_btf(opts.btf)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     interrupted_by: str | None = None
     kernel = kernel_info()
@@ -446,47 +423,39 @@ def run_playbook(lp: LoadedPlaybook, opts: RunOptions, events: EventLog | None =
     for m in made:
         events.emit("unmounted" if m["unmounted"] else "unmount_failed", **m)
     events.emit("run_finished", duration_s=round(duration, 3), complete=interrupted_by is None)
-    return RunResult(lp, walk.done, started_at, duration, interrupted_by is None, kernel,
-                     interrupted_by, walk.timings, walk.guard.tripped, made)
+    return RunOutcome(lp.name, [n.result() for n in walk.done], started_at, duration, interrupted_by is None,
+                      kernel, interrupted_by, walk.timings, walk.guard.tripped, dict(lp.spec.vars), made)
 
 
 def _conclude(lp: LoadedPlaybook, nr: NodeRun, events: EventLog) -> None:
-    from ..rules.conclude import conclude
+    """Read the node's probes into its evidence (each failure recorded on its probe's
+    record), then conclude it through rules/conclude.py's ``conclude_node``, as replay does."""
+    from ..rules.conclude import conclude_node
 
-    node = lp.spec.nodes[nr.id]
-    optional = {u.as_ or lp.alias_of(nr.id, u.use) for u in node.probes if u.optional}
     env: dict[str, Any] = {}
-    failed = 0
-    for alias, inst in nr.insts:
-        try:
-            env[alias] = inst.collect()
-        except Exception as e:  # a probe that cannot be read degrades the node, not the run
-            if alias in optional:   # concluded without it, like one that could not attach
-                nr.errors.append(f"optional probe {inst.name} could not be read ({type(e).__name__}: {e}); "
-                                 f"the rules that read {alias} were skipped")
-                continue
-            failed += 1
-            nr.errors.append(f"reading {inst.name}: {type(e).__name__}: {e}")
-    nr.ended_at = time.monotonic()
+    records = {r["as"]: r for r in nr.probes if r.get("error") is None}
+    if nr.insts:
+        for alias, inst in nr.insts:
+            rec = records[alias]
+            rec["read_error"], rec["guard"] = None, dict(inst.guard) if inst.guard else None
+            try:
+                env[alias] = inst.collect()
+            except Exception as e:  # a probe that cannot be read degrades the node, not the run
+                rec["read_error"] = f"{type(e).__name__}: {e}"
+        nr.ended_at = time.monotonic()
+        events.emit("window_closed", node=nr.id, observed_s=round(nr.ended_at - nr.started_at, 3),
+                    probes={a: e.get("probe") for a, e in env.items()})
     nr.evidence = env
-    for _, inst in nr.insts:
-        if inst.guard:
-            nr.errors.append(f"{inst.name} was detached by the overhead guard after {inst.guard['after_s']} s: "
-                             f"{inst.guard['reason']}; concluded on what it gathered")
-    events.emit("window_closed", node=nr.id, observed_s=round(nr.ended_at - nr.started_at, 3),
-                probes={a: e.get("probe") for a, e in env.items()})
-    if failed:
-        nr.status = "error"
+    c = conclude_node(lp, nr.id, env, nr.probes, nr.interrupted)
+    nr.status, nr.verdict, nr.rule, nr.confidence = c.status, c.verdict, c.rule, c.confidence
+    nr.summary, nr.about, nr.values, nr.next, nr.errors = c.summary, c.about, c.evidence, c.next, c.errors
+    if c.status == "unobservable":
+        events.emit("node_concluded", node=nr.id, status="unobservable", reason="; ".join(nr.errors))
+        return
+    if c.status == "error" and c.verdict is None:
         events.emit("node_concluded", node=nr.id, status="error", errors=nr.errors)
         return
-    c = conclude(lp, nr.id, env)
-    nr.status, nr.verdict, nr.rule, nr.confidence = c.status, c.verdict, c.rule, c.confidence
-    nr.summary, nr.about, nr.values, nr.next = c.summary, c.about, c.evidence, c.next
-    nr.errors.extend(c.errors)
-    if nr.interrupted:
-        nr.next = []
     if c.rule is not None:
         events.emit("rule_fired", node=nr.id, rule=c.rule, verdict=c.verdict, values=c.evidence)
     events.emit("node_concluded", node=nr.id, status=nr.status, verdict=nr.verdict,
                 summary=nr.summary, interrupted=nr.interrupted)
-

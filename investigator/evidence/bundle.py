@@ -41,9 +41,9 @@ def writer_for(out: Path | None, playbook_name: str) -> Any:
     return BundleWriter(out, DEFAULT_PARENT, folder_name(playbook_name), f"investigator-{playbook_name}-")
 
 
-def files_of(result: Any, rep: dict[str, Any], evidence: dict[str, Any]) -> dict[str, bytes]:
-    """The bundle's files but the event log, as bytes; one that cannot be rendered is left
-    out (the report says what it can)."""
+def files_of(lp: Any, rep: dict[str, Any], evidence: dict[str, Any]) -> dict[str, bytes]:
+    """The bundle's files but the event log, as bytes, for the run of the loaded playbook
+    ``lp``; one that cannot be rendered is left out (the report says what it can)."""
     from ..report.html import render_html
     from ..report.text import render_markdown
     makers: dict[str, Any] = {
@@ -51,10 +51,10 @@ def files_of(result: Any, rep: dict[str, Any], evidence: dict[str, Any]) -> dict
         "evidence.json": lambda: _json(evidence),
         "report.md": lambda: render_markdown(rep),
         "report.html": lambda: render_html(rep, evidence),
-        "playbook.yaml": lambda: result.playbook.text,
+        "playbook.yaml": lambda: lp.text,
     }
-    if result.playbook.imported:
-        makers["imports.json"] = lambda: _json(result.playbook.imported)
+    if lp.imported:
+        makers["imports.json"] = lambda: _json(lp.imported)
     out: dict[str, bytes] = {}
     for name, make in makers.items():
         try:
@@ -62,6 +62,22 @@ def files_of(result: Any, rep: dict[str, Any], evidence: dict[str, Any]) -> dict
         except (ValueError, TypeError, RecursionError, OverflowError):
             continue
     return out
+
+
+def finish(writer: Any, lp: Any, rep: dict[str, Any], evidence: dict[str, Any]) -> tuple[list[str], str | None]:
+    """Hand the run's files to its writer (evidence/writer.py, bounded in time) and say how
+    it went: the lines for stderr (notes, what is missing), and the line naming the bundle
+    when it was written whole (None otherwise)."""
+    res = writer.finish(files_of(lp, rep, evidence))
+    lines = [f"note: {note}" for note in res.notes]
+    if res.path is None:
+        lines.append("the bundle was not written; the report above is all there is of this run")
+    elif res.failed:
+        from .writer import by_reason
+        lines.append(f"the bundle in {res.path} is incomplete: " + "; ".join(by_reason(res.failed)))
+    else:
+        return lines, f"bundle: {res.path} ({', '.join(sorted(res.written))})"
+    return lines, None
 
 
 def _json(obj: Any) -> str:

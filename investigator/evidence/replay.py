@@ -1,14 +1,46 @@
-"""Re-evaluate a bundle's conclusions offline, with its own playbook or an edited one."""
+"""Re-evaluate a bundle's conclusions offline, with its own playbook or an edited one.
+
+Each node is concluded again through ``rules.conclude.conclude_node``, the function the live
+run concluded it with, from what the bundle recorded of it: its probe records (which could
+not attach, which could not be read, which the overhead guard detached) and its evidence.
+Bundles written before the probe records said how each probe was read carry it only in the
+node's errors; ``probe_records`` reads it back from there."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
-from ..engine.run import NodeRun
 from ..playbook.load import apply_overrides, load_playbook
 from ..report import model
-from ..rules.conclude import conclude
+from ..result import NodeResult, RunOutcome
+from ..rules.conclude import conclude_node
+
+_GUARD_NOTE = re.compile(r" was detached by the overhead guard after (?P<after>\S+) s: (?P<reason>.*); "
+                         r"concluded on what it gathered$")
+
+
+def probe_records(n: dict[str, Any]) -> list[dict[str, Any]]:
+    """A reported node's probe records, each with ``read_error`` and ``guard``: as written,
+    or, in a bundle older than those keys, read back from the node's errors."""
+    out = []
+    errors = [e for e in n.get("errors", []) if isinstance(e, str)]
+    for rec in n.get("probes", []):
+        rec = dict(rec)
+        if rec.get("error") is None and "read_error" not in rec:
+            name = str(rec.get("probe", ""))
+            rec["read_error"], rec["guard"] = None, None
+            for e in errors:
+                if e.startswith(f"reading {name}: "):
+                    rec["read_error"] = e[len(f"reading {name}: "):]
+                elif e.startswith(f"optional probe {name} could not be read (") and "); the rules that read " in e:
+                    rec["read_error"] = e[len(f"optional probe {name} could not be read ("):].rsplit(
+                        "); the rules that read ", 1)[0]
+                elif e.startswith(name) and (m := _GUARD_NOTE.fullmatch(e[len(name):])):
+                    rec["guard"] = {"after_s": m["after"], "reason": m["reason"]}
+        out.append(rec)
+    return out
 
 
 def replay(b: dict[str, Any], playbook: Path | None, bundled_name: str,
@@ -24,26 +56,24 @@ def replay(b: dict[str, Any], playbook: Path | None, bundled_name: str,
     apply_overrides(lp, sets or [])
     nodes = []
     for n in old["nodes"]:
-        nr = NodeRun(n["id"], n.get("hypothesis", ""), n.get("window_s", 0.0), status=n["status"],
-                     probes=n.get("probes", []), errors=list(n.get("errors", [])),
-                     interrupted=n.get("interrupted", False))
-        nr.started_at, nr.ended_at = 0.0, n.get("observed_s", 0.0)
-        env = b["evidence"].get(n["id"])
-        if n["id"] in lp.spec.nodes and env and n["status"] not in ("unobservable", "skipped"):
-            try:
-                c = conclude(lp, n["id"], env)
-            except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
-                # evidence no probe of ours wrote: that node's error, not the replay's end
-                nr.status, nr.verdict = "error", None
-                nr.errors.append(f"the bundle's evidence of this node is malformed ({type(e).__name__}: {e})")
-                nodes.append(nr)
-                continue
-            nr.status, nr.verdict, nr.rule, nr.confidence = c.status, c.verdict, c.rule, c.confidence
-            nr.summary, nr.about, nr.values = c.summary, c.about, c.evidence
-        else:
-            nr.verdict = n.get("verdict")
+        nr = NodeResult(n["id"], n.get("hypothesis", ""), n.get("window_s", 0.0),
+                        observed_s=n.get("observed_s", 0.0), status=n["status"], verdict=n.get("verdict"),
+                        probes=n.get("probes", []), errors=list(n.get("errors", [])),
+                        visit=n.get("visit", 1) if isinstance(n.get("visit", 1), int) else 1,
+                        interrupted=n.get("interrupted", False))
         nodes.append(nr)
-    return model.build(nodes, playbook=lp.name, complete=old["complete"], started_at=old["started_at"],
-                       duration_s=old["duration_s"], kernel=old["kernel"],
-                       interrupted_by=old.get("interrupted_by"), replayed=True,
-                       variables=dict(lp.spec.vars))
+        if n["id"] not in lp.spec.nodes or n["status"] == "skipped":
+            continue                    # not concluded then, or not in this playbook
+        env = b["evidence"].get(n["id"]) or {}
+        try:
+            c = conclude_node(lp, n["id"], env, probe_records(n), nr.interrupted)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+            # evidence no probe of ours wrote: that node's error, not the replay's end
+            nr.status, nr.verdict = "error", None
+            nr.errors.append(f"the bundle's evidence of this node is malformed ({type(e).__name__}: {e})")
+            continue
+        nr.status, nr.verdict, nr.rule, nr.confidence = c.status, c.verdict, c.rule, c.confidence
+        nr.summary, nr.about, nr.values, nr.errors = c.summary, c.about, c.evidence, c.errors
+    return model.build(RunOutcome(lp.name, nodes, old["started_at"], old["duration_s"], old["complete"],
+                                  old["kernel"], old.get("interrupted_by"), replayed=True,
+                                  variables=dict(lp.spec.vars)))

@@ -22,10 +22,6 @@ Duration = NewType("Duration", str)        # "10ms", "5s"
 Expression = NewType("Expression", str)    # a CEL expression
 Template = NewType("Template", str)        # text with {evidence.path} placeholders
 
-VERDICTS = ("deadlock", "starvation", "wrong-context", "contention", "hung-task", "overload",
-            "alloc-failure", "healthy", "refuted", "inconclusive")
-PROBLEM_VERDICTS = ("deadlock", "starvation", "wrong-context", "contention", "hung-task", "overload",
-                    "alloc-failure")
 Verdict = Literal["deadlock", "starvation", "wrong-context", "contention", "hung-task", "overload",
                   "alloc-failure", "healthy", "refuted", "inconclusive"]
 OUTCOMES = ("confirmed", "refuted", "inconclusive", "unobservable")

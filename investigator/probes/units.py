@@ -24,12 +24,3 @@ def format_ns(ns: int) -> str:
         if ns >= div and ns % div == 0:
             return f"{ns // div}{unit}"
     return f"{ns}ns"
-
-
-def format_us(us: float) -> str:
-    """A microsecond value for people, 3 significant digits: 512us, 4.1ms, 1.05s."""
-    if us >= 1_000_000:
-        return f"{us / 1e6:.3g}s"
-    if us >= 1000:
-        return f"{us / 1000:.3g}ms"
-    return f"{us:g}us"

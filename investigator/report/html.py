@@ -8,7 +8,7 @@ import html
 import math
 from typing import Any
 
-from ..probes.units import format_us
+from .text import format_us
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1d232a;max-width:1100px}

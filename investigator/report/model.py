@@ -1,7 +1,9 @@
 """The JSON report -- a stable contract; later versions only add keys.
 
     {"playbook": str, "complete": bool, "started_at": str, "duration_s": float,
-     "kernel": {...}, "nodes": [{"id", "status", "verdict", ...}],
+     "kernel": {...}, "nodes": [{"id", "status", "verdict", "observed_s", "errors", ...,
+                "probes": [{"probe", "as", "hook", ...} + "error" (could not attach) or
+                           "read_error", "guard" (null, or why it could not be read / was detached)]}],
      "verdicts": [{"verdict", "node", "summary",
                    "tasks": [{"pid","tid","comm","role"} + optional "waits_for", "holds", "wchan", "stack"],
                    "locks": [...], "cpus": [...], "evidence": {...}}],
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..playbook.schema import PROBLEM_VERDICTS
+from ..result import PROBLEM_VERDICTS, NodeResult, RunOutcome
 
 SCHEMA_VERSION = 1
 
@@ -47,15 +49,14 @@ def _entities(about: Any) -> tuple[list[dict[str, Any]], list[Any], list[Any]]:
     return tasks, locks, cpus
 
 
-def node_dict(n: Any) -> dict[str, Any]:
+def node_dict(n: NodeResult) -> dict[str, Any]:
     return {"id": n.id, "status": n.status, "verdict": n.verdict, "confidence": n.confidence,
             "summary": n.summary, "hypothesis": n.hypothesis, "window_s": round(n.window_s, 3),
-            "observed_s": round(max(0.0, n.ended_at - n.started_at), 3) if n.started_at else 0.0,
-            "visit": n.visit, "interrupted": n.interrupted, "rule": n.rule,
-            "probes": n.probes, "errors": n.errors}
+            "observed_s": round(max(0.0, n.observed_s), 3), "visit": n.visit,
+            "interrupted": n.interrupted, "rule": n.rule, "probes": n.probes, "errors": n.errors}
 
 
-def verdict_dict(n: Any) -> dict[str, Any]:
+def verdict_dict(n: NodeResult) -> dict[str, Any]:
     tasks, locks, cpus = _entities(n.about)
     details = {k: v for k, v in n.about.items() if k not in ("tasks", "locks", "cpus")} \
         if isinstance(n.about, dict) else n.about
@@ -65,39 +66,28 @@ def verdict_dict(n: Any) -> dict[str, Any]:
             "partial": n.interrupted}
 
 
-def build(nodes: list[Any], *, playbook: str, complete: bool, started_at: str, duration_s: float,
-          kernel: dict[str, Any], interrupted_by: str | None = None,
-          timings: dict[str, float] | None = None, replayed: bool = False,
-          overhead_guard: list[dict[str, Any]] | None = None,
-          variables: dict[str, Any] | None = None,
-          mounts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def build(r: RunOutcome) -> dict[str, Any]:
+    """The report of a run or of its replay."""
     rep: dict[str, Any] = {
         "report_version": SCHEMA_VERSION,
-        "playbook": playbook,
-        "complete": complete,
-        "started_at": started_at,
-        "duration_s": round(duration_s, 3),
-        "kernel": kernel,
-        "nodes": [node_dict(n) for n in nodes],
-        "verdicts": [verdict_dict(n) for n in nodes if n.verdict in PROBLEM_VERDICTS],
+        "playbook": r.playbook,
+        "complete": r.complete,
+        "started_at": r.started_at,
+        "duration_s": round(r.duration_s, 3),
+        "kernel": r.kernel,
+        "nodes": [node_dict(n) for n in r.nodes],
+        "verdicts": [verdict_dict(n) for n in r.nodes if n.verdict in PROBLEM_VERDICTS],
     }
-    if interrupted_by:
-        rep["interrupted_by"] = interrupted_by
-    if timings:
-        rep["timings"] = timings
-    if replayed:
+    if r.interrupted_by:
+        rep["interrupted_by"] = r.interrupted_by
+    if r.timings:
+        rep["timings"] = r.timings
+    if r.replayed:
         rep["replayed"] = True
-    if overhead_guard:
-        rep["overhead_guard"] = overhead_guard
-    if variables:
-        rep["vars"] = variables          # the expectations the rules were evaluated with
-    if mounts:
-        rep["mounts"] = mounts           # pseudo filesystems the run mounted, and unmounted
+    if r.overhead_guard:
+        rep["overhead_guard"] = r.overhead_guard
+    if r.variables:
+        rep["vars"] = r.variables        # the expectations the rules were evaluated with
+    if r.mounts:
+        rep["mounts"] = r.mounts         # pseudo filesystems the run mounted, and unmounted
     return rep
-
-
-def from_result(r: Any) -> dict[str, Any]:
-    return build(r.nodes, playbook=r.playbook.name, complete=r.complete, started_at=r.started_at,
-                 duration_s=r.duration_s, kernel=r.kernel, interrupted_by=r.interrupted_by,
-                 timings=r.timings, overhead_guard=r.overhead_guard, variables=dict(r.playbook.spec.vars),
-                 mounts=r.mounts)

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..probes.units import format_us
-
 _SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
+
+
+def format_us(us: float) -> str:
+    """A microsecond value for people, 3 significant digits: 512us, 4.1ms, 1.05s."""
+    if us >= 1_000_000:
+        return f"{us / 1e6:.3g}s"
+    if us >= 1000:
+        return f"{us / 1000:.3g}ms"
+    return f"{us:g}us"
 
 
 def _escape(s: str) -> str:

@@ -1,6 +1,11 @@
-"""Conclude a node: evaluate its ordered rules on the evidence, first match wins.
+"""Conclude a node: from how its probes fared and its evidence to its status and verdict.
 
-Shared by the live engine and by replay, so that both give the same verdicts.  The rules
+``conclude_node`` is the one conclusion path of the live engine and of replay, so that
+replay gives the live run's statuses, verdicts and errors by construction: a required probe
+that could not attach makes the node ``unobservable``, one that could not be read makes it
+``error`` without running its rules, optional ones that failed are noted and the rules that
+read them skipped, probes the overhead guard detached are noted, and otherwise ``conclude``
+evaluates the node's ordered rules on the evidence, first match wins.  The rules
 see the evidence with every list cut to LIST_CAP entries (each rule that reads a cut list
 says so in the node's errors, which then stay notes: they do not make the node an error);
 each evaluation has its own budget (rules/expr.py) and all of a node's together at most
@@ -11,13 +16,15 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..analyze.waitfor import ALIAS as WAITFOR
-from ..playbook.load import LoadedPlaybook
-from ..playbook.schema import PROBLEM_VERDICTS
+from ..result import PROBLEM_VERDICTS
 from .expr import BUDGET_S, Expr, ExprError, bounded_env, truthy
 from .template import lookup, render
+
+if TYPE_CHECKING:
+    from ..playbook.load import LoadedPlaybook
 
 
 NODE_BUDGET_S = 10.0     # wall-clock budget of all of a node's rule evaluations
@@ -26,7 +33,7 @@ NODE_BUDGET_S = 10.0     # wall-clock budget of all of a node's rule evaluations
 @dataclass
 class Conclusion:
     status: str                      # confirmed, refuted, inconclusive, error
-    verdict: str
+    verdict: str | None              # None when no rule was run (unobservable, error)
     rule: int | None = None          # index of the rule that held
     confidence: str | None = None
     summary: str = ""
@@ -115,3 +122,63 @@ def conclude(lp: LoadedPlaybook, node_id: str, env: dict[str, Any]) -> Conclusio
         status = "error"
     return Conclusion(status=status, verdict=node.otherwise, errors=errors + notes,
                       next=list(getattr(node.on, "inconclusive" if status == "error" else status)))
+
+
+def probe_alias(lp: LoadedPlaybook, node_id: str, rec: dict[str, Any]) -> str:
+    """The evidence alias of one of a node's probe records (``as``, else the library's)."""
+    return str(rec.get("as") or lp.alias_of(node_id, str(rec.get("probe", ""))))
+
+
+def attach_errors(lp: LoadedPlaybook, node_id: str, probes: list[dict[str, Any]]) -> tuple[list[str], bool]:
+    """The errors of a node's probes that could not attach, and whether the node is
+    unobservable (a required one failed, or none of its records attached; a fixture written
+    by hand may have no records at all)."""
+    node = lp.spec.nodes[node_id]
+    optional = {u.as_ or lp.alias_of(node_id, u.use) for u in node.probes if u.optional}
+    errors: list[str] = []
+    unobservable, attached = False, 0
+    for rec in probes:
+        if rec.get("error") is None:
+            attached += 1
+            continue
+        alias = probe_alias(lp, node_id, rec)
+        if alias in optional:           # observed without it: its rules are skipped
+            errors.append(f"optional {rec['error']}; the rules that read {alias} were skipped")
+        else:
+            errors.append(str(rec["error"]))
+            unobservable = True
+    return errors, unobservable or bool(probes and not attached)
+
+
+def conclude_node(lp: LoadedPlaybook, node_id: str, env: dict[str, Any], probes: list[dict[str, Any]],
+                  interrupted: bool = False) -> Conclusion:
+    """A node's conclusion from its probe records (see result.NodeResult: ``error`` when it
+    could not attach, ``read_error`` when it could not be read, ``guard`` when the overhead
+    guard detached it) and the evidence of the probes that were read.  An interrupted node follows no edge."""
+    node = lp.spec.nodes[node_id]
+    optional = {u.as_ or lp.alias_of(node_id, u.use) for u in node.probes if u.optional}
+    errors, unobservable = attach_errors(lp, node_id, probes)
+    if unobservable:
+        return Conclusion(status="unobservable", verdict=None, errors=errors, next=list(node.on.unobservable))
+    failed = False
+    for rec in probes:
+        if rec.get("error") is None and rec.get("read_error"):
+            alias = probe_alias(lp, node_id, rec)
+            if alias in optional:       # concluded without it, like one that could not attach
+                errors.append(f"optional probe {rec['probe']} could not be read ({rec['read_error']}); "
+                              f"the rules that read {alias} were skipped")
+            else:
+                failed = True
+                errors.append(f"reading {rec['probe']}: {rec['read_error']}")
+    for rec in probes:
+        g = rec.get("guard")
+        if rec.get("error") is None and isinstance(g, dict):
+            errors.append(f"{rec['probe']} was detached by the overhead guard after {g.get('after_s')} s: "
+                          f"{g.get('reason')}; concluded on what it gathered")
+    if failed:                          # its rules would read partial evidence
+        return Conclusion(status="error", verdict=None, errors=errors)
+    c = conclude(lp, node_id, env)
+    c.errors = errors + c.errors
+    if interrupted:
+        c.next = []
+    return c

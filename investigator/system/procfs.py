@@ -31,6 +31,13 @@ def status(task: int | str = "self") -> dict[str, str]:
     return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines()) if v}
 
 
+def kernel_stack(tid: int | str, depth: int = 32) -> list[str]:
+    """/proc/TID/stack as its function names with offsets (``do_sys_poll+0x3a/0x60``), at
+    most ``depth`` of them; [] when it cannot be read (gone, or not root)."""
+    text = _read(f"/proc/{tid}/stack") or ""
+    return [line.split(" ", 1)[-1].strip() for line in text.splitlines()][:depth]
+
+
 _abandoned: list[subprocess.Popen[bytes]] = []
 
 

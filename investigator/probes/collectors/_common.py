@@ -146,13 +146,7 @@ def proc_task(tid: int, with_stack: bool = True) -> dict[str, Any] | None:
         fields = stat[stat.rindex(")") + 2:].split()
         with open(f"/proc/{tid}/wchan") as f:
             wchan = f.read().strip()
-        stack: list[str] = []
-        if with_stack:
-            try:
-                with open(f"/proc/{tid}/stack") as f:
-                    stack = [line.split(" ", 1)[-1].strip() for line in f][:32]
-            except OSError:
-                pass
+        stack = procfs.kernel_stack(tid) if with_stack else []
         with open(f"/proc/{tid}/status") as f:
             tgid = next(int(line.split()[1]) for line in f if line.startswith("Tgid:"))
     except (OSError, ValueError, StopIteration):
