@@ -25,11 +25,42 @@ static __always_inline unsigned int get_task_state(void *task)
 	return BPF_CORE_READ((struct task_struct___o *)task, state);
 }
 
+/* Linux 6.0 replaced cgroup::ancestor_ids[] (the ancestors' ids) with ancestors[] (the
+ * ancestors themselves), commit 7f203bc89eb6. */
+struct cgroup___o {
+	int level;
+	__u64 ancestor_ids[];
+} __attribute__((preserve_access_index));
+
+/* The id of a task's cgroup v2 ancestor at @level (0 = the root, the task's own cgroup at
+ * its own level), 0 when the task's cgroup is not that deep.  kernfs_node::id is a u64
+ * since 5.5 (commit 67c0496e87d1). */
+static __always_inline __u64 task_cgroup_ancestor_id(struct task_struct *t, __u32 level)
+{
+	struct cgroup *cg = BPF_CORE_READ(t, cgroups, dfl_cgrp);
+	struct cgroup *anc = NULL;
+	__u64 id = 0;
+
+	if (!cg || level > 1024 || (__u32)BPF_CORE_READ(cg, level) < level)
+		return 0;
+	if (bpf_core_field_exists(cg->ancestors)) {
+		bpf_probe_read_kernel(&anc, sizeof(anc),
+				      (void *)cg + bpf_core_field_offset(cg->ancestors) + level * sizeof(anc));
+		return anc ? BPF_CORE_READ(anc, kn, id) : 0;
+	}
+	bpf_probe_read_kernel(&id, sizeof(id), (void *)cg +
+			      bpf_core_field_offset(((struct cgroup___o *)cg)->ancestor_ids) + level * sizeof(id));
+	return id;
+}
+
 /* Target selectors (investigate --pid/--comm/--cgroup), set before load; 0 = any.  A
- * probe applies them to the task its records are about (the waiter, the blocked task). */
+ * probe applies them to the task its records are about (the waiter, the blocked task).
+ * --cgroup selects a subtree: the tasks whose cgroup v2 ancestor at targ_cgroup_level is
+ * targ_cgroup (the target cgroup itself and every cgroup below it). */
 const volatile __u32 targ_tgid = 0;
 const volatile char targ_comm[TASK_COMM_LEN] = {};
 const volatile __u64 targ_cgroup = 0;       /* cgroup v2 id (the cgroup folder's inode) */
+const volatile __u32 targ_cgroup_level = 0; /* its depth below the cgroup v2 root */
 
 static __always_inline bool task_selected(struct task_struct *t)
 {
@@ -46,8 +77,7 @@ static __always_inline bool task_selected(struct task_struct *t)
 				break;
 		}
 	}
-	/* kernfs_node::id is a u64 since 5.5 (commit 67c0496e87d1) */
-	if (targ_cgroup && BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id) != targ_cgroup)
+	if (targ_cgroup && task_cgroup_ancestor_id(t, targ_cgroup_level) != targ_cgroup)
 		return false;
 	return true;
 }
