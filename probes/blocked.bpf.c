@@ -172,7 +172,7 @@ int dump_blocked(struct bpf_iter__task *ctx)
 	struct blocked_rec *rec;
 	unsigned int state;
 	__u32 zero = 0;
-	__u64 last, found = 0;
+	__u64 found = 0;
 
 	snapshot_begin(ctx->meta);
 	if (!task)
@@ -185,8 +185,7 @@ int dump_blocked(struct bpf_iter__task *ctx)
 	if (!rec)
 		return 0;
 	rec->now_ns = bpf_ktime_get_ns();
-	rec->last_arrival_ns = BPF_CORE_READ(task, sched_info.last_arrival);
-	rec->exec_start_ns = BPF_CORE_READ(task, se.exec_start);
+	rec->off_cpu_ns = task_off_cpu_ns(task);
 	if (state & TASK_UNINTERRUPTIBLE) {
 		if (state & TASK_NOLOAD)        /* TASK_IDLE: an idle kthread, not blocked */
 			return 0;
@@ -205,9 +204,7 @@ int dump_blocked(struct bpf_iter__task *ctx)
 		}
 		if (!include_sleeping)
 			return 0;
-		last = rec->last_arrival_ns > rec->exec_start_ns ? rec->last_arrival_ns
-								  : rec->exec_start_ns;
-		if (rec->now_ns - last < min_sleep_ns)
+		if (rec->off_cpu_ns && rec->off_cpu_ns < min_sleep_ns)
 			return 0;
 	} else {
 		return 0;

@@ -25,6 +25,80 @@ static __always_inline unsigned int get_task_state(void *task)
 	return BPF_CORE_READ((struct task_struct___o *)task, state);
 }
 
+/* Linux 5.16 moved task_struct::cpu into thread_info (commit bcf9033e5449). */
+struct task_struct___cpu {
+	unsigned int cpu;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u32 task_cpu_of(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->thread_info.cpu))
+		return BPF_CORE_READ(t, thread_info.cpu);
+	return BPF_CORE_READ((struct task_struct___cpu *)t, cpu);
+}
+
+/* The scheduler's clocks.  sched_info.last_arrival / last_queued are stamped with the run
+ * queue's clock (rq->clock, sched_clock based) and se.exec_start with rq->clock_task (the
+ * same less IRQ and steal time, per CPU); neither is bpf_ktime_get_ns() (CLOCK_MONOTONIC,
+ * NTP-slewed), and the two drift apart with uptime, so a wait is measured within one
+ * clock.  A task's run queue is reached through task->se.cfs_rq->rq, the pointers
+ * CONFIG_FAIR_GROUP_SCHED keeps (distribution kernels have it); the per-CPU `runqueues`
+ * variable is not used: the verifier resolves a typed per-CPU __ksym through kallsyms,
+ * which has no data symbols without CONFIG_KALLSYMS_ALL. */
+/* The run queue a task is on (or last ran on); NULL where the kernel keeps no pointer. */
+static __always_inline struct rq *task_rq_of(struct task_struct *t)
+{
+	struct cfs_rq *cfs;
+
+	if (!bpf_core_field_exists(t->se.cfs_rq) || !bpf_core_field_exists(((struct cfs_rq *)0)->rq))
+		return NULL;
+	cfs = BPF_CORE_READ(t, se.cfs_rq);
+	return cfs ? BPF_CORE_READ(cfs, rq) : NULL;
+}
+
+/* A run queue's clock (rq->clock, or rq->clock_task), as of its last update: the scheduler
+ * updates it at every schedule() and tick on that CPU, so a busy CPU's is at most a tick
+ * old and an idle CPU's is as old as its idleness.  0 when unknown. */
+static __always_inline __u64 rq_clock_of(struct rq *rq, bool task_clock)
+{
+	if (!rq)
+		return 0;
+	return task_clock ? BPF_CORE_READ(rq, clock_task) : BPF_CORE_READ(rq, clock);
+}
+
+/* The scheduler's clock now: the running CPU's rq->clock (updated when this task was
+ * last scheduled in, or at the last tick). */
+static __always_inline __u64 sched_clock_now(void)
+{
+	return rq_clock_of(task_rq_of((void *)bpf_get_current_task()), false);
+}
+
+/* How long a task that is off the CPU has not run (ns), in the scheduler's clocks: the
+ * shorter of the time since it last got a CPU (sched_info.last_arrival, rq clock) and the
+ * time since it was last accounted running (se.exec_start, its CPU's clock_task, up to that
+ * clock's last update, plus the rq clock's time since then).  0 when unknown. */
+static __always_inline __u64 task_off_cpu_ns(struct task_struct *t)
+{
+	__u64 now = sched_clock_now(), arrival, exec, clock, task_clock, since = 0;
+	struct rq *rq = task_rq_of(t);
+
+	if (!now)
+		return 0;
+	arrival = BPF_CORE_READ(t, sched_info.last_arrival);
+	if (arrival && arrival <= now)
+		since = now - arrival;
+	exec = BPF_CORE_READ(t, se.exec_start);
+	clock = rq_clock_of(rq, false);
+	task_clock = rq_clock_of(rq, true);
+	if (exec && exec <= task_clock && clock && clock <= now) {
+		__u64 s = (task_clock - exec) + (now - clock);
+
+		if (!since || s < since)
+			since = s;
+	}
+	return since;
+}
+
 /* Linux 6.0 replaced cgroup::ancestor_ids[] (the ancestors' ids) with ancestors[] (the
  * ancestors themselves), commit 7f203bc89eb6. */
 struct cgroup___o {

@@ -57,8 +57,7 @@ static __always_inline void fill_blocked_rec(struct task_struct *task, struct bl
 					     unsigned int state, bool with_stack)
 {
 	rec->now_ns = bpf_ktime_get_ns();
-	rec->last_arrival_ns = BPF_CORE_READ(task, sched_info.last_arrival);
-	rec->exec_start_ns = BPF_CORE_READ(task, se.exec_start);
+	rec->off_cpu_ns = task_off_cpu_ns(task);
 	rec->tid = BPF_CORE_READ(task, pid);
 	rec->tgid = BPF_CORE_READ(task, tgid);
 	rec->state = state;
