@@ -124,6 +124,7 @@ class Collector:
             "per_cpu": per_cpu,
             "tasks": tasks[:TOP_TASKS],
             "tasks_over_min": len(tasks),
+            "starts_dropped": inst.obj.read_global("starts_dropped"),
             "worst": worst,
             "starved": starved,
             "rt_throttling": procfs.rt_throttling(),
