@@ -100,6 +100,22 @@ static __always_inline __u64 task_off_cpu_ns(struct task_struct *t)
 	return since;
 }
 
+/* A work item's data word holds its pool_workqueue when WORK_STRUCT_PWQ is set, above
+ * WORK_STRUCT_PWQ_SHIFT.  Linux 6.9 named their enums (work_flags, work_bits), which CO-RE
+ * reads; before, they were anonymous enums, which it cannot match: there the values of
+ * kernels without CONFIG_DEBUG_OBJECTS_WORK (bit 2, shift 8) are used, and the caller
+ * checks the pointer against the pool it came from. */
+static __always_inline void *work_pwq(__u64 data)
+{
+	__u64 pwq_flag = 1ULL << 2, shift = 8;
+
+	if (bpf_core_enum_value_exists(enum work_flags, WORK_STRUCT_PWQ))
+		pwq_flag = bpf_core_enum_value(enum work_flags, WORK_STRUCT_PWQ);
+	if (bpf_core_enum_value_exists(enum work_bits, WORK_STRUCT_PWQ_SHIFT))
+		shift = bpf_core_enum_value(enum work_bits, WORK_STRUCT_PWQ_SHIFT);
+	return (data & pwq_flag) ? (void *)(data & ~((1ULL << (shift & 63)) - 1)) : NULL;
+}
+
 /* Linux 6.0 replaced cgroup::ancestor_ids[] (the ancestors' ids) with ancestors[] (the
  * ancestors themselves), commit 7f203bc89eb6. */
 struct cgroup___o {
@@ -156,6 +172,10 @@ static __always_inline bool task_selected(struct task_struct *t)
 		return false;
 	return true;
 }
+
+/* A constant a collector mirrors in Python, kept in the object's .rodata as const_NAME so
+ * that tests/test_probe_objects.py checks both sides agree. */
+#define EXPORT_CONST(name) const volatile __u64 const_##name = (name)
 
 /* Per-CPU counters every probe keeps: events seen (the overhead guard's input) and
  * records dropped because a bounded map was full. */

@@ -12,6 +12,8 @@
 #include "lock.h"
 
 DEFINE_PROBE_STATS
+EXPORT_CONST(LOCK_SLOTS);
+EXPORT_CONST(LOCK_STACK_DEPTH);
 
 const volatile __u64 min_wait_ns = 0;
 

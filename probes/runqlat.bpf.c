@@ -49,6 +49,7 @@ struct {
 } ring SEC(".maps");
 
 DEFINE_PROBE_STATS
+EXPORT_CONST(HIST_SLOTS);
 
 __u64 starts_dropped = 0;               /* waits not timed: the start map was full */
 

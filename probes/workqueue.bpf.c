@@ -36,6 +36,7 @@ struct {
 } stats_by_func SEC(".maps");
 
 DEFINE_PROBE_STATS
+EXPORT_CONST(WQ_HIST_SLOTS);
 
 __u64 queued_dropped = 0;               /* items not timed: queued was full */
 __u64 stats_dropped = 0;                /* items not timed: stats_by_func was full */

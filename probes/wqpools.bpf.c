@@ -14,10 +14,10 @@
 #include "wqpools.h"
 
 DEFINE_PROBE_STATS
+EXPORT_CONST(WQP_WORKS);
+EXPORT_CONST(WQP_NAME_LEN);
 
 #define PF_WQ_WORKER    0x00000020
-#define WORK_PWQ        (1UL << 2)      /* WORK_STRUCT_PWQ: data holds the pool_workqueue */
-#define WORK_PWQ_MASK   (~0xffUL)       /* WORK_STRUCT_PWQ_SHIFT 8; checked against the pool */
 #define COUNT_MAX       256
 
 struct {
@@ -101,7 +101,7 @@ int dump_pools(struct bpf_iter__task *ctx)
 			work = (void *)((char *)pos - bpf_core_field_offset(struct work_struct, entry));
 			rec->funcs[i] = (__u64)BPF_CORE_READ(work, func);
 			data = BPF_CORE_READ(work, data.counter);
-			pwq = (data & WORK_PWQ) ? (void *)(data & WORK_PWQ_MASK) : NULL;
+			pwq = work_pwq(data);           /* checked against the pool */
 			if (pwq && BPF_CORE_READ(pwq, pool) == pool)
 				BPF_CORE_READ_STR_INTO(&rec->wq[i], pwq, wq, name);
 		}

@@ -46,6 +46,7 @@ LOCK_SLOWPATHS = {"__mutex_lock": 0, "__ww_mutex_lock": 0, "__mutex_lock_slowpat
                   "__down_common": 1, "__down": 1, "__down_interruptible": 1, "__down_killable": 1,
                   "__down_timeout": 1, "rwsem_down_read_slowpath": 2, "rwsem_down_write_slowpath": 3}
 MAX_LOCK_FNS = 16
+CONSTANTS = {"STACK_DEPTH": STACK_DEPTH, "MAX_LOCK_FNS": MAX_LOCK_FNS}
 
 
 def load_lock_fns(inst: Any) -> int:

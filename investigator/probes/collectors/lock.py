@@ -34,6 +34,7 @@ class LockStat(C.Structure):
 
 
 LAYOUTS = {"lock_wait": LockWait, "lock_stat": LockStat}
+CONSTANTS = {"LOCK_SLOTS": SLOTS, "LOCK_STACK_DEPTH": DEPTH}
 
 
 def lock_kind(flags: int) -> str:

@@ -32,6 +32,7 @@ class TaskLat(C.Structure):
 
 
 LAYOUTS = {"cpu_lat": CpuLat, "culprit": Culprit, "task_lat": TaskLat}
+CONSTANTS = {"HIST_SLOTS": HIST_SLOTS}
 
 
 def _ms(ns: int) -> float:

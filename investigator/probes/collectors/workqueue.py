@@ -39,6 +39,7 @@ class WqStats(C.Structure):
 
 
 LAYOUTS = {"wq_queued": WqQueued, "wq_running": WqRunning, "wq_key": WqKey, "wq_stats": WqStats}
+CONSTANTS = {"WQ_HIST_SLOTS": SLOTS}
 
 
 def _ms(ns: int) -> float:
