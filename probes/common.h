@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Shared by every probe: task-state access across kernel versions and the event counter
- * the overhead guard reads.  Kernel-version differences live here, each with a comment
- * naming the kernel change. */
+/* Shared by every probe: task state, CPU, run queue clocks and cgroup ancestry across
+ * kernel versions, the target selectors, and the counters the overhead guard reads.
+ * Kernel-version differences live here, each with the kernel version that made it. */
 #ifndef __INVESTIGATOR_COMMON_H
 #define __INVESTIGATOR_COMMON_H
 
@@ -38,6 +38,39 @@ static __always_inline __u32 task_cpu_of(struct task_struct *t)
 	return BPF_CORE_READ((struct task_struct___cpu *)t, cpu);
 }
 
+/* Linux 6.16 added task_struct::blocker (commit "hung_task: show the blocker task if the
+ * task is hung on mutex") and semaphore::last_holder. */
+struct task_struct___blocker {
+	unsigned long blocker;
+} __attribute__((preserve_access_index));
+
+struct semaphore___holder {
+	unsigned long last_holder;
+} __attribute__((preserve_access_index));
+
+/* Linux 5.17 moved a kthread's struct kthread from set_child_tid to worker_private. */
+struct task_struct___old {
+	int *set_child_tid;
+} __attribute__((preserve_access_index));
+
+/* A workqueue worker's struct worker (kthread_data()). */
+static __always_inline struct worker *worker_of(struct task_struct *t)
+{
+	struct kthread *kt;
+
+	if (bpf_core_field_exists(t->worker_private))
+		kt = BPF_CORE_READ(t, worker_private);
+	else
+		kt = (void *)BPF_CORE_READ((struct task_struct___old *)t, set_child_tid);
+	return kt ? BPF_CORE_READ(kt, data) : NULL;
+}
+
+/* Linux 6.14 added fuse_req::create_time (jiffies when the request was made, for request
+ * timeouts). */
+struct fuse_req___ct {
+	unsigned long create_time;
+} __attribute__((preserve_access_index));
+
 /* The scheduler's clocks.  sched_info.last_arrival / last_queued are stamped with the run
  * queue's clock (rq->clock, sched_clock based) and se.exec_start with rq->clock_task (the
  * same less IRQ and steal time, per CPU); neither is bpf_ktime_get_ns() (CLOCK_MONOTONIC,
@@ -46,6 +79,7 @@ static __always_inline __u32 task_cpu_of(struct task_struct *t)
  * CONFIG_FAIR_GROUP_SCHED keeps (distribution kernels have it); the per-CPU `runqueues`
  * variable is not used: the verifier resolves a typed per-CPU __ksym through kallsyms,
  * which has no data symbols without CONFIG_KALLSYMS_ALL. */
+
 /* The run queue a task is on (or last ran on); NULL where the kernel keeps no pointer. */
 static __always_inline struct rq *task_rq_of(struct task_struct *t)
 {
@@ -117,7 +151,7 @@ static __always_inline void *work_pwq(__u64 data)
 }
 
 /* Linux 6.0 replaced cgroup::ancestor_ids[] (the ancestors' ids) with ancestors[] (the
- * ancestors themselves), commit 7f203bc89eb6. */
+ * ancestors themselves). */
 struct cgroup___o {
 	int level;
 	__u64 ancestor_ids[];

@@ -7,16 +7,6 @@
 
 #include "blocked.h"
 
-/* 6.16 added task_struct::blocker (commit "hung_task: show the blocker task if the task
- * is hung on mutex"); 6.16 also added semaphore::last_holder. */
-struct task_struct___blocker {
-	unsigned long blocker;
-} __attribute__((preserve_access_index));
-
-struct semaphore___holder {
-	unsigned long last_holder;
-} __attribute__((preserve_access_index));
-
 static __always_inline __u64 lock_owner(__u64 blocker)
 {
 	__u64 addr = blocker & ~BLOCKER_TYPE_MASK;

@@ -27,22 +27,6 @@ struct {
 	__type(value, struct wqpool_rec);
 } scratch SEC(".maps");
 
-/* Before 5.17 a kthread's struct kthread hung from set_child_tid. */
-struct task_struct___old {
-	int *set_child_tid;
-} __attribute__((preserve_access_index));
-
-static __always_inline struct worker *worker_of(struct task_struct *t)
-{
-	struct kthread *kt;
-
-	if (bpf_core_field_exists(t->worker_private))
-		kt = BPF_CORE_READ(t, worker_private);
-	else
-		kt = (void *)BPF_CORE_READ((struct task_struct___old *)t, set_child_tid);
-	return kt ? BPF_CORE_READ(kt, data) : NULL;
-}
-
 SEC("iter/task")
 int dump_pools(struct bpf_iter__task *ctx)
 {
