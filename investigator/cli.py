@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--pid", type=int, default=0, help="only observe this process (in-kernel filter)")
     r.add_argument("--comm", default="", help="only observe tasks with this command name (in-kernel filter)")
     r.add_argument("--cgroup", default="", metavar="PATH",
-                   help="only observe tasks of this cgroup v2 (in-kernel filter)")
+                   help="only observe tasks of this cgroup v2 subtree (in-kernel filter)")
     r.add_argument("--json", action="store_true", help="print the JSON report on stdout, nothing else")
     r.add_argument("--out", type=Path, metavar="DIR", help="bundle directory (default ./investigations/NAME-TIME)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress display")
@@ -171,9 +171,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .evidence import bundle
     from .probes.instance import Targets
 
-    from .system.procfs import cgroup2_id
+    from .system.procfs import cgroup2_node
     try:
-        targets = Targets(pid=args.pid, comm=args.comm, cgroup_id=cgroup2_id(args.cgroup) if args.cgroup else 0)
+        cg_id, cg_level = cgroup2_node(args.cgroup) if args.cgroup else (0, 0)
+        targets = Targets(pid=args.pid, comm=args.comm, cgroup_id=cg_id, cgroup_level=cg_level)
     except ValueError as e:
         _err(str(e))
         return exitcodes.USAGE

@@ -9,11 +9,11 @@
  * Where the kernel records no blocker (before 6.16, or a lock it does not annotate such as
  * an inode's rwsem), a task whose stack shows a lock slow path is searched for its waiter:
  * mutex, rwsem and semaphore slow paths keep a waiter on the sleeping task's own stack
- * ({list_head list; task_struct *task; ...}, the task at +16) linked into the lock's
- * wait_list.  The word equal to the task's own address, with a list_head before it whose
- * neighbour points back, is the waiter; following the list to the one node that lies on no
- * waiter's stack gives the lock's wait_list head, hence the lock and its owner -- what
- * crash(8) does by hand.  Reads are checked probe-reads and walks are bounded. */
+ * (mutex_waiter, semaphore_waiter, rwsem_waiter: {list_head list; task_struct *task; ...},
+ * the task's offset read from BTF) linked into the lock's wait_list.  The word equal to the
+ * task's own address, with a list_head before it whose neighbour points back, is the
+ * waiter; following the list to the one node that lies on no waiter's stack gives the
+ * lock's wait_list head, hence the lock and its owner -- what crash(8) does by hand.  Reads are checked probe-reads and walks are bounded. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -46,9 +46,28 @@ struct {
 	__type(value, struct lock_fn);
 } lock_fns SEC(".maps");
 
-const volatile __u64 thread_size = 16384;  /* THREAD_SIZE: x86_64 and arm64 without KASAN */
 
 DEFINE_PROBE_STATS
+EXPORT_CONST(STACK_DEPTH);
+EXPORT_CONST(MAX_LOCK_FNS);
+
+/* THREAD_SIZE, the size of a kernel stack, from where the kernel keeps a task's user
+ * registers: at the top of its stack, less a padding of at most a few words
+ * (TOP_OF_KERNEL_STACK_PADDING), in a stack whose size is a power of two.  0 if unknown. */
+static __always_inline __u64 kernel_stack_size(struct task_struct *task)
+{
+	struct pt_regs *regs = (void *)bpf_task_pt_regs(task);
+	__u64 base = (__u64)BPF_CORE_READ(task, stack), top = 0, size;
+
+	/* the pointer's value as a number: read back from where it was spilled */
+	if (!regs || bpf_probe_read_kernel(&top, sizeof(top), &regs) || !base || top <= base)
+		return 0;
+	top += sizeof(struct pt_regs);
+	for (size = 4096; size < (1 << 20); size <<= 1)
+		if (top - base <= size)
+			return size;
+	return 0;
+}
 
 static __always_inline bool on_stack_of(__u64 addr, __u64 task, __u64 size)
 {
@@ -72,22 +91,40 @@ static __always_inline int lock_kind_of(__u64 ip)
 	return -1;
 }
 
+/* Where a slow path's waiter keeps the task, by lock kind (0 mutex, 1 semaphore, 2/3 rwsem):
+ * each waiter is {struct list_head list; struct task_struct *task; ...}, the list first. */
+static __always_inline __u32 waiter_task_offset(int kind)
+{
+	/* 0 where the kernel's BTF lacks the type: no waiter is searched for */
+	if (kind == 0)
+		return bpf_core_field_exists(struct mutex_waiter, task) ?
+		       bpf_core_field_offset(struct mutex_waiter, task) : 0;
+	if (kind == 1)
+		return bpf_core_field_exists(struct semaphore_waiter, task) ?
+		       bpf_core_field_offset(struct semaphore_waiter, task) : 0;
+	return bpf_core_field_exists(struct rwsem_waiter, task) ?
+	       bpf_core_field_offset(struct rwsem_waiter, task) : 0;
+}
+
 /* The lock a sleeping task waits on, from its own kernel stack, as a blocker value (lock
  * address | kind); 0 when it sleeps in no lock slow path or nothing consistent is found.
  * The slow path's return address (saved below its frame when it called schedule()) gives
  * the kind -- the stack trace helpers skip scheduler and lock functions, the raw stack
- * does not -- and the waiter lies in the slow path's frame, above it.  A global function:
- * the verifier checks it once, not at each call. */
-static __noinline __u64 lock_from_stack(__u64 task_addr)
+ * does not -- and the waiter lies in the slow path's frame, above it.  A static
+ * subprogram (kept out of line, so the program stays small; the verifier still checks it
+ * at each of its two call sites). */
+static __noinline __u64 lock_from_stack(__u64 task_addr, __u64 thread_size)
 {
 	struct task_struct *task = (void *)task_addr;
 	__u64 base, sp, top, w = 0, node = 0, prev = 0, back = 0, head = 0, off;
 	__u64 ret = 0, ret1 = 0, ret2 = 0, ret3 = 0;     /* the nearest addresses in the span */
 	struct lock_fn *all;
 	__u64 *buf;
-	__u32 zero = 0, n, i;
+	__u32 zero = 0, n, i, task_words = waiter_task_offset(0) / 8;
 	int kind;
 
+	if (task_words < 2 || task_words > 8)      /* the list_head comes first */
+		return 0;
 	buf = bpf_map_lookup_elem(&stackbuf, &zero);
 	all = bpf_map_lookup_elem(&lock_fns, &zero);      /* [0]: the span of all slow paths */
 	if (!buf || !all || !all->valid || !bpf_core_field_exists(task->thread.sp))
@@ -95,7 +132,7 @@ static __noinline __u64 lock_from_stack(__u64 task_addr)
 	base = (__u64)BPF_CORE_READ(task, stack);
 	sp = BPF_CORE_READ(task, thread.sp) & ~7ULL;
 	top = base + thread_size;
-	if (!base || sp < base || sp >= top)
+	if (!base || !thread_size || sp < base || sp >= top)
 		return 0;
 	n = top - sp > SCAN_BYTES ? SCAN_BYTES : top - sp;
 	if (bpf_probe_read_kernel(buf, n & (2 * SCAN_BYTES - 1), (void *)sp))
@@ -119,10 +156,10 @@ static __noinline __u64 lock_from_stack(__u64 task_addr)
 		}
 		/* past a slow path's return address: __schedule()'s own frame below it keeps
 		 * the task's address too */
-		if (ret && i >= 2 && v == task_addr) {
-			w = sp + (i - 2) * 8;        /* the waiter: its list_head, then the task */
-			node = buf[(i - 2) & (SCAN_BYTES / 8 - 1)];
-			prev = buf[(i - 1) & (SCAN_BYTES / 8 - 1)];
+		if (ret && i >= task_words && v == task_addr) {
+			w = sp + (i - task_words) * 8;        /* the waiter: its list_head, then the task */
+			node = buf[(i - task_words) & (SCAN_BYTES / 8 - 1)];
+			prev = buf[(i - task_words + 1) & (SCAN_BYTES / 8 - 1)];
 			break;
 		}
 	}
@@ -135,7 +172,7 @@ static __noinline __u64 lock_from_stack(__u64 task_addr)
 		kind = lock_kind_of(ret2);
 	if (kind < 0)
 		kind = lock_kind_of(ret3);
-	if (kind < 0)
+	if (kind < 0 || waiter_task_offset(kind) != task_words * 8)
 		return 0;
 	/* its neighbour must point back at it */
 	if (bpf_probe_read_kernel(&back, sizeof(back), (void *)prev) || back != w)
@@ -145,7 +182,7 @@ static __noinline __u64 lock_from_stack(__u64 task_addr)
 
 		if (!node || node == w)
 			return 0;
-		bpf_probe_read_kernel(&t, sizeof(t), (void *)(node + 16));
+		bpf_probe_read_kernel(&t, sizeof(t), (void *)(node + task_words * 8));
 		if (!(t && on_stack_of(node, t, thread_size))) {
 			head = node;          /* on no waiter's stack: the lock's wait_list */
 			break;
@@ -172,7 +209,7 @@ int dump_blocked(struct bpf_iter__task *ctx)
 	struct blocked_rec *rec;
 	unsigned int state;
 	__u32 zero = 0;
-	__u64 last, found = 0;
+	__u64 found = 0;
 
 	snapshot_begin(ctx->meta);
 	if (!task)
@@ -185,8 +222,7 @@ int dump_blocked(struct bpf_iter__task *ctx)
 	if (!rec)
 		return 0;
 	rec->now_ns = bpf_ktime_get_ns();
-	rec->last_arrival_ns = BPF_CORE_READ(task, sched_info.last_arrival);
-	rec->exec_start_ns = BPF_CORE_READ(task, se.exec_start);
+	rec->off_cpu_ns = task_off_cpu_ns(task);
 	if (state & TASK_UNINTERRUPTIBLE) {
 		if (state & TASK_NOLOAD)        /* TASK_IDLE: an idle kthread, not blocked */
 			return 0;
@@ -199,15 +235,13 @@ int dump_blocked(struct bpf_iter__task *ctx)
 		} else {
 			/* no task->blocker (before 6.16): a waiter on its stack says it
 			 * sleeps in a lock slow path */
-			found = lock_from_stack((__u64)task);
+			found = lock_from_stack((__u64)task, kernel_stack_size(task));
 			if (found)
 				goto keep;
 		}
 		if (!include_sleeping)
 			return 0;
-		last = rec->last_arrival_ns > rec->exec_start_ns ? rec->last_arrival_ns
-								  : rec->exec_start_ns;
-		if (rec->now_ns - last < min_sleep_ns)
+		if (rec->off_cpu_ns && rec->off_cpu_ns < min_sleep_ns)
 			return 0;
 	} else {
 		return 0;
@@ -216,7 +250,7 @@ keep:
 	fill_blocked_rec(task, rec, state, true);
 	if (!rec->blocker) {
 		if (!found)
-			found = lock_from_stack((__u64)task);
+			found = lock_from_stack((__u64)task, kernel_stack_size(task));
 		if (found) {
 			rec->blocker = found;
 			rec->blocker_src = BLOCKER_SRC_STACK;

@@ -10,9 +10,8 @@
 #define BLOCKER_TYPE_MASK       0x3UL
 
 struct blocked_rec {
-	__u64 now_ns;           /* bpf_ktime_get_ns() at the snapshot */
-	__u64 last_arrival_ns;  /* sched_info.last_arrival: when it last got a CPU (rq clock) */
-	__u64 exec_start_ns;    /* se.exec_start: last accounting while it ran (rq clock_task) */
+	__u64 now_ns;           /* bpf_ktime_get_ns() at the snapshot: compared across records only */
+	__u64 off_cpu_ns;       /* how long it has not run, in the scheduler's clocks (0: unknown) */
 	__u64 nvcsw;
 	__u64 nivcsw;
 	__u64 blocker;          /* task->blocker, raw (0: none recorded or not supported) */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Shared by every probe: task-state access across kernel versions and the event counter
- * the overhead guard reads.  Kernel-version differences live here, each with a comment
- * naming the kernel change. */
+/* Shared by every probe: task state, CPU, run queue clocks and cgroup ancestry across
+ * kernel versions, the target selectors, and the counters the overhead guard reads.
+ * Kernel-version differences live here, each with the kernel version that made it. */
 #ifndef __INVESTIGATOR_COMMON_H
 #define __INVESTIGATOR_COMMON_H
 
@@ -10,6 +10,7 @@
 #define TASK_UNINTERRUPTIBLE    0x0002
 #define TASK_NOLOAD             0x0400
 #define TASK_COMM_LEN           16
+#define EEXIST                  17      /* include/uapi/asm-generic/errno-base.h */
 
 /* Linux 5.14 renamed task_struct::state to __state (commit 2f064a59a11f). */
 struct task_struct___o {
@@ -25,11 +26,166 @@ static __always_inline unsigned int get_task_state(void *task)
 	return BPF_CORE_READ((struct task_struct___o *)task, state);
 }
 
+/* Linux 5.16 moved task_struct::cpu into thread_info (commit bcf9033e5449). */
+struct task_struct___cpu {
+	unsigned int cpu;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u32 task_cpu_of(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->thread_info.cpu))
+		return BPF_CORE_READ(t, thread_info.cpu);
+	return BPF_CORE_READ((struct task_struct___cpu *)t, cpu);
+}
+
+/* Linux 6.16 added task_struct::blocker (commit "hung_task: show the blocker task if the
+ * task is hung on mutex") and semaphore::last_holder. */
+struct task_struct___blocker {
+	unsigned long blocker;
+} __attribute__((preserve_access_index));
+
+struct semaphore___holder {
+	unsigned long last_holder;
+} __attribute__((preserve_access_index));
+
+/* Linux 5.17 moved a kthread's struct kthread from set_child_tid to worker_private. */
+struct task_struct___old {
+	int *set_child_tid;
+} __attribute__((preserve_access_index));
+
+/* A workqueue worker's struct worker (kthread_data()). */
+static __always_inline struct worker *worker_of(struct task_struct *t)
+{
+	struct kthread *kt;
+
+	if (bpf_core_field_exists(t->worker_private))
+		kt = BPF_CORE_READ(t, worker_private);
+	else
+		kt = (void *)BPF_CORE_READ((struct task_struct___old *)t, set_child_tid);
+	return kt ? BPF_CORE_READ(kt, data) : NULL;
+}
+
+/* Linux 6.14 added fuse_req::create_time (jiffies when the request was made, for request
+ * timeouts). */
+struct fuse_req___ct {
+	unsigned long create_time;
+} __attribute__((preserve_access_index));
+
+/* The scheduler's clocks.  sched_info.last_arrival / last_queued are stamped with the run
+ * queue's clock (rq->clock, sched_clock based) and se.exec_start with rq->clock_task (the
+ * same less IRQ and steal time, per CPU); neither is bpf_ktime_get_ns() (CLOCK_MONOTONIC,
+ * NTP-slewed), and the two drift apart with uptime, so a wait is measured within one
+ * clock.  A task's run queue is reached through task->se.cfs_rq->rq, the pointers
+ * CONFIG_FAIR_GROUP_SCHED keeps (distribution kernels have it); the per-CPU `runqueues`
+ * variable is not used: the verifier resolves a typed per-CPU __ksym through kallsyms,
+ * which has no data symbols without CONFIG_KALLSYMS_ALL. */
+
+/* The run queue a task is on (or last ran on); NULL where the kernel keeps no pointer. */
+static __always_inline struct rq *task_rq_of(struct task_struct *t)
+{
+	struct cfs_rq *cfs;
+
+	if (!bpf_core_field_exists(t->se.cfs_rq) || !bpf_core_field_exists(((struct cfs_rq *)0)->rq))
+		return NULL;
+	cfs = BPF_CORE_READ(t, se.cfs_rq);
+	return cfs ? BPF_CORE_READ(cfs, rq) : NULL;
+}
+
+/* A run queue's clock (rq->clock, or rq->clock_task), as of its last update: the scheduler
+ * updates it at every schedule() and tick on that CPU, so a busy CPU's is at most a tick
+ * old and an idle CPU's is as old as its idleness.  0 when unknown. */
+static __always_inline __u64 rq_clock_of(struct rq *rq, bool task_clock)
+{
+	if (!rq)
+		return 0;
+	return task_clock ? BPF_CORE_READ(rq, clock_task) : BPF_CORE_READ(rq, clock);
+}
+
+/* The scheduler's clock now: the running CPU's rq->clock (updated when this task was
+ * last scheduled in, or at the last tick). */
+static __always_inline __u64 sched_clock_now(void)
+{
+	return rq_clock_of(task_rq_of((void *)bpf_get_current_task()), false);
+}
+
+/* How long a task that is off the CPU has not run (ns), in the scheduler's clocks: the
+ * shorter of the time since it last got a CPU (sched_info.last_arrival, rq clock) and the
+ * time since it was last accounted running (se.exec_start, its CPU's clock_task, up to that
+ * clock's last update, plus the rq clock's time since then).  0 when unknown. */
+static __always_inline __u64 task_off_cpu_ns(struct task_struct *t)
+{
+	__u64 now = sched_clock_now(), arrival, exec, clock, task_clock, since = 0;
+	struct rq *rq = task_rq_of(t);
+
+	if (!now)
+		return 0;
+	arrival = BPF_CORE_READ(t, sched_info.last_arrival);
+	if (arrival && arrival <= now)
+		since = now - arrival;
+	exec = BPF_CORE_READ(t, se.exec_start);
+	clock = rq_clock_of(rq, false);
+	task_clock = rq_clock_of(rq, true);
+	if (exec && exec <= task_clock && clock && clock <= now) {
+		__u64 s = (task_clock - exec) + (now - clock);
+
+		if (!since || s < since)
+			since = s;
+	}
+	return since;
+}
+
+/* A work item's data word holds its pool_workqueue when WORK_STRUCT_PWQ is set, above
+ * WORK_STRUCT_PWQ_SHIFT.  Linux 6.9 named their enums (work_flags, work_bits), which CO-RE
+ * reads; before, they were anonymous enums, which it cannot match: there the values of
+ * kernels without CONFIG_DEBUG_OBJECTS_WORK (bit 2, shift 8) are used, and the caller
+ * checks the pointer against the pool it came from. */
+static __always_inline void *work_pwq(__u64 data)
+{
+	__u64 pwq_flag = 1ULL << 2, shift = 8;
+
+	if (bpf_core_enum_value_exists(enum work_flags, WORK_STRUCT_PWQ))
+		pwq_flag = bpf_core_enum_value(enum work_flags, WORK_STRUCT_PWQ);
+	if (bpf_core_enum_value_exists(enum work_bits, WORK_STRUCT_PWQ_SHIFT))
+		shift = bpf_core_enum_value(enum work_bits, WORK_STRUCT_PWQ_SHIFT);
+	return (data & pwq_flag) ? (void *)(data & ~((1ULL << (shift & 63)) - 1)) : NULL;
+}
+
+/* Linux 6.0 replaced cgroup::ancestor_ids[] (the ancestors' ids) with ancestors[] (the
+ * ancestors themselves). */
+struct cgroup___o {
+	int level;
+	__u64 ancestor_ids[];
+} __attribute__((preserve_access_index));
+
+/* The id of a task's cgroup v2 ancestor at @level (0 = the root, the task's own cgroup at
+ * its own level), 0 when the task's cgroup is not that deep.  kernfs_node::id is a u64
+ * since 5.5 (commit 67c0496e87d1). */
+static __always_inline __u64 task_cgroup_ancestor_id(struct task_struct *t, __u32 level)
+{
+	struct cgroup *cg = BPF_CORE_READ(t, cgroups, dfl_cgrp);
+	struct cgroup *anc = NULL;
+	__u64 id = 0;
+
+	if (!cg || level > 1024 || (__u32)BPF_CORE_READ(cg, level) < level)
+		return 0;
+	if (bpf_core_field_exists(cg->ancestors)) {
+		bpf_probe_read_kernel(&anc, sizeof(anc),
+				      (void *)cg + bpf_core_field_offset(cg->ancestors) + level * sizeof(anc));
+		return anc ? BPF_CORE_READ(anc, kn, id) : 0;
+	}
+	bpf_probe_read_kernel(&id, sizeof(id), (void *)cg +
+			      bpf_core_field_offset(((struct cgroup___o *)cg)->ancestor_ids) + level * sizeof(id));
+	return id;
+}
+
 /* Target selectors (investigate --pid/--comm/--cgroup), set before load; 0 = any.  A
- * probe applies them to the task its records are about (the waiter, the blocked task). */
+ * probe applies them to the task its records are about (the waiter, the blocked task).
+ * --cgroup selects a subtree: the tasks whose cgroup v2 ancestor at targ_cgroup_level is
+ * targ_cgroup (the target cgroup itself and every cgroup below it). */
 const volatile __u32 targ_tgid = 0;
 const volatile char targ_comm[TASK_COMM_LEN] = {};
 const volatile __u64 targ_cgroup = 0;       /* cgroup v2 id (the cgroup folder's inode) */
+const volatile __u32 targ_cgroup_level = 0; /* its depth below the cgroup v2 root */
 
 static __always_inline bool task_selected(struct task_struct *t)
 {
@@ -46,11 +202,14 @@ static __always_inline bool task_selected(struct task_struct *t)
 				break;
 		}
 	}
-	/* kernfs_node::id is a u64 since 5.5 (commit 67c0496e87d1) */
-	if (targ_cgroup && BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id) != targ_cgroup)
+	if (targ_cgroup && task_cgroup_ancestor_id(t, targ_cgroup_level) != targ_cgroup)
 		return false;
 	return true;
 }
+
+/* A constant a collector mirrors in Python, kept in the object's .rodata as const_NAME so
+ * that tests/test_probe_objects.py checks both sides agree. */
+#define EXPORT_CONST(name) const volatile __u64 const_##name = (name)
 
 /* Per-CPU counters every probe keeps: events seen (the overhead guard's input) and
  * records dropped because a bounded map was full. */

@@ -18,11 +18,6 @@
 #include "snapshot.h"
 #include "fuse.h"
 
-/* fuse_req::create_time: jiffies when the request was made (6.14, request timeouts) */
-struct fuse_req___ct {
-	unsigned long create_time;
-} __attribute__((preserve_access_index));
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);

@@ -12,15 +12,32 @@
 #include "lock.h"
 
 DEFINE_PROBE_STATS
+EXPORT_CONST(LOCK_SLOTS);
+EXPORT_CONST(LOCK_STACK_DEPTH);
 
 const volatile __u64 min_wait_ns = 0;
 
+/* Where a wait is kept while it lasts.  A task waits for one lock at a time, but a wait
+ * can hold others inside it: a mutex or rwsem waiter spins on the lock's wait_lock in the
+ * slow path, an interrupt handler spins on a spinlock while the task it interrupted
+ * spins on another.  As perf's lock_contention.bpf.c does, a spinning wait (SPIN without
+ * MUTEX: the waiter has preemption off until the wait ends) is kept in a per-CPU slot
+ * and a sleeping one (mutex, rwsem, rt_mutex, percpu_rwsem; a mutex's optimistic spin
+ * too) by task; a wait that begins while the same place holds one is inner: only counted
+ * in the outer's `nested`, so it neither replaces the outer nor ends it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 10240);
 	__type(key, __u32);
 	__type(value, struct lock_wait);
 } waiting SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lock_wait);
+} spinning SEC(".maps");                /* lock == 0: no spinning wait on this CPU */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -57,31 +74,24 @@ static __always_inline __u64 owner_word(void *lock, __u32 flags)
 	return 0;
 }
 
-static __always_inline int on_begin(void *ctx, void *lock, __u32 flags)
+static __always_inline bool is_spinning(__u32 flags)
 {
-	struct task_struct *t = (void *)bpf_get_current_task(), *owner;
+	return (flags & (LCB_F_SPIN | LCB_F_MUTEX)) == LCB_F_SPIN;
+}
+
+/* Fill @w with a wait of the current task for @lock that begins now. */
+static __always_inline void record_wait(void *ctx, struct lock_wait *w, void *lock, __u32 flags)
+{
 	__u64 pid_tgid = bpf_get_current_pid_tgid(), word;
-	__u32 tid = (__u32)pid_tgid;
-	struct lock_wait *w, *old;
-	__u32 zero = 0;
+	struct task_struct *owner;
 	long n;
 
-	COUNT_EVENT();
-	old = bpf_map_lookup_elem(&waiting, &tid);
-	if (old && old->lock == (__u64)lock) {
-		/* a mutex waiter spins first (SPIN|MUTEX), then sleeps (MUTEX): one wait */
-		old->flags |= flags;
-		return 0;
-	}
-	if (!task_selected(t))
-		return 0;
-	w = bpf_map_lookup_elem(&scratch, &zero);
-	if (!w)
-		return 0;
 	w->lock = (__u64)lock;
 	w->start_ns = bpf_ktime_get_ns();
 	w->flags = flags;
+	w->tid = (__u32)pid_tgid;
 	w->tgid = pid_tgid >> 32;
+	w->nested = 0;
 	bpf_get_current_comm(w->comm, sizeof(w->comm));
 	/* the stack goes with the wait, not into a stack map: a stack map keeps one stack per
 	 * hash bucket and refuses the next that lands there (-EEXIST) */
@@ -97,56 +107,115 @@ static __always_inline int on_begin(void *ctx, void *lock, __u32 flags)
 		w->owner_tgid = BPF_CORE_READ(owner, tgid);
 		BPF_CORE_READ_STR_INTO(&w->owner_comm, owner, comm);
 	}
-	if (bpf_map_update_elem(&waiting, &tid, w, BPF_ANY))
+}
+
+static __always_inline int on_begin(void *ctx, void *lock, __u32 flags)
+{
+	struct task_struct *t = (void *)bpf_get_current_task();
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct lock_wait *w, *outer;
+	__u32 zero = 0;
+
+	COUNT_EVENT();
+	outer = bpf_map_lookup_elem(&waiting, &tid);
+	if (is_spinning(flags)) {
+		w = bpf_map_lookup_elem(&spinning, &zero);
+		if (!w)
+			return 0;
+		/* the slot's waiter still spins (it cannot leave the CPU before its wait ends),
+		 * unless the slot was left by a wait whose end came before the probe attached */
+		if (w->lock && w->tid == tid) {
+			w->nested++;
+			return 0;
+		}
+		if (outer)
+			outer->nested++;
+		if (!task_selected(t)) {
+			w->lock = 0;
+			return 0;
+		}
+		record_wait(ctx, w, lock, flags);
+		return 0;
+	}
+	if (outer) {
+		if (outer->lock == (__u64)lock)
+			/* a mutex waiter spins first (SPIN|MUTEX), then sleeps (MUTEX): one wait */
+			outer->flags |= flags;
+		else
+			outer->nested++;
+		return 0;
+	}
+	if (!task_selected(t))
+		return 0;
+	w = bpf_map_lookup_elem(&scratch, &zero);
+	if (!w)
+		return 0;
+	record_wait(ctx, w, lock, flags);
+	if (bpf_map_update_elem(&waiting, &tid, w, BPF_NOEXIST))
 		COUNT_DROP();
 	return 0;
 }
 
-static __always_inline int on_end(void *lock, int ret)
+/* Add an ended wait to its lock's statistics. */
+static __always_inline void account(struct lock_wait *w, int ret)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid(), slot;
-	struct lock_wait *w;
+	__u64 wait = bpf_ktime_get_ns() - w->start_ns, key = w->lock, *h;
+	__u32 slot = log2_u64(wait / 1000) & (LOCK_SLOTS - 1);
 	struct lock_stat *s;
-	__u64 now, wait, key, *h;
 
-	COUNT_EVENT();
-	w = bpf_map_lookup_elem(&waiting, &tid);
-	if (!w || w->lock != (__u64)lock)
-		return 0;
-	now = bpf_ktime_get_ns();
-	wait = now - w->start_ns;
-	key = w->lock;
-	slot = log2_u64(wait / 1000) & (LOCK_SLOTS - 1);
 	h = bpf_map_lookup_elem(&hist, &slot);
 	if (h)
 		(*h)++;
-	if (wait >= min_wait_ns) {
+	if (wait < min_wait_ns)
+		return;
+	s = bpf_map_lookup_elem(&by_lock, &key);
+	if (!s) {
+		bpf_map_update_elem(&by_lock, &key, &zero_stat, BPF_NOEXIST);
 		s = bpf_map_lookup_elem(&by_lock, &key);
-		if (!s) {
-			bpf_map_update_elem(&by_lock, &key, &zero_stat, BPF_NOEXIST);
-			s = bpf_map_lookup_elem(&by_lock, &key);
-		}
-		if (s) {
-			__sync_fetch_and_add(&s->count, 1);
-			__sync_fetch_and_add(&s->total_ns, wait);
-			s->flags |= w->flags;
-			if (ret)
-				s->failed++;
-			if (wait > s->max_ns) {
-				s->max_ns = wait;
-				s->worst_tid = tid;
-				s->worst_tgid = w->tgid;
-				s->worst_owner_tid = w->owner_tid;
-				s->worst_owner_tgid = w->owner_tgid;
-				s->worst_frames = w->frames;
-				__builtin_memcpy(s->worst_stack, w->stack, sizeof(s->worst_stack));
-				__builtin_memcpy(s->worst_comm, w->comm, 16);
-				__builtin_memcpy(s->worst_owner_comm, w->owner_comm, 16);
-			}
-		} else {
-			COUNT_DROP();
-		}
 	}
+	if (!s) {
+		COUNT_DROP();
+		return;
+	}
+	__sync_fetch_and_add(&s->count, 1);
+	__sync_fetch_and_add(&s->total_ns, wait);
+	s->flags |= w->flags;
+	if (ret)
+		s->failed++;
+	if (w->nested)
+		s->nested++;
+	if (wait > s->max_ns) {
+		s->max_ns = wait;
+		s->worst_tid = w->tid;
+		s->worst_tgid = w->tgid;
+		s->worst_owner_tid = w->owner_tid;
+		s->worst_owner_tgid = w->owner_tgid;
+		s->worst_frames = w->frames;
+		__builtin_memcpy(s->worst_stack, w->stack, sizeof(s->worst_stack));
+		__builtin_memcpy(s->worst_comm, w->comm, 16);
+		__builtin_memcpy(s->worst_owner_comm, w->owner_comm, 16);
+	}
+}
+
+static __always_inline int on_end(void *lock, int ret)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid(), zero = 0;
+	struct lock_wait *w;
+
+	COUNT_EVENT();
+	/* a spinning wait of this task is the innermost: no sleeping wait ends before it */
+	w = bpf_map_lookup_elem(&spinning, &zero);
+	if (w && w->lock && w->tid == tid) {
+		if (w->lock == (__u64)lock) {
+			account(w, ret);
+			w->lock = 0;
+		}
+		return 0;
+	}
+	w = bpf_map_lookup_elem(&waiting, &tid);
+	if (!w || w->lock != (__u64)lock)
+		return 0;
+	account(w, ret);
 	bpf_map_delete_elem(&waiting, &tid);
 	return 0;
 }

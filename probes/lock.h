@@ -14,7 +14,7 @@
 #define LOCK_SLOTS        32
 #define LOCK_STACK_DEPTH  24      /* frames kept inline: a stack map loses stacks to hash collisions */
 
-struct lock_wait {                      /* a wait in progress, by waiter tid: 72 + 8 * LOCK_STACK_DEPTH bytes */
+struct lock_wait {                      /* a wait in progress: 80 + 8 * LOCK_STACK_DEPTH bytes */
 	__u64 lock;
 	__u64 start_ns;
 	__u32 flags;
@@ -23,6 +23,8 @@ struct lock_wait {                      /* a wait in progress, by waiter tid: 72
 	__u32 owner_tgid;
 	__u32 frames;                   /* of the waiter's stack */
 	__u32 owner_flags;              /* the owner word's low bits (rwsem: 1 = reader-owned) */
+	__u32 nested;                   /* waits for other locks that began inside this one */
+	__u32 tid;                      /* the waiter */
 	char comm[16];
 	char owner_comm[16];
 	__u64 stack[LOCK_STACK_DEPTH];
@@ -39,7 +41,7 @@ struct lock_stat {                      /* per lock address: 96 + 8 * LOCK_STACK
 	__u32 worst_owner_tid;
 	__u32 worst_owner_tgid;
 	__u32 worst_frames;
-	__u32 pad;
+	__u32 nested;                   /* ended waits inside which the waiter waited for another lock */
 	char worst_comm[16];
 	char worst_owner_comm[16];
 	__u64 worst_stack[LOCK_STACK_DEPTH];

@@ -4,8 +4,8 @@
 #define __RUNNABLE_H
 
 struct runnable_rec {                   /* a task queued for a CPU, or running on one: 72 bytes */
-	__u64 now_ns;
-	__u64 queued_ns;                /* sched_info.last_queued: since when it waits (0: unknown) */
+	__u64 now_ns;                   /* bpf_ktime_get_ns(): compared across snapshots only */
+	__u64 waited_ns;                /* since sched_info.last_queued, in its rq's clock (0: unknown) */
 	__u64 switches;                 /* nvcsw + nivcsw: moved if it ran between two snapshots */
 	__u32 tid;
 	__u32 tgid;

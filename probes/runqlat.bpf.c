@@ -49,6 +49,9 @@ struct {
 } ring SEC(".maps");
 
 DEFINE_PROBE_STATS
+EXPORT_CONST(HIST_SLOTS);
+
+__u64 starts_dropped = 0;               /* waits not timed: the start map was full */
 
 /* A wakeup starts a wait unless one is already under way: try_to_wake_up() on a task
  * that is already queued (ttwu_runnable) fires sched_wakeup again, and overwriting would
@@ -58,14 +61,19 @@ static __always_inline int enqueue(struct task_struct *p, __u64 flags)
 {
 	__u32 tid = BPF_CORE_READ(p, pid);
 	__u64 ts;
+	long err;
 
 	if (!tid)
 		return 0;
 	if (!task_selected(p))
 		return 0;
 	ts = bpf_ktime_get_ns();
-	if (bpf_map_update_elem(&start, &tid, &ts, flags) && flags == BPF_ANY)
+	err = bpf_map_update_elem(&start, &tid, &ts, flags);
+	/* -EEXIST: a wait already under way (BPF_NOEXIST); anything else: the map is full */
+	if (err && err != -EEXIST) {
+		__sync_fetch_and_add(&starts_dropped, 1);
 		COUNT_DROP();
+	}
 	return 0;
 }
 

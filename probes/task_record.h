@@ -7,16 +7,6 @@
 
 #include "blocked.h"
 
-/* 6.16 added task_struct::blocker (commit "hung_task: show the blocker task if the task
- * is hung on mutex"); 6.16 also added semaphore::last_holder. */
-struct task_struct___blocker {
-	unsigned long blocker;
-} __attribute__((preserve_access_index));
-
-struct semaphore___holder {
-	unsigned long last_holder;
-} __attribute__((preserve_access_index));
-
 static __always_inline __u64 lock_owner(__u64 blocker)
 {
 	__u64 addr = blocker & ~BLOCKER_TYPE_MASK;
@@ -57,8 +47,7 @@ static __always_inline void fill_blocked_rec(struct task_struct *task, struct bl
 					     unsigned int state, bool with_stack)
 {
 	rec->now_ns = bpf_ktime_get_ns();
-	rec->last_arrival_ns = BPF_CORE_READ(task, sched_info.last_arrival);
-	rec->exec_start_ns = BPF_CORE_READ(task, se.exec_start);
+	rec->off_cpu_ns = task_off_cpu_ns(task);
 	rec->tid = BPF_CORE_READ(task, pid);
 	rec->tgid = BPF_CORE_READ(task, tgid);
 	rec->state = state;

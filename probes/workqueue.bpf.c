@@ -36,6 +36,11 @@ struct {
 } stats_by_func SEC(".maps");
 
 DEFINE_PROBE_STATS
+EXPORT_CONST(WQ_HIST_SLOTS);
+
+__u64 queued_dropped = 0;               /* items not timed: queued was full */
+__u64 stats_dropped = 0;                /* items not timed: stats_by_func was full */
+__u64 exec_dropped = 0;                 /* executions of timed items lost: running was full */
 
 static __always_inline int on_queue(int req_cpu, struct pool_workqueue *pwq, struct work_struct *work)
 {
@@ -54,9 +59,31 @@ static __always_inline int on_queue(int req_cpu, struct pool_workqueue *pwq, str
 	q.queuer_tgid = BPF_CORE_READ(cur, tgid);
 	BPF_CORE_READ_STR_INTO(&q.queuer_comm, cur, comm);
 	BPF_CORE_READ_STR_INTO(&q.wq, pwq, wq, name);
-	if (bpf_map_update_elem(&queued, &key, &q, BPF_ANY))
+	if (bpf_map_update_elem(&queued, &key, &q, BPF_ANY)) {
 		COUNT_DROP();
+		__sync_fetch_and_add(&queued_dropped, 1);
+	}
 	return 0;
+}
+
+/* The statistics of a queued item's function and pool CPU, created on first use. */
+static __always_inline struct wq_stats *stats_of(struct wq_queued *q)
+{
+	struct wq_key k = {.func = q->func, .cpu = q->pool_cpu};
+	struct wq_stats *s = bpf_map_lookup_elem(&stats_by_func, &k);
+
+	if (!s) {
+		struct wq_stats zero = {};
+
+		__builtin_memcpy(zero.wq, q->wq, sizeof(zero.wq));
+		bpf_map_update_elem(&stats_by_func, &k, &zero, BPF_NOEXIST);
+		s = bpf_map_lookup_elem(&stats_by_func, &k);
+		if (!s) {
+			COUNT_DROP();
+			__sync_fetch_and_add(&stats_dropped, 1);
+		}
+	}
+	return s;
 }
 
 static __always_inline int on_start(struct work_struct *work)
@@ -66,7 +93,6 @@ static __always_inline int on_start(struct work_struct *work)
 	struct wq_running r = {};
 	struct wq_queued *q;
 	struct wq_stats *s;
-	struct wq_key k = {};
 
 	COUNT_EVENT();
 	r.ts = now;
@@ -74,28 +100,28 @@ static __always_inline int on_start(struct work_struct *work)
 	r.worker_tid = BPF_CORE_READ(cur, pid);
 	r.cpu = bpf_get_smp_processor_id();
 	BPF_CORE_READ_STR_INTO(&r.worker_comm, cur, comm);
-	if (bpf_map_update_elem(&running, &key, &r, BPF_ANY))
-		COUNT_DROP();
 
 	q = bpf_map_lookup_elem(&queued, &key);
-	if (!q)
-		return 0;               /* queued before we attached */
-	delta = now - q->ts;
-	k.func = q->func;
-	k.cpu = q->pool_cpu;
-	s = bpf_map_lookup_elem(&stats_by_func, &k);
-	if (!s) {
-		struct wq_stats zero = {};
-
-		__builtin_memcpy(zero.wq, q->wq, sizeof(zero.wq));
-		bpf_map_update_elem(&stats_by_func, &k, &zero, BPF_NOEXIST);
-		s = bpf_map_lookup_elem(&stats_by_func, &k);
-		if (!s) {
-			COUNT_DROP();
-			bpf_map_delete_elem(&queued, &key);
-			return 0;
-		}
+	s = q ? stats_of(q) : NULL;
+	/* execute_end has no pool: the stats key goes with the running item.  An item whose
+	 * queue_work was not seen (before the probe attached, or by a task not selected) is
+	 * kept for the running list but timed nowhere, so both ends count the same items. */
+	if (s) {
+		r.pool_cpu = q->pool_cpu;
+		r.keyed = 1;
 	}
+	if (bpf_map_update_elem(&running, &key, &r, BPF_ANY)) {
+		COUNT_DROP();
+		if (s)
+			__sync_fetch_and_add(&exec_dropped, 1);
+	}
+	if (!q)
+		return 0;
+	if (!s) {
+		bpf_map_delete_elem(&queued, &key);
+		return 0;
+	}
+	delta = now - q->ts;
 	__u32 slot = log2_u64(delta / 1000);
 
 	if (slot >= WQ_HIST_SLOTS)
@@ -130,16 +156,15 @@ static __always_inline int on_end(struct work_struct *work)
 	delta = now - r->ts;
 	k.func = r->func;      /* the tracepoint's function argument is refused to tp_btf (a
 	                        * function pointer): use the one read at execute_start */
-	k.cpu = -1;
-	/* the pool CPU of a per-CPU worker is the CPU it runs on */
-	if (BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), nr_cpus_allowed) == 1)
-		k.cpu = r->cpu;
-	s = bpf_map_lookup_elem(&stats_by_func, &k);
+	k.cpu = r->pool_cpu;
+	s = r->keyed ? bpf_map_lookup_elem(&stats_by_func, &k) : NULL;
 	if (s) {
 		__sync_fetch_and_add(&s->exec_count, 1);
 		__sync_fetch_and_add(&s->exec_sum_ns, delta);
 		if (delta > s->exec_max_ns)
 			s->exec_max_ns = delta;
+	} else if (r->keyed) {
+		__sync_fetch_and_add(&exec_dropped, 1);
 	}
 	bpf_map_delete_elem(&running, &key);
 	return 0;

@@ -24,6 +24,8 @@ struct wq_running {
 	__u64 func;
 	__u32 worker_tid;
 	__s32 cpu;
+	__s32 pool_cpu;         /* its stats key's CPU, from queue_work */
+	__u32 keyed;            /* 1: its stats entry exists (queue_work was seen) */
 	char worker_comm[16];
 };
 

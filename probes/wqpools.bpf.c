@@ -14,10 +14,10 @@
 #include "wqpools.h"
 
 DEFINE_PROBE_STATS
+EXPORT_CONST(WQP_WORKS);
+EXPORT_CONST(WQP_NAME_LEN);
 
 #define PF_WQ_WORKER    0x00000020
-#define WORK_PWQ        (1UL << 2)      /* WORK_STRUCT_PWQ: data holds the pool_workqueue */
-#define WORK_PWQ_MASK   (~0xffUL)       /* WORK_STRUCT_PWQ_SHIFT 8; checked against the pool */
 #define COUNT_MAX       256
 
 struct {
@@ -26,22 +26,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct wqpool_rec);
 } scratch SEC(".maps");
-
-/* Before 5.17 a kthread's struct kthread hung from set_child_tid. */
-struct task_struct___old {
-	int *set_child_tid;
-} __attribute__((preserve_access_index));
-
-static __always_inline struct worker *worker_of(struct task_struct *t)
-{
-	struct kthread *kt;
-
-	if (bpf_core_field_exists(t->worker_private))
-		kt = BPF_CORE_READ(t, worker_private);
-	else
-		kt = (void *)BPF_CORE_READ((struct task_struct___old *)t, set_child_tid);
-	return kt ? BPF_CORE_READ(kt, data) : NULL;
-}
 
 SEC("iter/task")
 int dump_pools(struct bpf_iter__task *ctx)
@@ -101,7 +85,7 @@ int dump_pools(struct bpf_iter__task *ctx)
 			work = (void *)((char *)pos - bpf_core_field_offset(struct work_struct, entry));
 			rec->funcs[i] = (__u64)BPF_CORE_READ(work, func);
 			data = BPF_CORE_READ(work, data.counter);
-			pwq = (data & WORK_PWQ) ? (void *)(data & WORK_PWQ_MASK) : NULL;
+			pwq = work_pwq(data);           /* checked against the pool */
 			if (pwq && BPF_CORE_READ(pwq, pool) == pool)
 				BPF_CORE_READ_STR_INTO(&rec->wq[i], pwq, wq, name);
 		}

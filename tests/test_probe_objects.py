@@ -1,9 +1,11 @@
 """The shipped CO-RE objects: rebuilt from their sources they are byte-identical to the
 committed ones; every manifest names programs, globals and maps its object has; the
-collectors' ctypes records match the structs in the object's BTF."""
+collectors' ctypes records match the structs in the object's BTF, and the constants they
+mirror match the object's (EXPORT_CONST in probes/common.h)."""
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import re
 import shutil
@@ -82,6 +84,23 @@ def _btf_structs(obj: Path) -> dict[str, tuple[int, dict[str, int]]]:
     return structs
 
 
+def _exported_constants(obj: Path) -> dict[str, int]:
+    """The object's EXPORT_CONST values, from its .rodata image (nothing is loaded)."""
+    from investigator.bpf._lib import lib
+    with BpfObject(obj) as o:
+        if not any(n.endswith(".rodata") for n in o.maps):
+            return {}
+        out = {}
+        for name in o.globals():
+            if name.startswith("const_"):
+                mp, off, size = o._global(name, ".rodata")
+                n = ctypes.c_size_t(0)
+                base = lib().bpf_map__initial_value(mp._ptr, ctypes.byref(n))
+                assert base and off + size <= n.value, name
+                out[name[len("const_"):]] = int.from_bytes(ctypes.string_at(base + off, size), "little")
+        return out
+
+
 @pytest.mark.parametrize("name", sorted(n for n, m in registry().items() if not m.userspace))
 def test_collector_records_match_object_btf(name: str) -> None:
     m = registry()[name]
@@ -91,7 +110,12 @@ def test_collector_records_match_object_btf(name: str) -> None:
     for cname, cls in mod.LAYOUTS.items():
         assert cname in structs, f"struct {cname} not in {m.object_path.name}'s BTF"
         size, members = structs[cname]
-        import ctypes
         assert ctypes.sizeof(cls) == size, f"sizeof {cname}"
         for fname, _ in cls._fields_:
             assert members.get(fname) == getattr(cls, fname).offset, f"{cname}.{fname}"
+    # and the constants it mirrors
+    exported = _exported_constants(m.object_path)
+    mirrored = getattr(mod, "CONSTANTS", {})
+    assert set(mirrored) == set(exported), f"{m.collector}.CONSTANTS vs EXPORT_CONST in {m.object_path.name}"
+    for cname, value in mirrored.items():
+        assert exported[cname] == value, f"{cname}: {value} in {m.collector}.py, {exported[cname]} in the object"

@@ -33,18 +33,20 @@ class Collector(Protocol):
 @dataclass(frozen=True)
 class Targets:
     """In-kernel filters a run passes to every probe (``task_selected()`` in
-    probes/common.h): a process, a command name, a cgroup v2 id; empty = everything."""
+    probes/common.h): a process, a command name, a cgroup v2 subtree (its root's id and
+    level); empty = everything."""
     pid: int = 0
     comm: str = ""
     cgroup_id: int = 0
+    cgroup_level: int = 0
 
-    def key(self) -> tuple[int, str, int]:
-        return (self.pid, self.comm, self.cgroup_id)
+    def key(self) -> tuple[int, str, int, int]:
+        return (self.pid, self.comm, self.cgroup_id, self.cgroup_level)
 
     def globals(self) -> dict[str, int | bytes]:
         return {"targ_tgid": self.pid,
                 "targ_comm": self.comm.encode()[:15].ljust(16, b"\0"),
-                "targ_cgroup": self.cgroup_id}
+                "targ_cgroup": self.cgroup_id, "targ_cgroup_level": self.cgroup_level}
 
 
 def availability(manifest: ProbeManifest) -> tuple[str | None, list[dict[str, str]]]:

@@ -142,18 +142,31 @@ def seconds_since_exec() -> float:
         return float("nan")
 
 
-def cgroup2_id(path: str) -> int:
-    """The cgroup v2 id of a cgroup folder (its inode number), as the kernel's
-    kernfs_node::id; accepts a path under the cgroup2 mount or relative to it."""
+PROC_CGROUP_INIT_INO = 0xEFFFFFFB   # the initial cgroup namespace's inode (include/linux/proc_ns.h)
+
+
+def cgroup2_node(path: str) -> tuple[int, int]:
+    """A cgroup v2 folder's id (its inode number, as the kernel's kernfs_node::id) and its
+    level (its depth below the cgroup v2 root, as cgroup::level); accepts a path under the
+    cgroup2 mount or relative to it.  The level is the path's depth below the mount, which
+    is the root only in the initial cgroup namespace, so another namespace is refused."""
     from .mounts import mounted_types
     roots = [m for m, t in mounted_types().items() if t == "cgroup2"]
     if not roots:
         raise ValueError("no cgroup2 filesystem is mounted (cgroup v2 is needed for --cgroup)")
+    try:
+        if os.stat("/proc/self/ns/cgroup").st_ino != PROC_CGROUP_INIT_INO:
+            raise ValueError("--cgroup needs the initial cgroup namespace (run on the host)")
+    except OSError:
+        pass
     cands = [path] if path.startswith("/") else [os.path.join(r, path) for r in roots]
     for c in cands:
         real = os.path.realpath(c)
-        if any(real == r or real.startswith(r.rstrip("/") + "/") for r in roots) and os.path.isdir(real):
-            return os.stat(real).st_ino
+        for r in roots:
+            r = r.rstrip("/") or "/"
+            if (real == r or real.startswith(r + "/")) and os.path.isdir(real):
+                rel = os.path.relpath(real, r)
+                return os.stat(real).st_ino, 0 if rel == "." else len(rel.split("/"))
     raise ValueError(f"{path}: not a cgroup v2 folder (cgroup2 is mounted at {', '.join(roots)})")
 
 

@@ -4,7 +4,8 @@ snapshotted by a task iterator when the window opens and when it closes.
 A task counts as *stuck* when it is in both snapshots and did not context-switch in
 between (its nvcsw + nivcsw did not move): it made no progress during the window,
 whatever the clocks say.  ``blocked_s`` -- how long since it last ran -- comes from the
-scheduler's own timestamps (sched_info.last_arrival, se.exec_start)."""
+scheduler's own clocks (sched_info.last_arrival, se.exec_start against their run queue's
+clocks, probes/common.h task_off_cpu_ns())."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 from ...system.kallsyms import symbolize
 from ...system.procfs import current_syscall
 from ...analyze.waitfor import Edge, task_row, wait_tasks
-from ._common import Snapshot, cstr, holder_tasks, iter_records, seconds_since_ran, snapshot_bounds, task_entity
+from ._common import Snapshot, cstr, holder_tasks, iter_records, snapshot_bounds, task_entity
 
 STACK_DEPTH = 32
 TOP_TASKS = 50
@@ -25,7 +26,7 @@ PF_KTHREAD = 0x00200000
 
 
 class BlockedRec(C.Structure):
-    _fields_ = [("now_ns", u64), ("last_arrival_ns", u64), ("exec_start_ns", u64), ("nvcsw", u64),
+    _fields_ = [("now_ns", u64), ("off_cpu_ns", u64), ("nvcsw", u64),
                 ("nivcsw", u64), ("blocker", u64), ("lock_owner", u64), ("owner_tid", u32),
                 ("owner_tgid", u32), ("tid", u32), ("tgid", u32), ("state", u32), ("flags", u32),
                 ("prio", s32), ("stack_bytes", s32), ("comm", C.c_char * 16),
@@ -46,6 +47,7 @@ LOCK_SLOWPATHS = {"__mutex_lock": 0, "__ww_mutex_lock": 0, "__mutex_lock_slowpat
                   "__down_common": 1, "__down": 1, "__down_interruptible": 1, "__down_killable": 1,
                   "__down_timeout": 1, "rwsem_down_read_slowpath": 2, "rwsem_down_write_slowpath": 3}
 MAX_LOCK_FNS = 16
+CONSTANTS = {"STACK_DEPTH": STACK_DEPTH, "MAX_LOCK_FNS": MAX_LOCK_FNS}
 
 
 def load_lock_fns(inst: Any) -> int:
@@ -80,7 +82,7 @@ def describe(r: BlockedRec) -> dict[str, Any]:
                    "source": BLOCKER_SOURCES.get(r.blocker_src, "kernel")}
     return {**task_entity(r.tid, r.tgid, cstr(r.comm), r.prio),
             "state": state_letter(r.state), "kthread": bool(r.flags & PF_KTHREAD),
-            "blocked_s": seconds_since_ran(r.now_ns, r.last_arrival_ns, r.exec_start_ns),
+            "blocked_s": round(r.off_cpu_ns / 1e9, 3),
             "switches": r.nvcsw + r.nivcsw, "stack": stack,
             "wchan": stack[0].split("+")[0] if stack else "", "blocker": blocker}
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .blocked import BlockedRec, describe, empty_worst, finding
+from .blocked import STACK_DEPTH, BlockedRec, describe, empty_worst, finding
 
 REPORTS = 64
 LAYOUTS = {"blocked_rec": BlockedRec}
+CONSTANTS = {"STACK_DEPTH": STACK_DEPTH, "HUNG_REPORTS": REPORTS}
 
 
 def _timeout() -> int:

@@ -23,18 +23,20 @@ SPIN, READ, WRITE, RT, PERCPU, MUTEX = 1, 2, 4, 8, 16, 32
 
 class LockWait(C.Structure):
     _fields_ = [("lock", u64), ("start_ns", u64), ("flags", u32), ("tgid", u32), ("owner_tid", u32),
-                ("owner_tgid", u32), ("frames", u32), ("owner_flags", u32), ("comm", C.c_char * 16),
+                ("owner_tgid", u32), ("frames", u32), ("owner_flags", u32), ("nested", u32), ("tid", u32),
+                ("comm", C.c_char * 16),
                 ("owner_comm", C.c_char * 16), ("stack", u64 * DEPTH)]
 
 
 class LockStat(C.Structure):
     _fields_ = [("count", u64), ("total_ns", u64), ("max_ns", u64), ("flags", u32), ("failed", u32),
                 ("worst_tid", u32), ("worst_tgid", u32), ("worst_owner_tid", u32), ("worst_owner_tgid", u32),
-                ("worst_frames", u32), ("pad", u32), ("worst_comm", C.c_char * 16),
+                ("worst_frames", u32), ("nested", u32), ("worst_comm", C.c_char * 16),
                 ("worst_owner_comm", C.c_char * 16), ("worst_stack", u64 * DEPTH)]
 
 
 LAYOUTS = {"lock_wait": LockWait, "lock_stat": LockStat}
+CONSTANTS = {"LOCK_SLOTS": SLOTS, "LOCK_STACK_DEPTH": DEPTH}
 
 
 def lock_kind(flags: int) -> str:
@@ -85,7 +87,7 @@ class Collector:
             waiter = task_entity(s.worst_tid, s.worst_tgid, cstr(s.worst_comm))
             owner = task_entity(s.worst_owner_tid, s.worst_owner_tgid, cstr(s.worst_owner_comm))
             out_locks.append({"addr": hex(addr), "name": lock_name(addr), "kind": kind, "count": s.count,
-                              "failed": s.failed, "total_ms": round(s.total_ns / 1e6, 3),
+                              "failed": s.failed, "nested": s.nested, "total_ms": round(s.total_ns / 1e6, 3),
                               "avg_us": round(s.total_ns / max(1, s.count) / 1e3, 3),
                               "max_ms": round(s.max_ns / 1e6, 3), "waiter": waiter, "owner": owner,
                               "stack": kernel_frames(list(s.worst_stack)[: s.worst_frames])})

@@ -4,8 +4,9 @@ when it closes.
 
 A task is *starved through the window* when it is queued at both snapshots and did not run
 in between (its nvcsw + nivcsw did not move): no wait of it ended, so sched.runqlat, which
-measures waits when they end, never saw it.  Its wait so far comes from the scheduler's
-sched_info.last_queued (at least the window when that is not kept).  The culprit is the
+measures waits when they end, never saw it.  Its wait so far is the scheduler's: its run
+queue's clock less sched_info.last_queued, computed in the kernel (at least the time between
+the two snapshots, by bpf_ktime_get_ns(), when that is not kept).  The culprit is the
 task running on its CPU at the window's end, said to hold the CPU throughout when it also
 did at the start."""
 
@@ -22,7 +23,7 @@ u32, s32, u64 = C.c_uint32, C.c_int32, C.c_uint64
 
 
 class RunnableRec(C.Structure):
-    _fields_ = [("now_ns", u64), ("queued_ns", u64), ("switches", u64), ("tid", u32), ("tgid", u32),
+    _fields_ = [("now_ns", u64), ("waited_ns", u64), ("switches", u64), ("tid", u32), ("tgid", u32),
                 ("prio", s32), ("policy", u32), ("cpu", u32), ("running", u32), ("comm", C.c_char * 16)]
 
 
@@ -54,8 +55,8 @@ class Collector:
         for r in queued:
             before = self.first.get(r.tid)
             stuck = before is not None and not before.running and before.switches == r.switches
-            waited_ms = (r.now_ns - r.queued_ns) / 1e6 if 0 < r.queued_ns < r.now_ns else 0.0
-            if stuck:                       # queued at least from one snapshot to the other
+            waited_ms = r.waited_ns / 1e6
+            if stuck:                       # queued at least from one snapshot to the other (one clock)
                 waited_ms = max(waited_ms, (r.now_ns - before.now_ns) / 1e6)
             c = on_cpu.get(r.cpu)
             culprit = task_entity(c.tid, c.tgid, cstr(c.comm), c.prio, c.policy) if c else \

@@ -32,6 +32,7 @@ class TaskLat(C.Structure):
 
 
 LAYOUTS = {"cpu_lat": CpuLat, "culprit": Culprit, "task_lat": TaskLat}
+CONSTANTS = {"HIST_SLOTS": HIST_SLOTS}
 
 
 def _ms(ns: int) -> float:
@@ -124,6 +125,7 @@ class Collector:
             "per_cpu": per_cpu,
             "tasks": tasks[:TOP_TASKS],
             "tasks_over_min": len(tasks),
+            "starts_dropped": inst.obj.read_global("starts_dropped"),
             "worst": worst,
             "starved": starved,
             "rt_throttling": procfs.rt_throttling(),

@@ -22,7 +22,8 @@ class WqQueued(C.Structure):
 
 
 class WqRunning(C.Structure):
-    _fields_ = [("ts", u64), ("func", u64), ("worker_tid", u32), ("cpu", s32), ("worker_comm", C.c_char * 16)]
+    _fields_ = [("ts", u64), ("func", u64), ("worker_tid", u32), ("cpu", s32), ("pool_cpu", s32), ("keyed", u32),
+                ("worker_comm", C.c_char * 16)]
 
 
 class WqKey(C.Structure):
@@ -38,6 +39,7 @@ class WqStats(C.Structure):
 
 
 LAYOUTS = {"wq_queued": WqQueued, "wq_running": WqRunning, "wq_key": WqKey, "wq_stats": WqStats}
+CONSTANTS = {"WQ_HIST_SLOTS": SLOTS}
 
 
 def _ms(ns: int) -> float:
@@ -120,4 +122,5 @@ class Collector:
             "running_max_ms": running[0]["running_ms"] if running else 0.0,
             "running": running[:TOP],
             "worst": worst,
+            **{f"{m}_dropped": inst.obj.read_global(f"{m}_dropped") for m in ("queued", "stats", "exec")},
         }

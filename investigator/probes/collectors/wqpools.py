@@ -36,6 +36,7 @@ class WqPoolRec(C.Structure):
 
 
 LAYOUTS = {"wqpool_rec": WqPoolRec}
+CONSTANTS = {"WQP_WORKS": WORKS, "WQP_NAME_LEN": NAME}
 
 
 def measured_hz(first: list[Any], last: list[Any]) -> int:
