@@ -29,7 +29,7 @@ def _wait(tid: int, culprit_tid: int, culprit_tgid: int, comm: bytes) -> tuple[b
 def _finish(rows: list[tuple[bytes, bytes]]) -> dict[str, Any]:
     inst = SimpleNamespace(obj=SimpleNamespace(maps={"cpu_hist": _Map([]), "task_lat": _Map(rows)},
                                                read_global=lambda name: 0),
-                           attached_at=time.monotonic() - 5)
+                           attached_at=time.monotonic() - 5, values={})
     return runqlat.Collector().finish(inst)
 
 

@@ -57,7 +57,7 @@ def test_manifest_matches_its_object(name: str) -> None:
                                               "uprobe": ("uprobe", "uretprobe")}.get(alt.kind, (alt.kind,))
         rodata = o.globals() if any(n.endswith(".rodata") for n in o.maps) else {}
         for p in m.params.values():
-            assert p.type in ("symbol", "path") or p.global_name in rodata, p.global_name
+            assert p.type in ("symbol", "path") or p.collector or p.global_name in rodata, p.global_name
         for mp in m.maps:
             assert mp in o.maps, mp
         assert "probe_stats" in o.maps, "every probe counts its events for the overhead guard"

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..finding import Finding, Lock, Task
+
 MAX_CYCLES = 20                 # cycles listed; every cycle of the graph is counted
 MAX_CYCLES_PER_SCC = 64         # cycles enumerated in one strongly connected component
 MAX_CHAIN = 32                  # waits followed along one chain
@@ -195,31 +197,27 @@ def _doing(t: dict[str, Any]) -> str:
     return "doing nothing any probe of the node saw"
 
 
-def _lock_row(e: Edge, who: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    return {"lock": e.lock, "addr": e.addr, "kind": e.kind, "source": e.source,
-            "waiter_tid": e.waiter, "waiter_comm": who.get(e.waiter, {}).get("comm", ""),
-            "holder_tid": e.holder, "holder_comm": who.get(e.holder, {}).get("comm", "")}
+def _lock(e: Edge, who: dict[int, dict[str, Any]]) -> Lock:
+    """An edge's lock: its waiter and holder, with the edge's label and source probe."""
+    return Lock(e.kind, e.addr, holder_tid=e.holder, waiter_tid=e.waiter,
+                extra={"lock": e.lock, "source": e.source, "waiter_comm": who.get(e.waiter, {}).get("comm", ""),
+                       "holder_comm": who.get(e.holder, {}).get("comm", "")})
 
 
-def _ent(tid: int, who: dict[int, dict[str, Any]], role: str, waits_for: str = "",
-         holds: str = "") -> dict[str, Any]:
+def _task(tid: int, who: dict[int, dict[str, Any]], role: str, waits_for: str = "", holds: str = "") -> Task:
     """A task of a cycle or chain: who, the lock it waits for and the one it holds (the
     lock the previous task waits for), and its stack when a probe recorded one."""
     w = who.get(tid, {})
-    e = {"tid": tid, "pid": w.get("pid", tid), "comm": w.get("comm", ""), "role": role,
-         "waits_for": waits_for, "holds": holds}
-    if w.get("stack"):
-        e["stack"] = w["stack"]
-    return e
+    return Task(tid, w.get("pid", tid), w.get("comm", ""), role, waits_for=waits_for, holds=holds,
+                stack=w["stack"] if w.get("stack") else None)
 
 
 def empty_analysis() -> dict[str, Any]:
     return {"edges_count": 0, "edges_dropped": 0, "sources": [], "cycles_count": 0, "stuck_cycles_count": 0,
             "cycles": [],
-            "deadlock": {"size": 0, "stuck": False, "blocked_s": 0.0, "tasks": [], "locks": [], "cycle": [],
-                         "cpus": []},
-            "chain": {"length": 0, "tasks": [], "locks": [], "terminal": {"tid": 0, "comm": "", "wchan": "", "state": "", "doing": ""},
-                      "cpus": []}}
+            "deadlock": Finding.empty(size=0, stuck=False, blocked_s=0.0, cycle=[]).to_dict(),
+            "chain": Finding.empty(length=0, terminal={"tid": 0, "comm": "", "wchan": "", "state": "",
+                                                       "doing": ""}).to_dict()}
 
 
 def _gather(env: dict[str, Any]) -> tuple[list[Edge], int, list[str], dict[int, dict[str, Any]]]:
@@ -286,11 +284,12 @@ def analyze(env: dict[str, Any]) -> dict[str, Any]:
     out["edges_count"] = len(edges)
     found = []
     for cyc in cycles(edges):
-        found.append({"size": len(cyc), "stuck": all(w.stuck for w in cyc),
-                      "blocked_s": min(w.waited_s for w in cyc),
-                      "tasks": [_ent(w.waiter, who, "waiter", w.lock, cyc[i - 1].lock) for i, w in enumerate(cyc)],
-                      "locks": [_lock_row(w, who) for w in cyc],
-                      "cycle": [w.waiter for w in cyc], "cpus": []})
+        found.append(Finding(tasks=[_task(w.waiter, who, "waiter", w.lock, cyc[i - 1].lock)
+                                    for i, w in enumerate(cyc)],
+                             locks=[_lock(w, who) for w in cyc],
+                             details={"size": len(cyc), "stuck": all(w.stuck for w in cyc),
+                                      "blocked_s": min(w.waited_s for w in cyc),
+                                      "cycle": [w.waiter for w in cyc]}).to_dict())
     found.sort(key=lambda c: (not c["stuck"], -c["blocked_s"]))
     out["cycles"] = found[:MAX_CYCLES]
     out["cycles_count"] = len(found)
@@ -301,12 +300,11 @@ def analyze(env: dict[str, Any]) -> dict[str, Any]:
     if best:
         tids = [e.waiter for e in best] + [best[-1].holder]
         term = who.get(tids[-1], {})
-        out["chain"] = {"length": len(best),
-                        "tasks": [_ent(t, who, "waiter", best[i].lock, best[i - 1].lock if i else "")
-                                  for i, t in enumerate(tids[:-1])] +
-                                 [_ent(tids[-1], who, "holder", "", best[-1].lock)],
-                        "locks": [_lock_row(e, who) for e in best],
-                        "terminal": {"tid": tids[-1], "comm": term.get("comm", ""), "wchan": term.get("wchan", ""),
-                                     "state": term.get("state", ""), "doing": _doing(term)},
-                        "cpus": []}
+        out["chain"] = Finding(
+            tasks=[_task(t, who, "waiter", best[i].lock, best[i - 1].lock if i else "")
+                   for i, t in enumerate(tids[:-1])] + [_task(tids[-1], who, "holder", "", best[-1].lock)],
+            locks=[_lock(e, who) for e in best],
+            details={"length": len(best),
+                     "terminal": {"tid": tids[-1], "comm": term.get("comm", ""), "wchan": term.get("wchan", ""),
+                                  "state": term.get("state", ""), "doing": _doing(term)}}).to_dict()
     return out

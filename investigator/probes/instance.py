@@ -143,7 +143,7 @@ class ProbeInstance:
             if pname in chosen and prog.kind in ("fentry", "fexit") and chosen[pname] != prog.target:
                 prog.set_attach_target(chosen[pname])
         for pname, p in m.params.items():
-            if p.type not in TARGET_TYPES:
+            if p.type not in TARGET_TYPES and not p.collector:
                 obj.set_global(p.global_name, self.values[pname])
         present = obj.globals()
         for gname, value in self.targets.globals().items():

@@ -55,6 +55,7 @@ class Param:
     default: Any
     help: str
     max: int | None = None          # the largest value an "int" parameter accepts
+    collector: bool = False         # policy the collector applies (inst.values), no BPF global
 
 
 @dataclass(frozen=True)
@@ -186,14 +187,17 @@ def load_manifest(path: Path) -> ProbeManifest:
     userspace = bool(hooks) and all(h.kind == "procfs" for h in hooks)
     params = {}
     for name, p in (d.get("params") or {}).items():
-        _only_keys(p, {"global", "type", "default", "help", "max"}, f"{where}: param {name}")
+        _only_keys(p, {"global", "type", "default", "help", "max", "collector"}, f"{where}: param {name}")
         if p["type"] not in PARAM_TYPES:
             raise ManifestError(f"{where}: param {name}: type must be one of {PARAM_TYPES}")
-        if p["type"] not in TARGET_TYPES and "global" not in p and not userspace:
-            raise ManifestError(f"{where}: param {name}: missing 'global'")
+        collector = p.get("collector") is True
+        if collector and ("global" in p or p["type"] in TARGET_TYPES):
+            raise ManifestError(f"{where}: param {name}: a collector parameter has no 'global' and is no target")
+        if p["type"] not in TARGET_TYPES and "global" not in p and not userspace and not collector:
+            raise ManifestError(f"{where}: param {name}: missing 'global' (or 'collector: true')")
         params[name] = Param(name=name, global_name=p.get("global", ""), type=p["type"],
                              default=p.get("default"), help=p.get("help", ""),
-                             max=int(p["max"]) if "max" in p else None)
+                             max=int(p["max"]) if "max" in p else None, collector=collector)
     for e in _require(d, "evidence", where):
         _only_keys(e, {"path", "type", "unit", "help"}, f"{where}: evidence {e.get('path')}")
     evidence = tuple(EvidenceField(path=e["path"], type=e["type"], unit=e.get("unit", ""),

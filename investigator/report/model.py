@@ -17,36 +17,31 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..finding import Finding, Task
 from ..result import PROBLEM_VERDICTS, NodeResult, RunOutcome
 
 SCHEMA_VERSION = 1
 
 
-def _int(x: Any) -> int:
-    """A task's tid or pid as given, 0 when it is not a number (evidence from a bundle)."""
-    try:
-        return int(x)
-    except (TypeError, ValueError, OverflowError):
-        return 0
+REPORT_FRAMES = 16      # frames of a verdict task's stack in the report
+
+
+def _task(t: Task) -> dict[str, Any]:
+    """A verdict's task as the report names it: who and its role, and for a wait-for cycle's
+    or chain's task the lock it waits for, the one it holds, where it sleeps, its stack."""
+    e: dict[str, Any] = {"pid": t.pid, "tid": t.tid, "comm": t.comm, "role": t.role}
+    for k in ("waits_for", "holds", "wchan"):
+        if getattr(t, k):
+            e[k] = getattr(t, k)
+    if t.stack:
+        e["stack"] = t.stack[:REPORT_FRAMES]
+    return e
 
 
 def _entities(about: Any) -> tuple[list[dict[str, Any]], list[Any], list[Any]]:
-    if not isinstance(about, dict):
-        return [], [], []
-    tasks = []
-    for t in about.get("tasks") or []:
-        if isinstance(t, dict):
-            e = {"pid": _int(t.get("pid", 0)), "tid": _int(t.get("tid", 0)),
-                 "comm": str(t.get("comm", "")), "role": str(t.get("role", "bystander"))}
-            for k in ("waits_for", "holds", "wchan"):      # a wait-for cycle's or chain's task
-                if t.get(k):
-                    e[k] = str(t[k])
-            if isinstance(t.get("stack"), list) and t["stack"]:
-                e["stack"] = [str(f) for f in t["stack"][:16]]
-            tasks.append(e)
-    cpus = [c for c in (about.get("cpus") or []) if isinstance(c, int) and c >= 0]
-    locks = [lk for lk in (about.get("locks") or []) if isinstance(lk, dict)]
-    return tasks, locks, cpus
+    """The tasks, locks and CPUs of a rule's ``about`` (a finding, from a bundle maybe)."""
+    f = Finding.from_dict(about)
+    return [_task(t) for t in f.tasks], [lk.to_dict() for lk in f.locks], f.cpus
 
 
 def node_dict(n: NodeResult) -> dict[str, Any]:

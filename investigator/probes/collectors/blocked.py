@@ -13,6 +13,7 @@ import ctypes as C
 import os
 from typing import Any
 
+from ...finding import Finding, Lock, Task
 from ...system.kallsyms import symbolize
 from ...system.procfs import current_syscall
 from ...analyze.waitfor import Edge, task_row, wait_tasks
@@ -145,28 +146,30 @@ def _syscall_file(tid: int, pid: int) -> str:
     return target if target.startswith("/") else ""
 
 
-def finding(w: dict[str, Any]) -> dict[str, Any]:
+def finding(w: dict[str, Any]) -> Finding:
     """A described blocked task as a finding: the task as waiter, the owner of the lock it
     is blocked on (when the kernel records one) as holder, that lock."""
     ent = {k: w[k] for k in ("tid", "pid", "comm")}
-    roles = [{**ent, "role": "waiter"}]
+    tasks = [Task(w["tid"], w["pid"], w["comm"], "waiter")]
     locks = []
-    if w["blocker"]:
-        locks.append({"addr": w["blocker"]["addr"], "kind": w["blocker"]["kind"],
-                      "owner_tid": (w["blocker"]["owner"] or {}).get("tid", 0)})
-        if w["blocker"]["owner"]:
-            roles.append({**w["blocker"]["owner"], "role": "holder"})
-    return {"task": ent, "blocked_s": w["blocked_s"], "stack": w["stack"], "wchan": w["wchan"],
-            "blocker": w["blocker"], "diagnosis": diagnosis(w), "tasks": roles, "locks": locks, "cpus": []}
+    b = w["blocker"]
+    if b:
+        owner = b["owner"] or {}
+        locks.append(Lock(b["kind"], b["addr"], holder_tid=owner.get("tid", 0), waiter_tid=w["tid"],
+                          extra={"owner_tid": owner.get("tid", 0)}))
+        if owner:
+            tasks.append(Task(owner["tid"], owner["pid"], owner["comm"], "holder"))
+    return Finding(tasks=tasks, locks=locks, stack=w["stack"],
+                   details={"task": ent, "blocked_s": w["blocked_s"], "wchan": w["wchan"], "blocker": b,
+                            "diagnosis": diagnosis(w)})
+
+
+EMPTY = {"blocked_s": 0.0, "task": task_entity(0, 0, ""), "wchan": "", "blocker": None, "diagnosis": ""}
+"""The details of no blocked task (``sched.hung`` shares them)."""
 
 
 def snapshot(inst: Any) -> Snapshot:
     return iter_records(inst, BlockedRec)
-
-
-def empty_worst() -> dict[str, Any]:
-    return {"blocked_s": 0.0, "state": "", "task": task_entity(0, 0, ""), "stack": [], "wchan": "",
-            "blocker": None, "diagnosis": "", "tasks": [], "cpus": [], "locks": []}
 
 
 class Collector:
@@ -186,10 +189,11 @@ class Collector:
         tasks.sort(key=lambda t: (t["state"] != "D", not t["stuck"], -t["blocked_s"]))
         d_tasks = [t for t in tasks if t["state"] == "D"]
         stuck = [t for t in d_tasks if t["stuck"]]
-        worst = empty_worst()
+        worst = Finding.empty(**EMPTY, state="")
         if d_tasks:
             w = max(stuck or d_tasks, key=lambda t: t["blocked_s"])
-            worst = {**finding(w), "state": w["state"], "stuck": w["stuck"]}
+            worst = finding(w)
+            worst.details.update(state=w["state"], stuck=w["stuck"])
         edges = [Edge(t["tid"], t["blocker"]["owner"]["tid"], f"{t['blocker']['kind']} {t['blocker']['addr']}",
                       t["blocker"]["kind"], t["blocker"]["addr"], t["blocked_s"],
                       bool(t["stuck"] or (t["state"] == "S" and t["tid"] in self.first and t["switches"] ==
@@ -211,6 +215,6 @@ class Collector:
             "max_stuck_s": max((t["blocked_s"] for t in stuck), default=0.0),
             "sleeping_count": len(tasks) - len(d_tasks),
             "tasks": tasks[:TOP_TASKS],
-            "worst": worst,
+            "worst": worst.to_dict(),
             **snapshot_bounds(self.start_snap, end_snap),
         }

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .blocked import STACK_DEPTH, BlockedRec, describe, empty_worst, finding
+from ...finding import Finding
+from .blocked import EMPTY, STACK_DEPTH, BlockedRec, describe, finding
 
 REPORTS = 64
 LAYOUTS = {"blocked_rec": BlockedRec}
@@ -42,11 +43,11 @@ class Collector:
         for t in tasks:
             t.pop("_at")
         total = int.from_bytes(seq_raw[:8], "little") if isinstance(seq_raw, bytes) else sum(t["reports"] for t in tasks)
-        worst = finding(tasks[0]) if tasks else {k: v for k, v in empty_worst().items() if k != "state"}
+        worst = finding(tasks[0]) if tasks else Finding.empty(**EMPTY)
         return {
             "timeout_s": _timeout(),
             "reports": total,
             "tasks_count": len(tasks),
             "tasks": tasks[:20],
-            "worst": worst,
+            "worst": worst.to_dict(),
         }

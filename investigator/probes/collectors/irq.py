@@ -7,10 +7,12 @@ import ctypes as C
 import time
 from typing import Any
 
+from ...finding import Finding, Task
 from ._common import cstr, kernel_stack, task_entity
 
 VECTORS = ("HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED", "HRTIMER", "RCU")
 TOP = 20
+OWN_RAISES_PCT = 10     # the own_raises_pct parameter's default (probes/irq.yaml)
 u32, s32, u64 = C.c_uint32, C.c_int32, C.c_uint64
 
 
@@ -64,16 +66,6 @@ def context_of(tid: int, comm: str, kthread: bool) -> str:
 
 def _ms(ns: int) -> float:
     return round(ns / 1e6, 3)
-
-
-def empty_cpu() -> dict[str, Any]:
-    return {"cpu": -1, "softirq_ms": 0.0, "hardirq_ms": 0.0, "share_pct": 0.0, "top_vector": "",
-            "top_vector_ms": 0.0, "tasks": [], "cpus": []}
-
-
-def empty_charged() -> dict[str, Any]:
-    return {**task_entity(0, 0, ""), "vector": "", "cpu": -1, "count": 0, "charged_ms": 0.0,
-            "share_pct": 0.0, "raised_self": 0, "raised_irq": 0, "raised_unknown": 0, "context": "", "tasks": [], "cpus": []}
 
 
 class Collector:
@@ -140,29 +132,31 @@ class Collector:
             cpus.append({"cpu": cpu, "softirq_ms": _ms(c["softirq_ns"]), "hardirq_ms": _ms(c["hardirq_ns"]),
                          "share_pct": round(100 * (c["softirq_ns"] + c["hardirq_ns"]) / window_ns, 2),
                          "top_vector": top[0], "top_vector_ms": _ms(top[1])})
-        worst_cpu = empty_cpu()
+        worst_cpu = Finding.empty(cpu=-1, softirq_ms=0.0, hardirq_ms=0.0, share_pct=0.0, top_vector="",
+                                  top_vector_ms=0.0)
         if cpus:
             w = max(cpus, key=lambda c: c["share_pct"])
-            tasks = [{**{k: c[k] for k in ("tid", "pid", "comm")}, "role": "bystander" if c["context"] != "task" else "victim",
-                      "charged_ms": c["charged_ms"]} for c in charged if c["cpu"] == w["cpu"]][:5]
-            worst_cpu = {**w, "tasks": tasks, "cpus": [w["cpu"]]}
+            tasks = [Task(c["tid"], c["pid"], c["comm"], "bystander" if c["context"] != "task" else "victim",
+                          extra={"charged_ms": c["charged_ms"]}) for c in charged if c["cpu"] == w["cpu"]][:5]
+            worst_cpu = Finding(tasks=tasks, cpus=[w["cpu"]], details=w)
         in_tasks = [c for c in charged if c["context"] == "task"]
-        # someone else's work: the task itself raised under a tenth of the softirqs it ran
-        foreign = [c for c in in_tasks if (c["raised_self"] + c["raised_unknown"]) * 10 < c["count"]]
-        worst_charged = empty_charged()
+        # someone else's work: the task itself raised under own_raises_pct of the softirqs it ran
+        own_pct = inst.values.get("own_raises_pct", OWN_RAISES_PCT)
+        foreign = [c for c in in_tasks if (c["raised_self"] + c["raised_unknown"]) * 100 < own_pct * c["count"]]
+        worst_charged = Finding.empty(**task_entity(0, 0, ""), vector="", cpu=-1, count=0, charged_ms=0.0,
+                                      share_pct=0.0, raised_self=0, raised_irq=0, raised_unknown=0, context="")
         if foreign:
             w = foreign[0]
-            worst_charged = {**w, "tasks": [{**{k: w[k] for k in ("tid", "pid", "comm")}, "role": "victim"}],
-                             "cpus": [w["cpu"]]}
+            worst_charged = Finding(tasks=[Task.of(w, "victim")], cpus=[w["cpu"]], details=w)
         return {
             "softirq_ms": _ms(sum(c["softirq_ns"] for c in per_cpu.values())),
             "hardirq_ms": _ms(sum(c["hardirq_ns"] for c in per_cpu.values())),
             "cpus": cpus,
-            "worst_cpu": worst_cpu,
+            "worst_cpu": worst_cpu.to_dict(),
             "softirqs": softirqs[:TOP],
             "hardirqs": hardirqs[:TOP],
             "charged": charged[:TOP],
             "charged_to_tasks_ms": round(sum(c["charged_ms"] for c in in_tasks), 3),
             "foreign_charged_ms": round(sum(c["charged_ms"] for c in foreign), 3),
-            "worst_charged": worst_charged,
+            "worst_charged": worst_charged.to_dict(),
         }

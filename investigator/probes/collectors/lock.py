@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from ...analyze.waitfor import Edge, task_row, wait_tasks
+from ...finding import Finding, Lock, Task
 from ...system.kallsyms import kallsyms
 from ._common import cstr, hist_quantile, kernel_frames, log2_hist, task_entity
 
@@ -18,6 +19,7 @@ TOP = 20
 u32, u64 = C.c_uint32, C.c_uint64
 DEPTH = 24          # LOCK_STACK_DEPTH
 WAITING_MAX = 10240     # the waiting map's max_entries (probes/lock.bpf.c): every wait in progress is read
+STUCK_PCT = 90          # the stuck_pct parameter's default (probes/lock.yaml)
 SPIN, READ, WRITE, RT, PERCPU, MUTEX = 1, 2, 4, 8, 16, 32
 
 
@@ -62,10 +64,18 @@ def lock_name(addr: int) -> str:
     return name if off == "0x0" else ""
 
 
-def empty_worst() -> dict[str, Any]:
-    return {"addr": "", "name": "", "kind": "", "count": 0, "total_ms": 0.0, "max_ms": 0.0,
-            "waiter": task_entity(0, 0, ""), "owner": task_entity(0, 0, ""), "stack": [], "tasks": [],
-            "locks": [], "cpus": []}
+def worst_finding(top: dict[str, Any] | None) -> Finding:
+    """The lock with the most total wait as a finding: its worst waiter, the owner it waited
+    for (when the lock records one) as holder, the lock."""
+    if top is None:
+        return Finding.empty(addr="", name="", kind="", count=0, total_ms=0.0, max_ms=0.0,
+                             waiter=task_entity(0, 0, ""), owner=task_entity(0, 0, ""))
+    waiter, owner = top["waiter"], top["owner"]
+    tasks = [Task(waiter["tid"], waiter["pid"], waiter["comm"], "waiter")]
+    if owner["tid"]:
+        tasks.append(Task(owner["tid"], owner["pid"], owner["comm"], "holder"))
+    return Finding(tasks=tasks, locks=[Lock(top["kind"], top["addr"], top["name"], owner["tid"], waiter["tid"])],
+                   stack=top["stack"], details={k: v for k, v in top.items() if k != "stack"})
 
 
 class Collector:
@@ -112,22 +122,15 @@ class Collector:
         by_tid = {w["tid"]: w for w in waiting}
         observed_s = time.monotonic() - inst.attached_at
         # a wait that lasted (nearly) the whole window is stuck as far as we can see
+        stuck_s = inst.values.get("stuck_pct", STUCK_PCT) / 100 * observed_s
         edges = [Edge(tid, owner, f"{kind} {addr}", kind, addr, by_tid[tid]["waiting_ms"] / 1e3,
-                      by_tid[tid]["waiting_ms"] / 1e3 >= 0.9 * observed_s) for tid, owner, kind, addr in found]
+                      by_tid[tid]["waiting_ms"] / 1e3 >= stuck_s) for tid, owner, kind, addr in found]
         rows = [task_row(w["tid"], w["pid"], w["comm"], stack=[f for f in w["stack"] if isinstance(f, str)])
                 for w in waiting] + [w["owner"] for w in waiting if w["owner"]["tid"]]
         slots = [0] * SLOTS
         for i in range(SLOTS):
             vals = maps["hist"].lookup(i) or []
             slots[i] = sum(int.from_bytes(x, "little") for x in (vals if isinstance(vals, list) else [vals]))
-        worst = empty_worst()
-        if out_locks:
-            top = out_locks[0]
-            worst = {**top, "tasks": [{**top["waiter"], "role": "waiter"}]
-                     + ([{**top["owner"], "role": "holder"}] if top["owner"]["tid"] else []),
-                     "locks": [{"addr": top["addr"], "kind": top["kind"], "name": top["name"],
-                                "holder_tid": top["owner"]["tid"], "waiter_tid": top["waiter"]["tid"]}],
-                     "cpus": []}
         return {
             "contended_locks": len(locks),
             "waits": sum(s.count for s, _ in locks),
@@ -136,7 +139,7 @@ class Collector:
             "p99_wait_us": hist_quantile(slots, 0.99),
             "hist_us": log2_hist(slots),
             "locks": out_locks,
-            "worst": worst,
+            "worst": worst_finding(out_locks[0] if out_locks else None).to_dict(),
             "waiting_count": len(waiting),
             "waiting_max_ms": waiting[0]["waiting_ms"] if waiting else 0.0,
             "waiting": waiting[:TOP],

@@ -7,6 +7,7 @@ import ctypes as C
 import time
 from typing import Any
 
+from ...finding import Finding, Lock, Task
 from ._common import cstr, hist_quantile, kernel_frames, log2_hist, task_entity
 from .lock import lock_name
 
@@ -38,9 +39,14 @@ class HoldStart(C.Structure):
 LAYOUTS = {"hold_stat": HoldStat, "hold_event": HoldEvent, "hold_key": HoldKey, "hold_start": HoldStart}
 
 
-def empty_worst() -> dict[str, Any]:
-    return {"addr": "", "name": "", "count": 0, "max_ms": 0.0, "total_ms": 0.0, "holder": task_entity(0, 0, ""),
-            "stack": [], "tasks": [], "locks": [], "cpus": []}
+def worst_finding(w: dict[str, Any] | None) -> Finding:
+    """The mutex held longest as a finding: its holder, the mutex."""
+    if w is None:
+        return Finding.empty(addr="", name="", count=0, max_ms=0.0, total_ms=0.0, holder=task_entity(0, 0, ""))
+    h = w["holder"]
+    return Finding(tasks=[Task(h["tid"], h["pid"], h["comm"], "holder")],
+                   locks=[Lock("mutex", w["addr"], w["name"], h["tid"])], stack=w["stack"],
+                   details={k: v for k, v in w.items() if k != "stack"})
 
 
 class Collector:
@@ -83,12 +89,6 @@ class Collector:
                      "acquired_ms": round((e.acquired_ns - t0) / 1e6, 3),
                      "released_ms": round((e.released_ns - t0) / 1e6, 3),
                      "held_ms": round((e.released_ns - e.acquired_ns) / 1e6, 3)} for e in recent]
-        worst = empty_worst()
-        if locks:
-            w = locks[0]
-            worst = {**w, "tasks": [{**w["holder"], "role": "holder"}],
-                     "locks": [{"addr": w["addr"], "kind": "mutex", "name": w["name"], "holder_tid": w["holder"]["tid"]}],
-                     "cpus": []}
         return {
             "mutexes": len(locks),
             "holds": sum(lk["count"] for lk in locks),
@@ -96,7 +96,7 @@ class Collector:
             "p99_hold_us": hist_quantile(merged, 0.99),
             "hist_us": log2_hist(merged),
             "locks": locks[:TOP],
-            "worst": worst,
+            "worst": worst_finding(locks[0] if locks else None).to_dict(),
             "holding_count": len(holding),
             "holding": holding[:TOP],
             "timeline": timeline[-64:],

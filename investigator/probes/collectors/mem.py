@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from ...system.kallsyms import kallsyms
+from ...finding import Finding, Task
 from ._common import cstr, task_entity
 
 TOP = 20
@@ -28,11 +29,6 @@ class MemSite(C.Structure):
 
 
 LAYOUTS = {"mem_live": MemLive, "mem_site": MemSite}
-
-
-def empty_failure() -> dict[str, Any]:
-    return {"site": "", "count": 0, "bytes": 0, "gfp": "", "ago_s": 0.0, "task": task_entity(0, 0, ""),
-            "tasks": [], "cpus": []}
 
 
 class Collector:
@@ -75,10 +71,9 @@ class Collector:
         after_series = rate.pop()
         while rate and not rate[-1]:
             rate.pop()
-        worst = empty_failure()
+        worst = Finding.empty(site="", count=0, bytes=0, gfp="", ago_s=0.0, task=task_entity(0, 0, ""))
         if failures:
-            f = failures[0]
-            worst = {**f, "tasks": [{**f["task"], "role": "victim"}], "cpus": []}
+            worst = Finding(tasks=[Task.of(failures[0]["task"], "victim")], details=failures[0])
         observed = max(1e-3, time.monotonic() - inst.attached_at)
         # The total from the rate series: it holds every failure since attach (its last slot
         # takes the overflow), and one read of it is consistent with itself -- a failure
@@ -89,7 +84,7 @@ class Collector:
             "failures": total_fail,
             "failure_rate_per_s": round(total_fail / observed, 3),
             "failure_sites": failures[:TOP],
-            "worst_failure": worst,
+            "worst_failure": worst.to_dict(),
             "rate_bucket_ms": bucket_ms,
             "failures_over_time": rate,
             "failures_after_series": after_series,

@@ -16,6 +16,7 @@ import ctypes as C
 import os
 from typing import Any
 
+from ...finding import Finding, Task
 from ._common import cstr, iter_records, snapshot_bounds, task_entity
 
 TOP = 20
@@ -28,12 +29,6 @@ class RunnableRec(C.Structure):
 
 
 LAYOUTS = {"runnable_rec": RunnableRec}
-
-
-def empty_worst() -> dict[str, Any]:
-    return {"waiting_ms": 0.0, "cpu": -1, "stuck": False, "held_throughout": False, "queued": 0,
-            "victim": task_entity(0, 0, "", 0, 0), "culprit": task_entity(0, 0, "", 0, 0),
-            "tasks": [], "cpus": []}
 
 
 class Collector:
@@ -68,21 +63,20 @@ class Collector:
                           "culprit": culprit,
                           "held_throughout": bool(stuck and c and was_on_cpu.get(r.cpu) == c.tid)})
         tasks.sort(key=lambda t: (not t["stuck"], -t["waiting_ms"]))
-        worst = empty_worst()
+        worst = Finding.empty(waiting_ms=0.0, cpu=-1, stuck=False, held_throughout=False, queued=0,
+                              victim=task_entity(0, 0, "", 0, 0), culprit=task_entity(0, 0, "", 0, 0))
         blamable = [t for t in tasks if t["culprit"]["tid"] and not t["culprit"].get("investigator")]
         if blamable:
             w = blamable[0]
             victim = {k: w[k] for k in ("tid", "pid", "comm", "prio", "rt_priority", "policy")}
-            worst = {"waiting_ms": w["waiting_ms"], "cpu": w["cpu"], "stuck": w["stuck"],
-                     "held_throughout": w["held_throughout"], "queued": w["queued"],
-                     "victim": victim, "culprit": w["culprit"],
-                     "tasks": [{**{k: victim[k] for k in ("tid", "pid", "comm")}, "role": "victim"},
-                               {**{k: w["culprit"][k] for k in ("tid", "pid", "comm")}, "role": "culprit"}],
-                     "cpus": [w["cpu"]]}
+            worst = Finding(tasks=[Task.of(victim, "victim"), Task.of(w["culprit"], "culprit")], cpus=[w["cpu"]],
+                            details={"waiting_ms": w["waiting_ms"], "cpu": w["cpu"], "stuck": w["stuck"],
+                                     "held_throughout": w["held_throughout"], "queued": w["queued"],
+                                     "victim": victim, "culprit": w["culprit"]})
         return {
             "waiting_count": len(tasks),
             "stuck_count": sum(1 for t in tasks if t["stuck"]),
             "tasks": tasks[:TOP],
-            "worst": worst,
+            "worst": worst.to_dict(),
             **snapshot_bounds(self.start_snap, end_snap),
         }

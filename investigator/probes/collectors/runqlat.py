@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from ...system import procfs
+from ...finding import Finding, Task
 from ._common import cstr, hist_quantile, log2_hist, task_entity, unpack
 
 HIST_SLOTS = 32
@@ -39,23 +40,22 @@ def _ms(ns: int) -> float:
     return round(ns / 1e6, 3)
 
 
-ATTRIBUTED_SHARE = 0.5   # a culprit explains a wait when it held the CPU this much of it
+CULPRIT_PCT = 50    # the culprit_pct parameter's default (probes/runqlat.yaml)
 
 
-def _finding(w: dict[str, Any]) -> dict[str, Any]:
+def _finding(w: dict[str, Any] | None) -> dict[str, Any]:
     """A task's worst wait as a finding: victim, culprit, CPU, and the tasks with roles."""
+    if w is None:
+        return Finding.empty(wait_ms=0.0, cpu=-1, victim={**task_entity(0, 0, "", 0, 0)},
+                             culprit={**task_entity(0, 0, "", 0, 0), "held_ms": 0.0, "share": 0.0},
+                             count_over=0).to_dict()
     victim = {k: w[k] for k in ("tid", "pid", "comm", "prio", "rt_priority", "policy")}
-    roles = [{**victim, "role": "victim"}]
+    tasks = [Task(w["tid"], w["pid"], w["comm"], "victim", prio=w["prio"], policy=w["policy"])]
     if w["culprit"]["tid"]:
-        roles.append({**{k: w["culprit"][k] for k in ("tid", "pid", "comm")}, "role": "culprit"})
-    return {"wait_ms": w["max_ms"], "cpu": w["cpu"], "victim": victim, "culprit": w["culprit"],
-            "count_over": w["over_count"], "tasks": roles, "cpus": [w["cpu"]]}
-
-
-def empty_worst() -> dict[str, Any]:
-    return {"wait_ms": 0.0, "cpu": -1, "victim": {**task_entity(0, 0, "", 0, 0)},
-            "culprit": {**task_entity(0, 0, "", 0, 0), "held_ms": 0.0, "share": 0.0}, "count_over": 0,
-            "tasks": [], "cpus": []}
+        tasks.append(Task.of(w["culprit"], "culprit"))
+    return Finding(tasks=tasks, cpus=[w["cpu"]],
+                   details={"wait_ms": w["max_ms"], "cpu": w["cpu"], "victim": victim, "culprit": w["culprit"],
+                            "count_over": w["over_count"]}).to_dict()
 
 
 class Collector:
@@ -106,9 +106,11 @@ class Collector:
         tasks = [t for t in tasks if t["pid"] != os.getpid()]
         tasks.sort(key=lambda t: t["max_ms"], reverse=True)
 
-        attributed = [t for t in tasks if t["culprit"]["tid"] and t["culprit"]["share"] >= ATTRIBUTED_SHARE]
-        worst = _finding(tasks[0]) if tasks else empty_worst()
-        starved = _finding(attributed[0]) if attributed else empty_worst()
+        # a culprit explains a wait when it held the CPU at least this share of it
+        share = inst.values.get("culprit_pct", CULPRIT_PCT) / 100
+        attributed = [t for t in tasks if t["culprit"]["tid"] and t["culprit"]["share"] >= share]
+        worst = _finding(tasks[0] if tasks else None)
+        starved = _finding(attributed[0] if attributed else None)
         by_cpu = []
         for cpu in sorted({t["cpu"] for t in tasks}):
             # per CPU: its longest wait that one culprit explains, else its longest wait

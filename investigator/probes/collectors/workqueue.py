@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from ...system.kallsyms import kallsyms
+from ...finding import Finding, Task
 from ._common import cstr, hist_quantile, log2_hist, task_entity
 
 SLOTS = 32
@@ -44,11 +45,6 @@ CONSTANTS = {"WQ_HIST_SLOTS": SLOTS}
 
 def _ms(ns: int) -> float:
     return round(ns / 1e6, 3)
-
-
-def empty_worst() -> dict[str, Any]:
-    return {"function": "", "workqueue": "", "cpu": -1, "delay_ms": 0.0, "state": "",
-            "queued_by": task_entity(0, 0, ""), "worker": task_entity(0, 0, ""), "tasks": [], "cpus": []}
 
 
 class Collector:
@@ -90,7 +86,8 @@ class Collector:
                             "worker": task_entity(r.worker_tid, r.worker_tid, cstr(r.worker_comm))})
         running.sort(key=lambda r: r["running_ms"], reverse=True)
 
-        worst = empty_worst()
+        worst = Finding.empty(function="", workqueue="", cpu=-1, delay_ms=0.0, state="",
+                              queued_by=task_entity(0, 0, ""), worker=task_entity(0, 0, ""))
         cands = []
         if funcs:
             f = funcs[0]
@@ -105,10 +102,9 @@ class Collector:
                                          "worker": task_entity(0, 0, "")}))
         if cands:
             w = max(cands, key=lambda c: c[0])[1]
-            w["tasks"] = ([{**w["worker"], "role": "victim"}] if w["worker"]["tid"] else []) + \
-                ([{**w["queued_by"], "role": "bystander"}] if w["queued_by"]["tid"] else [])
-            w["cpus"] = [w["cpu"]] if w["cpu"] >= 0 else []
-            worst = w
+            worst = Finding(tasks=([Task.of(w["worker"], "victim")] if w["worker"]["tid"] else [])
+                            + ([Task.of(w["queued_by"], "bystander")] if w["queued_by"]["tid"] else []),
+                            cpus=[w["cpu"]] if w["cpu"] >= 0 else [], details=w)
         return {
             "count": total,
             "max_delay_ms": max((f["max_delay_ms"] for f in funcs), default=0.0),
@@ -121,6 +117,6 @@ class Collector:
             "running_count": len(running),
             "running_max_ms": running[0]["running_ms"] if running else 0.0,
             "running": running[:TOP],
-            "worst": worst,
+            "worst": worst.to_dict(),
             **{f"{m}_dropped": inst.obj.read_global(f"{m}_dropped") for m in ("queued", "stats", "exec")},
         }

@@ -18,6 +18,7 @@ import ctypes as C
 from typing import Any
 
 from ...system.kallsyms import kallsyms
+from ...finding import Finding, Task
 from ._common import cstr, iter_records, snapshot_bounds, task_entity
 from .blocked import state_letter
 
@@ -60,10 +61,7 @@ def _worker(r: Any, before: Any, ks: Any) -> dict[str, Any]:
             "running": ks.function(r.current_func) if r.current_func else ""}
 
 
-def _empty_worst() -> dict[str, Any]:
-    return {"cpu": -1, "stalled_ms": 0.0, "pending": 0, "function": "", "workqueue": "", "why": "",
-            "worker": {**task_entity(0, 0, ""), "state": "", "queued": False},
-            "tasks": [], "cpus": []}
+NO_WORKER = {**task_entity(0, 0, ""), "state": "", "queued": False}
 
 
 class Collector:
@@ -95,7 +93,8 @@ class Collector:
                     "nr_workers": r.nr_workers, "nr_idle": r.nr_idle, "workers": []}
             p["workers"].append(_worker(r, before.get(r.tid), ks))
         stalled = sorted((p for p in pools.values() if p["stalled"]), key=lambda p: -p["stalled_ms"])
-        worst = _empty_worst()
+        worst = Finding.empty(cpu=-1, stalled_ms=0.0, pending=0, function="", workqueue="", why="",
+                              worker=NO_WORKER)
         if stalled:
             p = stalled[0]
             ws = p["workers"]
@@ -113,18 +112,17 @@ class Collector:
             else:
                 why = "no worker takes its items (" + ", ".join(f"{x['comm']} {x['state']}" for x in ws[:4]) + ")"
             first = p["functions"][0] if p["functions"] else {"function": "", "workqueue": ""}
-            worst = {"cpu": p["cpu"], "stalled_ms": p["stalled_ms"], "pending": p["pending"],
-                     "function": first["function"], "workqueue": first["workqueue"], "why": why,
-                     "worker": {k: w[k] for k in ("tid", "pid", "comm", "state", "queued")} if w
-                     else _empty_worst()["worker"],
-                     "tasks": [{k: w[k] for k in ("tid", "pid", "comm")} | {"role": "victim"}] if w else [],
-                     "cpus": [p["cpu"]] if p["cpu"] >= 0 else []}
+            worst = Finding(tasks=[Task.of(w, "victim")] if w else [], cpus=[p["cpu"]] if p["cpu"] >= 0 else [],
+                            details={"cpu": p["cpu"], "stalled_ms": p["stalled_ms"], "pending": p["pending"],
+                                     "function": first["function"], "workqueue": first["workqueue"], "why": why,
+                                     "worker": {k: w[k] for k in ("tid", "pid", "comm", "state", "queued")} if w
+                                     else NO_WORKER})
         return {
             "hz": hz,
             "pools_count": len(pools),
             "pending_count": sum(p["pending"] for p in pools.values()),
             "stalled_count": len(stalled),
             "stalled": [{**p, "workers": p["workers"][:8]} for p in stalled[:TOP]],
-            "worst": worst,
+            "worst": worst.to_dict(),
             **snapshot_bounds(self.start_snap, end_snap),
         }
