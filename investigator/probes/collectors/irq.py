@@ -4,6 +4,7 @@ vector, and the tasks in whose context softirqs ran (charged for them)."""
 from __future__ import annotations
 
 import ctypes as C
+import os
 import time
 from typing import Any
 
@@ -102,7 +103,7 @@ class Collector:
                 per_cpu.setdefault(cpu, {"softirq_ns": 0, "hardirq_ns": 0, "by_vec": {}})["hardirq_ns"] += h.total_ns
         softirqs.sort(key=lambda s: -s["total_ms"])
         hardirqs.sort(key=lambda h: -h["total_ms"])
-        charged = []
+        charged, me = [], os.getpid()
         for k, v in maps["charged"].lookup_batch(limit=4096):
             key, c = ChargeKey.from_buffer_copy(k), Charge.from_buffer_copy(v)
             comm = cstr(c.comm)
@@ -110,7 +111,10 @@ class Collector:
             charged.append({**task_entity(key.tid, c.tgid, comm), "vector": VECTORS[vec] if vec < 10 else str(vec),
                             "cpu": c.cpu, "count": c.count, "charged_ms": _ms(c.total_ns), "_vec": vec,
                             "share_pct": round(100 * c.total_ns / window_ns, 2),
-                            "context": context_of(key.tid, comm, bool(c.kthread))})
+                            # the investigation's own threads: its BPF work frees through RCU,
+                            # which is no one else's work done in the wrong context
+                            "context": "investigator" if key.tid and c.tgid == me else
+                                       context_of(key.tid, comm, bool(c.kthread))})
         # who raised what: per (task, vector), raises of its own vs from interrupts
         # (a raise whose stack the stack map refused -- its hash bucket held another stack --
         # is unknown, and a task is never called foreign on raises of unknown origin)
