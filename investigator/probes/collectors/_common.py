@@ -68,9 +68,8 @@ class Snapshot:
 
     @property
     def dropped(self) -> int:
-        """Records the kernel found beyond the limit.  Only a run that reached the limit
-        dropped any: the kernel also counts again a record it writes a second time, after
-        the iterator's buffer filled and was read."""
+        """Records the kernel found beyond the limit (probes/snapshot.h counts each record
+        once, a record shown again after the read's buffer filled included)."""
         return self.seen - len(self.records) if len(self.records) >= self.limit else 0
 
     @property
