@@ -204,6 +204,7 @@ def test_a_snapshot_larger_than_one_read_counts_each_record_once(tmp_path: Path)
     book = tmp_path / "pile.yaml"
     book.write_text(PILE_BOOK)
     with processes() as ps:
+        spawned = time.monotonic()
         pile = subprocess.Popen([str(exe), str(PILE), str(SCENARIO_S)], stdout=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL, text=True)
         ps.procs.append(pile)       # type: ignore[arg-type]
@@ -216,12 +217,15 @@ def test_a_snapshot_larger_than_one_read_counts_each_record_once(tmp_path: Path)
         p = investigate(str(book), "--pid", str(pile.pid), "--window", "1", "--json", "--quiet",
                         "--out", str(tmp_path / "b"), timeout=120)
         assert pile.poll() is None, "the pile must outlive the run"
+        lived_s = time.monotonic() - spawned
     assert p.returncode in (0, 1), p.stderr
     ev = json.loads((tmp_path / "b" / "evidence.json").read_text())
     whole, cut, sleeping = ev["whole"]["futex"], ev["cut"]["futex"], ev["sleeping"]["blocked"]
     assert threads == PILE + 2                      # the waiters, the holder, main
     assert whole["seen"] == PILE and whole["waiters_count"] == PILE and whole["truncated"] is False
     assert whole["edges_dropped"] == 0 and len(whole["edges"]) == PILE
+    # how long each has not run, in the scheduler's clocks: known, and within the pile's life
+    assert all(0 < w["blocked_s"] <= lived_s for w in whole["waiters"]), whole["waiters"][:3]
     assert cut["seen"] == PILE and cut["truncated"] is True and cut["waiters_count"] == 100
     assert cut["edges_dropped"] == PILE - 100
     assert sleeping["seen"] == threads and sleeping["sleeping_count"] == threads

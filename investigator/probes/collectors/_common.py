@@ -127,11 +127,6 @@ def kernel_frames(addrs: Any) -> list[str]:
     return frames[i:]
 
 
-def seconds_since_ran(now_ns: int, last_arrival_ns: int, exec_start_ns: int) -> float:
-    """How long a task has not run, from the scheduler's own timestamps (0 if unknown)."""
-    ran = max(last_arrival_ns, exec_start_ns)
-    return round(max(0, now_ns - ran) / 1e9, 3) if ran else 0.0
-
 
 def proc_task(tid: int, with_stack: bool = True) -> dict[str, Any] | None:
     """What a task is doing, read from /proc (a lock holder at the end of a wait-for chain, a
