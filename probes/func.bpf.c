@@ -152,8 +152,8 @@ static __always_inline void leave(__s64 ret)
 		n = bpf_map_lookup_elem(&by_stack, &sid);
 		if (n)
 			__sync_fetch_and_add(n, 1);
-		else
-			bpf_map_update_elem(&by_stack, &sid, &one, BPF_NOEXIST);
+		else if (bpf_map_update_elem(&by_stack, &sid, &one, BPF_NOEXIST))
+			COUNT_DROP();
 	}
 
 	seq = __sync_fetch_and_add(&recent_seq, 1);

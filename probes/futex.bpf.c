@@ -100,8 +100,7 @@ int dump_futex(struct bpf_iter__task *ctx)
 	rec->nvcsw = BPF_CORE_READ(task, nvcsw);
 	rec->nivcsw = BPF_CORE_READ(task, nivcsw);
 	rec->now_ns = bpf_ktime_get_ns();
-	rec->last_arrival_ns = BPF_CORE_READ(task, sched_info.last_arrival);
-	rec->exec_start_ns = BPF_CORE_READ(task, se.exec_start);
+	rec->off_cpu_ns = task_off_cpu_ns(task);
 	BPF_CORE_READ_STR_INTO(&rec->comm, task, comm);
 	snapshot_write(seq, rec, sizeof(*rec));
 	return 0;

@@ -10,8 +10,7 @@ struct futex_rec {
 	__u64 nvcsw;
 	__u64 nivcsw;
 	__u64 now_ns;
-	__u64 last_arrival_ns;
-	__u64 exec_start_ns;
+	__u64 off_cpu_ns;       /* how long it has not run, in the scheduler's clocks (0: unknown) */
 	__u32 tid;
 	__u32 tgid;
 	__u32 op;               /* futex op as passed (FUTEX_PRIVATE_FLAG 128: one process only) */

@@ -17,6 +17,12 @@ EXPORT_CONST(LOCK_STACK_DEPTH);
 
 const volatile __u64 min_wait_ns = 0;
 
+/* Waits the maps had no room for, read by the collector from .bss: a wait that began
+ * while `waiting` was full (its wait-for edge is missing: edges_dropped), and an ended
+ * wait whose lock found no room in `by_lock` (missing from the per-lock statistics). */
+__u64 waits_dropped = 0;
+__u64 ended_dropped = 0;
+
 /* Where a wait is kept while it lasts.  A task waits for one lock at a time, but a wait
  * can hold others inside it: a mutex or rwsem waiter spins on the lock's wait_lock in the
  * slow path, an interrupt handler spins on a spinlock while the task it interrupted
@@ -151,8 +157,10 @@ static __always_inline int on_begin(void *ctx, void *lock, __u32 flags)
 	if (!w)
 		return 0;
 	record_wait(ctx, w, lock, flags);
-	if (bpf_map_update_elem(&waiting, &tid, w, BPF_NOEXIST))
+	if (bpf_map_update_elem(&waiting, &tid, w, BPF_NOEXIST)) {
 		COUNT_DROP();
+		__sync_fetch_and_add(&waits_dropped, 1);
+	}
 	return 0;
 }
 
@@ -175,6 +183,7 @@ static __always_inline void account(struct lock_wait *w, int ret)
 	}
 	if (!s) {
 		COUNT_DROP();
+		__sync_fetch_and_add(&ended_dropped, 1);
 		return;
 	}
 	__sync_fetch_and_add(&s->count, 1);

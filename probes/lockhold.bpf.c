@@ -172,7 +172,8 @@ static __always_inline void request(__u64 lock)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 
-	bpf_map_update_elem(&pending, &tid, &lock, BPF_ANY);
+	if (bpf_map_update_elem(&pending, &tid, &lock, BPF_ANY))
+		COUNT_DROP();
 }
 
 static __always_inline void result(void *ctx, bool ok)

@@ -124,3 +124,57 @@ def test_a_spinlock_inside_a_spinning_wait_keeps_the_outer(lock_obj: BpfObject) 
     begin(o, WAIT_LOCK, SPIN)
     end(o, WAIT_LOCK)
     assert stats(o)[WAIT_LOCK].count == 1
+
+
+def _begin_in_thread(o: BpfObject, lock: int, flags: int) -> int:
+    """Begin a wait in a new thread (a task of its own); its tid."""
+    tids: list[int] = []
+
+    def run() -> None:
+        tids.append(threading.get_native_id())
+        begin(o, lock, flags)
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(10)
+    assert tids and not t.is_alive()
+    return tids[0]
+
+
+def test_waits_the_maps_have_no_room_for_are_counted_and_reach_the_evidence() -> None:
+    """The shipped object with its waiting map cut to 2 waits and by_lock to 1 lock: the
+    third task's wait is not recorded and counted in waits_dropped (the collector's
+    edges_dropped); a second lock's ended wait is counted in ended_dropped.  The tasks
+    already recorded, and a wait nested in one of them, are no drop."""
+    from types import SimpleNamespace
+    import time
+
+    from investigator.probes.collectors.lock import Collector
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})  # a spinning wait begins and ends on one CPU
+    try:
+        with BpfObject(registry()["lock.contention"].object_path) as o:
+            for name, p in o.programs.items():
+                p.autoload = name.startswith("raw_")
+            o.maps["waiting"].set_max_entries(2)
+            o.maps["by_lock"].set_max_entries(1)
+            o.load()
+            recorded = {_begin_in_thread(o, MUTEX_ADDR, MUTEX) for _ in range(2)}
+            assert set(waiting(o)) == recorded
+            assert o.read_global("waits_dropped") == 0
+            tid = threading.get_native_id()
+            begin(o, RWSEM_ADDR, WRITE)                 # a third task: the map is full
+            assert set(waiting(o)) == recorded and o.read_global("waits_dropped") == 1
+            begin(o, MUTEX_ADDR, MUTEX)                 # nested in a wait not recorded: dropped too
+            assert o.read_global("waits_dropped") == 2
+            end(o, RWSEM_ADDR)                          # its end finds nothing to end
+            begin(o, OTHER_SPIN, SPIN)                  # spinning waits have their own slot
+            end(o, OTHER_SPIN)
+            begin(o, WAIT_LOCK, SPIN)                   # a second lock: by_lock is full
+            end(o, WAIT_LOCK)
+            assert set(stats(o)) == {OTHER_SPIN} and o.read_global("ended_dropped") == 1
+            assert o.read_global("waits_dropped") == 2 and tid not in waiting(o)
+            ev = Collector().finish(SimpleNamespace(obj=o, attached_at=time.monotonic()))
+    finally:
+        os.sched_setaffinity(0, before)
+    assert ev["edges_dropped"] == 2 and ev["ended_dropped"] == 1
+    assert ev["waiting_count"] == 2 and ev["contended_locks"] == 1

@@ -144,3 +144,89 @@ def test_file_locks_walks_stop_at_their_deadline_and_say_how_far_they_got(tmp_pa
     assert patient["partial"] is False and patient["partial_reason"] == ""
     assert patient["scanned"]["files"] > 0 and patient["scanned"]["tasks"] > 0
     assert {(e["waiter"], e["holder"]) for e in patient["edges"]} >= {(p0, p1), (p1, p0)}
+
+
+PILE = 1000
+PILE_BOOK = """\
+apiVersion: investigator/v1
+kind: Playbook
+metadata:
+  name: snapshot-counts
+  description: Snapshots of a thousand futex waiters, larger than one read of the iterator.
+start: [whole, cut, sleeping]
+nodes:
+  whole:
+    hypothesis: Every futex waiter fits.
+    probes:
+      - use: user.futex
+    conclude:
+      - when: "true"
+        verdict: refuted
+  cut:
+    hypothesis: The futex waiters beyond 100 are dropped.
+    probes:
+      - use: user.futex
+        with: {max_records: 100}
+    conclude:
+      - when: "true"
+        verdict: refuted
+  sleeping:
+    hypothesis: Every sleeping thread fits.
+    probes:
+      - use: sched.blocked
+        with: {include_sleeping: true, min_sleep: 0s}
+    conclude:
+      - when: "true"
+        verdict: refuted
+"""
+
+
+def _in_futex(pid: int) -> int:
+    n = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/wchan") as f:
+                n += f.read().startswith("futex")
+        except OSError:
+            continue
+    return n
+
+
+@pytest.mark.bpf
+def test_a_snapshot_larger_than_one_read_counts_each_record_once(tmp_path: Path) -> None:
+    """A thousand futex waiters (tests/scenarios/mutex_pile.c) make snapshots of several
+    times the iterator's read buffer: the records the kernel shows again after a full
+    buffer are counted once, so `seen` is the real number -- whole, cut at 100 (its drops
+    exact), and in sched.blocked's larger records -- and a snapshot that fits is not cut."""
+    import subprocess
+    from scenarios.build import c_helper
+    exe = c_helper("mutex_pile", tmp_path)
+    book = tmp_path / "pile.yaml"
+    book.write_text(PILE_BOOK)
+    with processes() as ps:
+        spawned = time.monotonic()
+        pile = subprocess.Popen([str(exe), str(PILE), str(SCENARIO_S)], stdout=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, text=True)
+        ps.procs.append(pile)       # type: ignore[arg-type]
+        assert f"started={PILE}" in pile.stdout.readline()  # type: ignore[union-attr]
+        deadline = time.monotonic() + 60
+        while _in_futex(pile.pid) < PILE and time.monotonic() < deadline:
+            wait_alive(pile, 0.1)
+        assert _in_futex(pile.pid) == PILE
+        threads = len(os.listdir(f"/proc/{pile.pid}/task"))
+        p = investigate(str(book), "--pid", str(pile.pid), "--window", "1", "--json", "--quiet",
+                        "--out", str(tmp_path / "b"), timeout=120)
+        assert pile.poll() is None, "the pile must outlive the run"
+        lived_s = time.monotonic() - spawned
+    assert p.returncode in (0, 1), p.stderr
+    ev = json.loads((tmp_path / "b" / "evidence.json").read_text())
+    whole, cut, sleeping = ev["whole"]["futex"], ev["cut"]["futex"], ev["sleeping"]["blocked"]
+    assert threads == PILE + 2                      # the waiters, the holder, main
+    assert whole["seen"] == PILE and whole["waiters_count"] == PILE and whole["truncated"] is False
+    assert whole["edges_dropped"] == 0 and len(whole["edges"]) == PILE
+    # how long each has not run, in the scheduler's clocks: known, and within the pile's life
+    assert all(0 < w["blocked_s"] <= lived_s for w in whole["waiters"]), whole["waiters"][:3]
+    assert cut["seen"] == PILE and cut["truncated"] is True and cut["waiters_count"] == 100
+    assert cut["edges_dropped"] == PILE - 100
+    assert sleeping["seen"] == threads and sleeping["sleeping_count"] == threads
+    assert sleeping["truncated"] is False

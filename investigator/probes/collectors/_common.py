@@ -68,9 +68,8 @@ class Snapshot:
 
     @property
     def dropped(self) -> int:
-        """Records the kernel found beyond the limit.  Only a run that reached the limit
-        dropped any: the kernel also counts again a record it writes a second time, after
-        the iterator's buffer filled and was read."""
+        """Records the kernel found beyond the limit (probes/snapshot.h counts each record
+        once, a record shown again after the read's buffer filled included)."""
         return self.seen - len(self.records) if len(self.records) >= self.limit else 0
 
     @property
@@ -127,11 +126,6 @@ def kernel_frames(addrs: Any) -> list[str]:
         i += 1
     return frames[i:]
 
-
-def seconds_since_ran(now_ns: int, last_arrival_ns: int, exec_start_ns: int) -> float:
-    """How long a task has not run, from the scheduler's own timestamps (0 if unknown)."""
-    ran = max(last_arrival_ns, exec_start_ns)
-    return round(max(0, now_ns - ran) / 1e9, 3) if ran else 0.0
 
 
 def proc_task(tid: int, with_stack: bool = True) -> dict[str, Any] | None:

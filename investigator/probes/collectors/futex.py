@@ -11,7 +11,9 @@ shared one (a PTHREAD_PROCESS_SHARED mutex in shared memory) by a thread of any 
 and then the word must also read as a locked mutex.  The TIDs in user memory are those of
 the process's pid namespace: a containerised process's are mapped to ours through NSpid.
 A wait is *stuck* when it is in both snapshots (window start and end), on the same futex,
-and its task did not context-switch in between: a cycle of stuck waits is a deadlock."""
+and its task did not context-switch in between: a cycle of stuck waits is a deadlock.
+``blocked_s`` -- how long since it last ran -- is read in the kernel from the scheduler's
+own clocks (probes/common.h task_off_cpu_ns()), as sched.blocked reads it."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from typing import Any
 
 from ...analyze.waitfor import Edge, task_row, wait_tasks
 from ...system.procfs import PidNamespaces
-from ._common import Snapshot, cstr, holder_tasks, iter_records, seconds_since_ran, snapshot_bounds, task_entity
+from ._common import Snapshot, cstr, holder_tasks, iter_records, snapshot_bounds, task_entity
 from .blocked import state_letter
 
 TOP = 50
@@ -44,8 +46,8 @@ def unread(err: int) -> str:
 
 
 class FutexRec(C.Structure):
-    _fields_ = [("uaddr", u64), ("nvcsw", u64), ("nivcsw", u64), ("now_ns", u64), ("last_arrival_ns", u64),
-                ("exec_start_ns", u64), ("tid", u32), ("tgid", u32), ("op", u32), ("val", u32), ("word", u32),
+    _fields_ = [("uaddr", u64), ("nvcsw", u64), ("nivcsw", u64), ("now_ns", u64), ("off_cpu_ns", u64),
+                ("tid", u32), ("tgid", u32), ("op", u32), ("val", u32), ("word", u32),
                 ("owner", u32), ("read_err", s32), ("state", u32), ("comm", C.c_char * 16), ("near_err", s32),
                 ("near", u32 * 10)]
 
@@ -116,7 +118,7 @@ class Collector:
         namespaces = PidNamespaces()
         waiters, edges, rows = [], [], []
         for tid, r in end_snap.by_tid().items():
-            blocked_s = seconds_since_ran(r.now_ns, r.last_arrival_ns, r.exec_start_ns)
+            blocked_s = round(r.off_cpu_ns / 1e9, 3)
             before = self.first.get(tid)
             stuck = before is not None and before.uaddr == r.uaddr and \
                 before.nvcsw + before.nivcsw == r.nvcsw + r.nivcsw

@@ -144,8 +144,8 @@ class Collector:
             "waiting_max_ms": waiting[0]["waiting_ms"] if waiting else 0.0,
             "waiting": waiting[:TOP],
             "edges": [e.evidence() for e in edges],
-            # the waiting map holds every wait in progress up to its size; a wait begun while
-            # it was full is not recorded, and the kernel side does not count those yet
-            "edges_dropped": 0,
+            # waits begun while the waiting map was full, counted in the kernel
+            "edges_dropped": inst.obj.read_global("waits_dropped"),
+            "ended_dropped": inst.obj.read_global("ended_dropped"),
             "wait_tasks": wait_tasks(rows, edges),
         }
