@@ -1,4 +1,4 @@
-"""Helpers shared by collectors: C string decoding, task entities, histograms."""
+"""What collectors share: the base class, C string decoding, task entities, histograms."""
 
 from __future__ import annotations
 
@@ -7,6 +7,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...system import procfs
+
+
+class ProbeCollector:
+    """A probe's collector: ``start`` takes what the window is measured against (called
+    once the probe is attached), ``finish`` turns the probe's maps into its evidence (called
+    when the window closes).  ``inst`` is the probe instance (its object, parameter values
+    and attach time)."""
+
+    def start(self, inst: Any) -> None:
+        """Nothing to take before the window: the kernel side counts from attach."""
+
+    def finish(self, inst: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def ms(ns: int) -> float:
+    """Nanoseconds as milliseconds, to the microsecond."""
+    return round(ns / 1e6, 3)
 
 
 def cstr(b: bytes) -> str:

@@ -17,7 +17,7 @@ from ...finding import Finding, Lock, Task
 from ...system.kallsyms import symbolize
 from ...system.procfs import current_syscall
 from ...analyze.waitfor import Edge, task_row, wait_tasks
-from ._common import Snapshot, cstr, holder_tasks, iter_records, snapshot_bounds, task_entity
+from ._common import ProbeCollector, Snapshot, cstr, holder_tasks, iter_records, snapshot_bounds, task_entity
 
 STACK_DEPTH = 32
 TOP_TASKS = 50
@@ -172,7 +172,7 @@ def snapshot(inst: Any) -> Snapshot:
     return iter_records(inst, BlockedRec)
 
 
-class Collector:
+class Collector(ProbeCollector):
     def start(self, inst: Any) -> None:
         load_lock_fns(inst)
         self.start_snap = snapshot(inst)

@@ -17,7 +17,7 @@ from typing import Any
 
 from ...analyze.waitfor import Edge, wait_tasks
 from ...system.procfs import current_syscall, read_in_child
-from ._common import holder_tasks, task_entity
+from ._common import ProbeCollector, holder_tasks, task_entity
 
 TOP = 20
 PROC_LOCKS = "/proc/locks"
@@ -270,7 +270,7 @@ def snapshot(seconds: float = SCAN_S) -> dict[str, Any]:
             "switches": {w: _switches(w) for w, *_ in edges}, "dropped": dropped}
 
 
-class Collector:
+class Collector(ProbeCollector):
     def start(self, inst: Any) -> None:
         self.seconds = min(SCAN_S, inst.values.get("scan_time", SCAN_S * 1e9) / 1e9)
         self.first = snapshot(self.seconds)

@@ -8,7 +8,7 @@ import errno
 import time
 from typing import Any
 
-from ._common import cstr, hist_quantile, kernel_stack, log2_hist, task_entity
+from ._common import ProbeCollector, cstr, hist_quantile, kernel_stack, log2_hist, ms, task_entity
 
 SLOTS = 32
 RET_OTHER = 0x7FFFFFFFFFFFFFFF
@@ -43,13 +43,7 @@ def ret_name(v: int) -> str:
     return str(v)
 
 
-def _ms(ns: int) -> float:
-    return round(ns / 1e6, 3)
-
-
-class Collector:
-    def start(self, inst: Any) -> None:
-        pass
+class Collector(ProbeCollector):
 
     def finish(self, inst: Any) -> dict[str, Any]:
         maps = inst.obj.maps

@@ -21,7 +21,7 @@ from typing import Any
 
 from ...analyze.waitfor import Edge, wait_tasks
 from ...system.procfs import PidNamespaces
-from ._common import iter_records, proc_task, snapshot_bounds, task_entity
+from ._common import ProbeCollector, iter_records, proc_task, snapshot_bounds, task_entity
 
 u32, u64 = C.c_uint32, C.c_uint64
 TOP = 50
@@ -125,7 +125,7 @@ def busy(t: dict[str, Any]) -> bool:
     return t["state"] in ("R", "D") or not any(t["wchan"].startswith(w) for w in IDLE_WCHANS)
 
 
-class Collector:
+class Collector(ProbeCollector):
     def start(self, inst: Any) -> None:
         self.first = snapshot(inst)
 

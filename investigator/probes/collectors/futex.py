@@ -23,7 +23,7 @@ from typing import Any
 
 from ...analyze.waitfor import Edge, task_row, wait_tasks
 from ...system.procfs import PidNamespaces
-from ._common import Snapshot, cstr, holder_tasks, iter_records, snapshot_bounds, task_entity
+from ._common import ProbeCollector, Snapshot, cstr, holder_tasks, iter_records, snapshot_bounds, task_entity
 from .blocked import state_letter
 
 TOP = 50
@@ -108,7 +108,7 @@ def _owner(r: FutexRec, namespaces: PidNamespaces) -> tuple[int, str, int]:
     return owner, kind, addr
 
 
-class Collector:
+class Collector(ProbeCollector):
     def start(self, inst: Any) -> None:
         self.start_snap = snapshot(inst)
         self.first = self.start_snap.by_tid()

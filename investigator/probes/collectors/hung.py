@@ -8,6 +8,7 @@ from typing import Any
 
 from ...finding import Finding
 from .blocked import EMPTY, STACK_DEPTH, BlockedRec, describe, finding
+from ._common import ProbeCollector
 
 REPORTS = 64
 LAYOUTS = {"blocked_rec": BlockedRec}
@@ -22,9 +23,7 @@ def _timeout() -> int:
         return 0
 
 
-class Collector:
-    def start(self, inst: Any) -> None:
-        pass
+class Collector(ProbeCollector):
 
     def finish(self, inst: Any) -> dict[str, Any]:
         bss = next((m for n, m in inst.obj.maps.items() if n.endswith(".bss")), None)

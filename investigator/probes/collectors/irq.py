@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from ...finding import Finding, Task
-from ._common import cstr, kernel_stack, task_entity
+from ._common import ProbeCollector, cstr, kernel_stack, ms, task_entity
 
 VECTORS = ("HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED", "HRTIMER", "RCU")
 TOP = 20
@@ -65,13 +65,7 @@ def context_of(tid: int, comm: str, kthread: bool) -> str:
     return "kthread" if kthread else "task"
 
 
-def _ms(ns: int) -> float:
-    return round(ns / 1e6, 3)
-
-
-class Collector:
-    def start(self, inst: Any) -> None:
-        pass
+class Collector(ProbeCollector):
 
     def finish(self, inst: Any) -> dict[str, Any]:
         maps = inst.obj.maps
@@ -87,7 +81,7 @@ class Collector:
                 if not s.count:
                     continue
                 softirqs.append({"vector": VECTORS[vec], "cpu": cpu, "count": s.count,
-                                 "total_ms": _ms(s.total_ns), "max_us": round(s.max_ns / 1e3, 3)})
+                                 "total_ms": ms(s.total_ns), "max_us": round(s.max_ns / 1e3, 3)})
                 c = per_cpu.setdefault(cpu, {"softirq_ns": 0, "hardirq_ns": 0, "by_vec": {}})
                 c["softirq_ns"] += s.total_ns
                 c["by_vec"][VECTORS[vec]] = c["by_vec"].get(VECTORS[vec], 0) + s.total_ns
@@ -99,7 +93,7 @@ class Collector:
                 if not h.count:
                     continue
                 hardirqs.append({"irq": irq, "name": cstr(h.name), "cpu": cpu, "count": h.count,
-                                 "total_ms": _ms(h.total_ns), "max_us": round(h.max_ns / 1e3, 3)})
+                                 "total_ms": ms(h.total_ns), "max_us": round(h.max_ns / 1e3, 3)})
                 per_cpu.setdefault(cpu, {"softirq_ns": 0, "hardirq_ns": 0, "by_vec": {}})["hardirq_ns"] += h.total_ns
         softirqs.sort(key=lambda s: -s["total_ms"])
         hardirqs.sort(key=lambda h: -h["total_ms"])
@@ -109,7 +103,7 @@ class Collector:
             comm = cstr(c.comm)
             vec = key.vec & 0xFFFF
             charged.append({**task_entity(key.tid, c.tgid, comm), "vector": VECTORS[vec] if vec < 10 else str(vec),
-                            "cpu": c.cpu, "count": c.count, "charged_ms": _ms(c.total_ns), "_vec": vec,
+                            "cpu": c.cpu, "count": c.count, "charged_ms": ms(c.total_ns), "_vec": vec,
                             "share_pct": round(100 * c.total_ns / window_ns, 2),
                             # the investigation's own threads: its BPF work frees through RCU,
                             # which is no one else's work done in the wrong context
@@ -133,9 +127,9 @@ class Collector:
         cpus = []
         for cpu, c in sorted(per_cpu.items()):
             top = max(c["by_vec"].items(), key=lambda kv: kv[1], default=("", 0))
-            cpus.append({"cpu": cpu, "softirq_ms": _ms(c["softirq_ns"]), "hardirq_ms": _ms(c["hardirq_ns"]),
+            cpus.append({"cpu": cpu, "softirq_ms": ms(c["softirq_ns"]), "hardirq_ms": ms(c["hardirq_ns"]),
                          "share_pct": round(100 * (c["softirq_ns"] + c["hardirq_ns"]) / window_ns, 2),
-                         "top_vector": top[0], "top_vector_ms": _ms(top[1])})
+                         "top_vector": top[0], "top_vector_ms": ms(top[1])})
         worst_cpu = Finding.empty(cpu=-1, softirq_ms=0.0, hardirq_ms=0.0, share_pct=0.0, top_vector="",
                                   top_vector_ms=0.0)
         if cpus:
@@ -153,8 +147,8 @@ class Collector:
             w = foreign[0]
             worst_charged = Finding(tasks=[Task.of(w, "victim")], cpus=[w["cpu"]], details=w)
         return {
-            "softirq_ms": _ms(sum(c["softirq_ns"] for c in per_cpu.values())),
-            "hardirq_ms": _ms(sum(c["hardirq_ns"] for c in per_cpu.values())),
+            "softirq_ms": ms(sum(c["softirq_ns"] for c in per_cpu.values())),
+            "hardirq_ms": ms(sum(c["hardirq_ns"] for c in per_cpu.values())),
             "cpus": cpus,
             "worst_cpu": worst_cpu.to_dict(),
             "softirqs": softirqs[:TOP],

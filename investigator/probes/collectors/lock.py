@@ -12,7 +12,7 @@ from typing import Any
 from ...analyze.waitfor import Edge, task_row, wait_tasks
 from ...finding import Finding, Lock, Task
 from ...system.kallsyms import kallsyms
-from ._common import cstr, hist_quantile, kernel_frames, log2_hist, task_entity
+from ._common import ProbeCollector, cstr, hist_quantile, kernel_frames, log2_hist, task_entity
 
 SLOTS = 32
 TOP = 20
@@ -78,9 +78,7 @@ def worst_finding(top: dict[str, Any] | None) -> Finding:
                    stack=top["stack"], details={k: v for k, v in top.items() if k != "stack"})
 
 
-class Collector:
-    def start(self, inst: Any) -> None:
-        pass
+class Collector(ProbeCollector):
 
     def finish(self, inst: Any) -> dict[str, Any]:
         maps = inst.obj.maps

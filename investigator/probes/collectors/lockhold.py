@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from ...finding import Finding, Lock, Task
-from ._common import cstr, hist_quantile, kernel_frames, log2_hist, task_entity
+from ._common import ProbeCollector, cstr, hist_quantile, kernel_frames, log2_hist, task_entity
 from .lock import lock_name
 
 SLOTS = 32
@@ -49,9 +49,7 @@ def worst_finding(w: dict[str, Any] | None) -> Finding:
                    details={k: v for k, v in w.items() if k != "stack"})
 
 
-class Collector:
-    def start(self, inst: Any) -> None:
-        pass
+class Collector(ProbeCollector):
 
     def finish(self, inst: Any) -> dict[str, Any]:
         maps = inst.obj.maps

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...system.kallsyms import kallsyms
 from ...finding import Finding, Task
-from ._common import cstr, task_entity
+from ._common import ProbeCollector, cstr, task_entity
 
 TOP = 20
 SLOTS = 64
@@ -31,9 +31,7 @@ class MemSite(C.Structure):
 LAYOUTS = {"mem_live": MemLive, "mem_site": MemSite}
 
 
-class Collector:
-    def start(self, inst: Any) -> None:
-        pass
+class Collector(ProbeCollector):
 
     def finish(self, inst: Any) -> dict[str, Any]:
         maps = inst.obj.maps

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from ...system.procfs import read_mm_file
-from ._common import cstr, kernel_stack, task_entity
+from ._common import ProbeCollector, cstr, kernel_stack, task_entity
 from .blocked import state_letter
 
 TOP = 20
@@ -62,9 +62,7 @@ class UserMaps:
         return hex(addr)
 
 
-class Collector:
-    def start(self, inst: Any) -> None:
-        pass
+class Collector(ProbeCollector):
 
     def finish(self, inst: Any) -> dict[str, Any]:
         maps = inst.obj.maps

@@ -8,7 +8,7 @@ import os
 import time
 from typing import Any
 
-from ._common import cstr, policy_name, task_entity
+from ._common import ProbeCollector, cstr, ms, policy_name, task_entity
 
 u32, s32, u64 = C.c_uint32, C.c_int32, C.c_uint64
 PF_KTHREAD = 0x00200000
@@ -33,13 +33,7 @@ class OncpuCpu(C.Structure):
 LAYOUTS = {"oncpu_key": OncpuKey, "oncpu_val": OncpuVal, "oncpu_cpu": OncpuCpu}
 
 
-def _ms(ns: int) -> float:
-    return round(ns / 1e6, 3)
-
-
-class Collector:
-    def start(self, inst: Any) -> None:
-        pass
+class Collector(ProbeCollector):
 
     def finish(self, inst: Any) -> dict[str, Any]:
         maps = inst.obj.maps
@@ -58,7 +52,7 @@ class Collector:
             busy[key.cpu] = busy.get(key.cpu, 0) + val.ns
             placements.append({"cpu": key.cpu, **task_entity(key.tid, val.tgid, cstr(val.comm), val.prio),
                                "pcomm": cstr(val.pcomm), "kthread": bool(val.flags & PF_KTHREAD),
-                               "policy": policy_name(val.policy), "ms": _ms(val.ns),
+                               "policy": policy_name(val.policy), "ms": ms(val.ns),
                                "share": round(min(1.0, val.ns / window_ns), 4)})
         placements.sort(key=lambda p: (-p["ms"], p["cpu"], p["tid"]))
         by_cpu = []
@@ -66,7 +60,7 @@ class Collector:
             c = per_cpu[cpu]
             mine = [p for p in placements if p["cpu"] == cpu][:TOP_PER_CPU]
             b = round(min(1.0, busy.get(cpu, 0) / window_ns), 4)
-            by_cpu.append({"cpu": cpu, "sampled_ms": _ms(c.ns), "busy_share": b, "idle_share": round(1 - b, 4),
+            by_cpu.append({"cpu": cpu, "sampled_ms": ms(c.ns), "busy_share": b, "idle_share": round(1 - b, 4),
                            "tasks": [{k: p[k] for k in ("tid", "pid", "comm", "pcomm", "ms", "share")} for p in mine]})
         tasks: dict[int, dict[str, Any]] = {}
         for p in placements:

@@ -17,7 +17,7 @@ import os
 from typing import Any
 
 from ...finding import Finding, Task
-from ._common import cstr, iter_records, snapshot_bounds, task_entity
+from ._common import ProbeCollector, cstr, iter_records, snapshot_bounds, task_entity
 
 TOP = 20
 u32, s32, u64 = C.c_uint32, C.c_int32, C.c_uint64
@@ -31,7 +31,7 @@ class RunnableRec(C.Structure):
 LAYOUTS = {"runnable_rec": RunnableRec}
 
 
-class Collector:
+class Collector(ProbeCollector):
     def start(self, inst: Any) -> None:
         self.start_snap = iter_records(inst, RunnableRec)
         self.first = self.start_snap.by_tid()

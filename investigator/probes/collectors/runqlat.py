@@ -9,7 +9,7 @@ from typing import Any
 
 from ...system import procfs
 from ...finding import Finding, Task
-from ._common import cstr, hist_quantile, log2_hist, task_entity, unpack
+from ._common import ProbeCollector, cstr, hist_quantile, log2_hist, ms, task_entity, unpack
 
 HIST_SLOTS = 32
 TOP_TASKS = 20
@@ -36,10 +36,6 @@ LAYOUTS = {"cpu_lat": CpuLat, "culprit": Culprit, "task_lat": TaskLat}
 CONSTANTS = {"HIST_SLOTS": HIST_SLOTS}
 
 
-def _ms(ns: int) -> float:
-    return round(ns / 1e6, 3)
-
-
 CULPRIT_PCT = 50    # the culprit_pct parameter's default (probes/runqlat.yaml)
 
 
@@ -58,9 +54,7 @@ def _finding(w: dict[str, Any] | None) -> dict[str, Any]:
                             "count_over": w["over_count"]}).to_dict()
 
 
-class Collector:
-    def start(self, inst: Any) -> None:
-        pass
+class Collector(ProbeCollector):
 
     def finish(self, inst: Any) -> dict[str, Any]:
         maps = inst.obj.maps
@@ -77,8 +71,8 @@ class Collector:
             over += h.over
             sum_ns += h.sum_ns
             max_ns = max(max_ns, h.max_ns)
-            per_cpu.append({"cpu": cpu, "count": h.count, "max_ms": _ms(h.max_ns),
-                            "avg_ms": _ms(h.sum_ns // h.count), "over_count": h.over,
+            per_cpu.append({"cpu": cpu, "count": h.count, "max_ms": ms(h.max_ns),
+                            "avg_ms": ms(h.sum_ns // h.count), "over_count": h.over,
                             "max_tid": h.max_tid, "p99_ms": hist_quantile(slots, 0.99) / 1000})
         per_cpu.sort(key=lambda c: c["cpu"])
 
@@ -89,14 +83,14 @@ class Collector:
             c = t.culprit
             culprit = task_entity(c.tid, c.tgid if c.tid else 0,
                                   cstr(c.comm) if c.tid else "swapper (idle)", c.prio, c.policy)
-            culprit["held_ms"] = _ms(c.overlap_ns)
+            culprit["held_ms"] = ms(c.overlap_ns)
             culprit["share"] = round(c.overlap_ns / t.max_ns, 3) if t.max_ns else 0.0
             if c.tid and c.tgid == os.getpid():
                 # the investigation itself (loading probes is verifier work in our own
                 # context, long on a slow machine): an observer effect, never the culprit
                 culprit["investigator"], culprit["share"] = True, 0.0
             tasks.append({**task_entity(tid, t.tgid, cstr(t.comm), t.prio, t.policy),
-                          "max_ms": _ms(t.max_ns), "total_ms": _ms(t.total_ns), "count": t.count,
+                          "max_ms": ms(t.max_ns), "total_ms": ms(t.total_ns), "count": t.count,
                           "over_count": t.over, "cpu": t.max_cpu, "culprit": culprit,
                           # when the worst wait ended, in seconds since the probe attached
                           # (bpf_ktime_get_ns and time.monotonic share CLOCK_MONOTONIC)
@@ -119,8 +113,8 @@ class Collector:
         return {
             "count": total,
             "by_cpu": by_cpu,
-            "max_ms": _ms(max_ns),
-            "avg_ms": _ms(sum_ns // total) if total else 0.0,
+            "max_ms": ms(max_ns),
+            "avg_ms": ms(sum_ns // total) if total else 0.0,
             "p99_ms": hist_quantile(merged, 0.99) / 1000,
             "over_count": over,
             "hist_us": log2_hist(merged),

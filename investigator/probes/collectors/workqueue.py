@@ -10,7 +10,7 @@ from typing import Any
 
 from ...system.kallsyms import kallsyms
 from ...finding import Finding, Task
-from ._common import cstr, hist_quantile, log2_hist, task_entity
+from ._common import ProbeCollector, cstr, hist_quantile, log2_hist, ms, task_entity
 
 SLOTS = 32
 TOP = 20
@@ -43,13 +43,7 @@ LAYOUTS = {"wq_queued": WqQueued, "wq_running": WqRunning, "wq_key": WqKey, "wq_
 CONSTANTS = {"WQ_HIST_SLOTS": SLOTS}
 
 
-def _ms(ns: int) -> float:
-    return round(ns / 1e6, 3)
-
-
-class Collector:
-    def start(self, inst: Any) -> None:
-        pass
+class Collector(ProbeCollector):
 
     def finish(self, inst: Any) -> dict[str, Any]:
         maps = inst.obj.maps
@@ -63,10 +57,10 @@ class Collector:
             merged = [a + b for a, b in zip(merged, slots)]
             total += s.count
             funcs.append({"function": ks.function(key.func), "workqueue": cstr(s.wq), "cpu": key.cpu,
-                          "count": s.count, "avg_delay_ms": _ms(s.delay_sum_ns // s.count) if s.count else 0.0,
-                          "max_delay_ms": _ms(s.delay_max_ns), "exec_count": s.exec_count,
-                          "avg_exec_ms": _ms(s.exec_sum_ns // s.exec_count) if s.exec_count else 0.0,
-                          "max_exec_ms": _ms(s.exec_max_ns),
+                          "count": s.count, "avg_delay_ms": ms(s.delay_sum_ns // s.count) if s.count else 0.0,
+                          "max_delay_ms": ms(s.delay_max_ns), "exec_count": s.exec_count,
+                          "avg_exec_ms": ms(s.exec_sum_ns // s.exec_count) if s.exec_count else 0.0,
+                          "max_exec_ms": ms(s.exec_max_ns),
                           "worst_queued_by": task_entity(s.worst_queuer_tid, s.worst_queuer_tgid,
                                                          cstr(s.worst_queuer_comm)),
                           "worst_worker": task_entity(s.worst_worker_tid, s.worst_worker_tid,
@@ -76,13 +70,13 @@ class Collector:
         for _, v in maps["queued"].items(limit=65536):
             q = WqQueued.from_buffer_copy(v)
             pending.append({"function": ks.function(q.func), "workqueue": cstr(q.wq), "cpu": q.pool_cpu,
-                            "age_ms": _ms(max(0, now - q.ts)),
+                            "age_ms": ms(max(0, now - q.ts)),
                             "queued_by": task_entity(q.queuer_tid, q.queuer_tgid, cstr(q.queuer_comm))})
         pending.sort(key=lambda p: p["age_ms"], reverse=True)
         running = []
         for _, v in maps["running"].items(limit=65536):
             r = WqRunning.from_buffer_copy(v)
-            running.append({"function": ks.function(r.func), "cpu": r.cpu, "running_ms": _ms(max(0, now - r.ts)),
+            running.append({"function": ks.function(r.func), "cpu": r.cpu, "running_ms": ms(max(0, now - r.ts)),
                             "worker": task_entity(r.worker_tid, r.worker_tid, cstr(r.worker_comm))})
         running.sort(key=lambda r: r["running_ms"], reverse=True)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from ...system.kallsyms import kallsyms
 from ...finding import Finding, Task
-from ._common import cstr, iter_records, snapshot_bounds, task_entity
+from ._common import ProbeCollector, cstr, iter_records, snapshot_bounds, task_entity
 from .blocked import state_letter
 
 TOP = 20
@@ -64,7 +64,7 @@ def _worker(r: Any, before: Any, ks: Any) -> dict[str, Any]:
 NO_WORKER = {**task_entity(0, 0, ""), "state": "", "queued": False}
 
 
-class Collector:
+class Collector(ProbeCollector):
     def start(self, inst: Any) -> None:
         self.start_snap = iter_records(inst, WqPoolRec)
         self.first = self.start_snap.records
