@@ -20,7 +20,11 @@ import pytest
 from conftest import REPO
 from scenarios.procs import SCENARIO_S, processes, wait_alive
 
-pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel]
+# Host only: on 6.1's CFS the SCHED_IDLE spinner still gets a slice now and then behind the
+# nice -20 one, so it is not queued through the window there.  The guests check the same
+# kernel-side clock through sched.runnable in the RT-hog freeze scenarios
+# (test_freeze_scenarios.py), where the starved kworker's wait is read from it.
+pytestmark = [pytest.mark.bpf]
 
 BOOK = """apiVersion: investigator/v1
 kind: Playbook
