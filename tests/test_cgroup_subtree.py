@@ -79,7 +79,7 @@ def test_cgroup_selects_the_subtree_not_its_neighbours(tmp_path: Path) -> None:
             wait_alive(inside, 0.3)
             inv = subprocess.run([sys.executable, "-m", "investigator", str(book), "--window", "1.5",
                                   "--json", "--cgroup", str(top / "parent"), "--out", str(tmp_path / "b")],
-                                 cwd=REPO, capture_output=True, text=True, timeout=120)
+                                 cwd=REPO, capture_output=True, text=True, timeout=240)
             for p in (inside, beside, above):
                 assert p.poll() is None, "a napper died during the window"
         finally:
@@ -97,7 +97,7 @@ def test_cgroup_selects_the_subtree_not_its_neighbours(tmp_path: Path) -> None:
 
 def test_cgroup_outside_the_cgroup2_mount_is_a_one_line_error(tmp_path: Path) -> None:
     p = subprocess.run([sys.executable, "-m", "investigator", "playbooks/freeze.yaml", "--cgroup", str(tmp_path),
-                        "--out", str(tmp_path / "b")], cwd=REPO, capture_output=True, text=True, timeout=60)
+                        "--out", str(tmp_path / "b")], cwd=REPO, capture_output=True, text=True, timeout=240)
     assert p.returncode != 0 and p.returncode != 1
     # (where no cgroup2 is mounted, that is what the line says)
     assert re.search(r"not a cgroup v2 folder|no cgroup2 filesystem is mounted", p.stderr), p.stderr
