@@ -21,7 +21,7 @@ import run as vm  # noqa: E402
 SLOWER = 3 if os.environ.get("INVESTIGATOR_VM_ACCEL") else 1
 pytestmark = [pytest.mark.bpf,
               pytest.mark.skipif(os.environ.get("INVESTIGATOR_IN_VM") == "1", reason="already in the guest"),
-              pytest.mark.timeout(2 * 1200 * SLOWER)]
+              pytest.mark.timeout(2 * 1800 * SLOWER)]
 SERIES = ("6.1", "6.12")
 
 
@@ -36,7 +36,7 @@ def _run_in_guest(k: vm.Kernel, marks: str, accel: str, name: str) -> tuple[int,
     script = (f"export INVESTIGATOR_IN_VM=1 PYTHONDONTWRITEBYTECODE=1; W=$PWD; cd {REPO} && "
               f"{sys.executable} -m pytest -m '{marks}' tests -p no:cacheprovider -q -rs "
               f"--junitxml=$W/junit.xml > $W/pytest.log 2>&1; rc=$?; uname -r >> $W/pytest.log; exit $rc")
-    run = vm.boot(k, script, timeout=1100 * SLOWER, accel=accel)
+    run = vm.boot(k, script, timeout=1800 * SLOWER, accel=accel)
     log = (run.workdir / "pytest.log").read_text(errors="replace") if (run.workdir / "pytest.log").exists() else ""
     art = REPO / "test-artifacts"
     art.mkdir(exist_ok=True)
