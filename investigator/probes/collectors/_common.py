@@ -6,6 +6,7 @@ import ctypes as C
 from dataclasses import dataclass
 from typing import Any
 
+from ...finding import rt_priority
 from ...system import procfs
 
 
@@ -41,7 +42,7 @@ def task_entity(tid: int, tgid: int, comm: str, prio: int | None = None,
     e: dict[str, Any] = {"tid": tid, "pid": tgid, "comm": comm}
     if prio is not None:
         e["prio"] = prio
-        e["rt_priority"] = 99 - prio if 0 <= prio < 100 else 0
+        e["rt_priority"] = rt_priority(prio)
     if policy is not None:
         e["policy"] = policy_name(policy)
     return e
