@@ -212,7 +212,9 @@ def test_per_cpu_work_queued_before_the_investigation_is_starved(tmp_path: Path)
     d = v["evidence"]["details"]
     assert d["culprit"]["policy"] == "SCHED_FIFO"
     if "stalled_ms" in d:               # the item never started: measured from the pool
-        assert d["stalled_ms"] >= 3000 and d["function"] == "refresh_vm_stats", d
+        # the pool's oldest item: the writer's refresh_vm_stats, or CPU 1's own periodic
+        # vmstat_update when its timer queued it first (6.1 does)
+        assert d["stalled_ms"] >= 3000 and d["function"] in ("refresh_vm_stats", "vmstat_update"), d
         assert "no worker has taken one" in v["summary"], v["summary"]
     else:
         assert d["delay_ms"] >= 150, d
