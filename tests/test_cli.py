@@ -23,9 +23,9 @@ def test_broken_playbook_lists_every_error_located() -> None:
         (11, 26): "expected a duration",
         (11, 41): "has no parameter 'colour'",
         (12, 23): "expected a duration",
-        (14, 15): "no evidence field 'runq.worst.wiat_ms' (did you mean 'wait_ms'?)",
+        (14, 15): "no evidence field 'runqlat.worst.wiat_ms' (did you mean 'wait_ms'?)",
         (15, 18): "got string 'starvaton' (did you mean 'starvation'?)",
-        (16, 28): "expression does not parse",
+        (16, 31): "expression does not parse",
         (18, 3): "node 'orphan' is unreachable from start",
     }
     found = {}
@@ -87,7 +87,7 @@ def test_probes_lists_the_library() -> None:
     p = investigate("probes")
     assert "sched.runqlat" in p.stdout and "sched.blocked" in p.stdout
     p = investigate("probes", "sched.runqlat")
-    assert "runq.worst.culprit.tid" in p.stdout and "tp_btf -> raw_tp" in p.stdout
+    assert "runqlat.worst.culprit.tid" in p.stdout and "tp_btf -> raw_tp" in p.stdout
 
 
 @pytest.mark.bpf
@@ -134,8 +134,8 @@ def test_replay_with_an_edited_playbook_changes_the_verdict(tmp_path: Path) -> N
     edited = tmp_path / "edited.yaml"
     shutil.copy(REPO / "playbooks/interrupts.yaml", tmp_path)      # what freeze.yaml imports
     edited.write_text((REPO / "playbooks/freeze.yaml").read_text().replace(
-        "runq.starved.wait_ms >= 100.0 && runq.starved.culprit.tid != 0", "runq.max_ms >= 0.0").replace(
-        "about: runq.starved", "about: runq.worst"))
+        "runqlat.starved.wait_ms >= 100.0 && runqlat.starved.culprit.tid != 0", "runqlat.max_ms >= 0.0").replace(
+        "about: runqlat.starved", "about: runqlat.worst"))
     r = investigate("replay", str(b), "--playbook", str(edited), "--json")
     assert r.returncode == 1, r.stdout + r.stderr
     assert [v["verdict"] for v in json.loads(r.stdout)["verdicts"]].count("starvation") == 1
@@ -149,7 +149,7 @@ def test_playbook_fixtures_pass_and_catch_a_regression(tmp_path: Path) -> None:
     edited = tmp_path / "freeze.yaml"
     shutil.copy(REPO / "playbooks/interrupts.yaml", tmp_path)
     edited.write_text((REPO / "playbooks/freeze.yaml").read_text().replace(
-        "runq.starved.wait_ms >= 100.0", "runq.starved.wait_ms >= 2000.0"))
+        "runqlat.starved.wait_ms >= 100.0", "runqlat.starved.wait_ms >= 2000.0"))
     p = investigate("test", str(edited), "--fixtures", str(REPO / "playbooks/tests/freeze"))
     assert p.returncode == 1
     assert "FAIL  rt-hog" in p.stdout and "PASS  healthy-busy" in p.stdout
@@ -193,7 +193,7 @@ def test_playbook_name_must_be_a_short_name(tmp_path: Path, name: str) -> None:
                                 "start": ["a"], "nodes": {"a": {
                                     "hypothesis": "h", "probes": [{"use": "sched.runqlat"}],
                                     "observe": {"window": "1s"},
-                                    "conclude": [{"when": "runq.count >= 0", "verdict": "refuted"}]}}}))
+                                    "conclude": [{"when": "runqlat.count >= 0", "verdict": "refuted"}]}}}))
     p = investigate("validate", str(book))
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert f"{book}:1:" in p.stderr and "is not a short name" in p.stderr, p.stderr

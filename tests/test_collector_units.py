@@ -72,6 +72,6 @@ def test_the_terminal_report_shows_stuck_tasks_and_pools_without_progress() -> N
              "stalled": [{"cpu": 1, "stalled_ms": 17112.0, "pending": 7,
                           "functions": [{"function": "refresh_vm_stats", "workqueue": "events"}],
                           "workers": [{"comm": "kworker/1:1", "state": "R", "queued": True}]}]}
-    text = render_evidence({"cpu-starvation": {"runnable": runnable}, "workqueue-stall": {"pools": pools}})
+    text = render_evidence({"cpu-starvation": {"runnable": runnable}, "workqueue-stall": {"wqpools": pools}})
     assert "1 through the whole window" in text and "kworker/1:1  SCHED_OTHER  1" in text and "rt-hog (122)" in text
     assert "1 of 6 took no item" in text and "refresh_vm_stats (events)" in text and "kworker/1:1 R queued" in text

@@ -91,7 +91,7 @@ def test_an_optional_probe_unreadable_at_the_end_leaves_its_node_concluding(monk
     assert ud.status == "refuted", (ud.status, ud.errors)
     assert any(e.startswith("optional probe file.locks could not be read (TimeoutError") and
                "rules that read flock were skipped" in e for e in ud.errors), ud.errors
-    assert "flock" not in ud.evidence
+    assert "filelocks" not in ud.evidence
 
 
 def test_a_probe_slow_to_load_is_reported_with_where_its_thread_waits(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,10 +33,10 @@ nodes:
     probes:
       - use: lock.hold
     conclude:
-      - when: hold.max_hold_ms >= 100.0
+      - when: lockhold.max_hold_ms >= 100.0
         verdict: contention
-        about: hold.worst
-        explain: "{hold.worst.holder.comm} held {hold.worst.addr} for {hold.worst.max_ms} ms"
+        about: lockhold.worst
+        explain: "{lockhold.worst.holder.comm} held {lockhold.worst.addr} for {lockhold.worst.max_ms} ms"
 """
 
 
@@ -65,7 +65,7 @@ def test_mutex_hold_times_holders_and_timeline(tmp_path: Path, ruled_out: str) -
         return
     assert p.returncode in (0, 1), p.stderr
     assert rep["nodes"][0]["probes"][0]["hook"] == ("fentry" if ruled_out else "kprobe")
-    ev = json.loads((tmp_path / "b" / "evidence.json").read_text())["hold"]["hold"]
+    ev = json.loads((tmp_path / "b" / "evidence.json").read_text())["hold"]["lockhold"]
     ours = [lk for lk in ev["locks"] if lk["holder"]["tid"] in pids]
     assert ours, ev["locks"][:3]
     lk = max(ours, key=lambda x: x["max_ms"])

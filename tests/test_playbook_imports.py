@@ -41,11 +41,11 @@ def test_errors_in_an_imported_file_point_into_it(tmp_path: Path) -> None:
         "main.yaml": MAIN.format(file="lib/x.yaml", start="a"),
         "lib/x.yaml": "apiVersion: investigator/v1\nkind: NodeLibrary\nmetadata: {name: x}\nnodes:\n"
                       "  a:\n    hypothesis: h\n    probes: [{use: sched.runqlat}]\n"
-                      "    conclude:\n      - {when: runq.mx_ms > 1.0, verdict: refuted}\n"})
+                      "    conclude:\n      - {when: runqlat.mx_ms > 1.0, verdict: refuted}\n"})
     with pytest.raises(PlaybookError) as ei:
         load_playbook(tmp_path / "main.yaml")
     msgs = [str(d) for d in ei.value.diagnostics]
-    assert any(m.startswith(str(tmp_path / "lib/x.yaml") + ":9:") and "runq.mx_ms" in m for m in msgs), msgs
+    assert any(m.startswith(str(tmp_path / "lib/x.yaml") + ":9:") and "runqlat.mx_ms" in m for m in msgs), msgs
 
 
 @pytest.mark.parametrize("file", ["../outside.yaml", "/etc/passwd", "lib/../../x.yaml"])
@@ -73,7 +73,7 @@ nodes:
   run-queue:
     hypothesis: a local node of the same name as an imported one
     probes: [{use: sched.runqlat}]
-    conclude: [{when: "runq.count >= 0", verdict: refuted}]
+    conclude: [{when: "runqlat.count >= 0", verdict: refuted}]
 """})
     with pytest.raises(PlaybookError) as ei:
         load_playbook(tmp_path / "main.yaml")

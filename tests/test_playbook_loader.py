@@ -123,7 +123,7 @@ def test_template_renders_paths_and_marks_missing() -> None:
 
 def _mutations(doc: object) -> st.SearchStrategy[object]:
     leaves = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.integers(-2**70, 2**70), st.floats(allow_nan=False),
-                       st.text(string.printable, max_size=20), st.sampled_from(["5s", "10ms", "runq.max_ms > 1",
+                       st.text(string.printable, max_size=20), st.sampled_from(["5s", "10ms", "runqlat.max_ms > 1",
                                                                                 "sched.runqlat", "starvation"]))
     return st.recursive(leaves, lambda c: st.one_of(st.lists(c, max_size=4),
                                                      st.dictionaries(st.text(string.ascii_letters, max_size=8), c,
@@ -238,11 +238,11 @@ def test_fuzz_hostile_values_are_located_errors(edits: list[tuple[int, str]]) ->
 
 
 def test_expensive_expressions_are_refused() -> None:
-    deep = "runq.tasks.map(a, runq.tasks.map(b, runq.tasks.map(c, runq.tasks.map(d, 1)))) == []"
-    errs = errors_of(FREEZE.replace("runq.max_ms < 100.0", deep))
+    deep = "runqlat.tasks.map(a, runqlat.tasks.map(b, runqlat.tasks.map(c, runqlat.tasks.map(d, 1)))) == []"
+    errs = errors_of(FREEZE.replace("runqlat.max_ms < 100.0", deep))
     assert any("nested 4 deep" in e for e in errs), errs
-    ok = "runq.tasks.all(a, runq.tasks.exists(b, b.tid == a.tid))"
-    assert errors_of(FREEZE.replace("runq.max_ms < 100.0", ok)) == []
+    ok = "runqlat.tasks.all(a, runqlat.tasks.exists(b, b.tid == a.tid))"
+    assert errors_of(FREEZE.replace("runqlat.max_ms < 100.0", ok)) == []
 
 
 def test_deep_nesting_and_huge_files_are_refused(tmp_path: Path) -> None:
@@ -295,3 +295,36 @@ def test_set_overrides_a_var_of_the_same_kind() -> None:
         apply_overrides(lp, ["min_ms=[1, 2]"])
     with pytest.raises(VarError, match="expected NAME=VALUE"):
         apply_overrides(lp, ["min_ms"])
+
+
+FORMER = """apiVersion: investigator/v1
+kind: Playbook
+metadata: {name: former, description: rules written before the probes' aliases were their file names}
+start: [wq]
+nodes:
+  wq:
+    hypothesis: per-CPU work waits
+    probes:
+      - use: workqueue.latency
+      - use: sched.runqlat
+    conclude:
+      - when: wq.max_delay_ms > 100.0 && runqlat.max_ms > 0.0
+        verdict: starvation
+        explain: "{wq.count} items"
+"""
+
+
+def test_a_former_alias_is_still_read_with_a_warning() -> None:
+    lp = load_playbook(str(REPO / "playbooks" / "t.yaml"), text=FORMER)
+    assert lp.alias_of("wq", "workqueue.latency") == "wq" and lp.alias_of("wq", "sched.runqlat") == "runqlat"
+    (w,) = [str(d) for d in lp.warnings]
+    assert ":9:9:" in w and "now named 'workqueue'" in w and "former name 'wq'" in w, w
+    # the current name: no warning; both names at once: the former one is unknown
+    lp = load_playbook("t.yaml", text=FORMER.replace("wq.", "workqueue."))
+    assert lp.alias_of("wq", "workqueue.latency") == "workqueue" and not lp.warnings
+    errs = errors_of(FORMER.replace("{wq.count}", "{workqueue.count}"))
+    assert any(e.startswith("t.yaml:12:15:") and "'wq' is the former name of workqueue.latency's evidence, here read as 'workqueue'" in e for e in errs), errs
+    # a former alias taken by another entry's `as:` stays that entry's
+    lp = load_playbook("t.yaml", text=FORMER.replace("- use: sched.runqlat", "- {use: sched.runqlat, as: wq}")
+                       .replace("wq.max_delay_ms > 100.0 && runqlat.max_ms", "wq.max_ms"))
+    assert lp.alias_of("wq", "workqueue.latency") == "workqueue"

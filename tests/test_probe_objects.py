@@ -119,3 +119,28 @@ def test_collector_records_match_object_btf(name: str) -> None:
     assert set(mirrored) == set(exported), f"{m.collector}.CONSTANTS vs EXPORT_CONST in {m.object_path.name}"
     for cname, value in mirrored.items():
         assert exported[cname] == value, f"{cname}: {value} in {m.collector}.py, {exported[cname]} in the object"
+
+
+def test_a_probe_is_found_by_its_name() -> None:
+    """A probe's alias is the stem of every file of it: probes/NAME.yaml, NAME.bpf.c, NAME.h,
+    NAME.bpf.o and collectors/NAME.py (user.func loads kernel.func's object and collector,
+    and says so by naming them).  Aliases are unique, and no former alias is a current one."""
+    reg = registry()
+    aliases = {m.alias: m for m in reg.values()}
+    assert len(aliases) == len(reg)
+    collectors_dir = REPO / "investigator" / "probes" / "collectors"
+    for m in reg.values():
+        assert m.manifest_path.name == f"{m.alias}.yaml", (m.name, m.alias)
+        assert not set(m.former_aliases) & set(aliases), m.name
+        if m.userspace:
+            assert m.collector == m.alias, m.name
+            continue
+        stem = m.object_path.name.removesuffix(".bpf.o")
+        assert m.collector == stem and stem in aliases, (m.name, stem, m.collector)
+        assert (SRC / f"{stem}.bpf.c").exists() and (collectors_dir / f"{stem}.py").exists(), m.name
+        if stem != m.alias:         # a second manifest of another probe's object
+            assert not (SRC / f"{m.alias}.bpf.c").exists() and not (collectors_dir / f"{m.alias}.py").exists()
+    for c in collectors_dir.glob("[a-z]*.py"):
+        assert c.stem in aliases, f"collectors/{c.name} belongs to no probe"
+    for h in SRC.glob("*.h"):
+        assert h.stem in aliases or h.stem in {"common", "snapshot", "task_record", "vmlinux"}, h.name

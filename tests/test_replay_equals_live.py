@@ -39,7 +39,7 @@ nodes:
     probes: [{use: sched.blocked}, {use: file.locks, optional: true}]
     observe: {window: 1s}
     conclude:
-      - when: flock.held_count >= 0
+      - when: filelocks.held_count >= 0
         verdict: contention
       - when: blocked.count >= 0
         verdict: refuted
@@ -67,9 +67,9 @@ nodes:
     probes: [{use: sched.runqlat, with: {min_wait: 1ms}}]
     observe: {window: 2s}
     conclude:
-      - when: runq.count >= 0
+      - when: runqlat.count >= 0
         verdict: refuted
-        explain: "{runq.count} waits"
+        explain: "{runqlat.count} waits"
 """
 
 KEYS = ("id", "status", "verdict", "rule", "summary", "errors", "observed_s", "window_s", "interrupted")
@@ -146,7 +146,7 @@ def test_replay_equals_live_for_nodes_that_errored_or_lost_optional_probes(
     assert any(e.startswith("optional probe kernel.func cannot attach here") and e.endswith("the rules that read func were skipped")
                for e in by["optional-absent"]["errors"])
     evidence = json.loads((path / "evidence.json").read_text())
-    assert "blocked" in evidence["unreadable"] and "runq" not in evidence["unreadable"]
+    assert "blocked" in evidence["unreadable"] and "runqlat" not in evidence["unreadable"]
     _same(live, _replayed(path))
     _as_older_bundle(path)
     _same(live, _replayed(path))

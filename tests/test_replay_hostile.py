@@ -358,3 +358,32 @@ def test_fuzz_reached_every_outcome() -> None:
     print("\nbundle fuzz outcomes (kind-exit code: bundles):", dict(sorted(FUZZ_COUNT.items())))
     for kind in {k.split("-")[0] for k in FUZZ_COUNT}:
         assert FUZZ_COUNT.get(f"{kind}-2") and FUZZ_COUNT.get(f"{kind}-0", 0) + FUZZ_COUNT.get(f"{kind}-1", 0)
+
+
+def test_a_bundle_recorded_under_former_aliases_replays_the_same(tmp_path: Path) -> None:
+    """Evidence keyed `runq`, `wq`, `pools` (the names before aliases were the probes' file
+    stems), with the playbook of then: replayed with its own playbook and with today's, the
+    same verdicts as the bundle recorded under today's names."""
+    import re
+    old = {"runqlat": "runq", "workqueue": "wq", "wqpools": "pools"}
+    pat = re.compile(r"(?<![\w.])(runqlat|workqueue|wqpools)(?=\.[a-z_])(?!\.(latency|pools)\b)")
+
+    def back(text: str) -> str:
+        return pat.sub(lambda m: old[m.group(1)], text)
+
+    ev = {n: {old.get(k, k): v for k, v in e.items()} for n, e in json.loads(BASE["evidence.json"]).items()}
+    report = re.sub(r'"as": "(runqlat|workqueue|wqpools)"', lambda m: f'"as": "{old[m.group(1)]}"',
+                    BASE["report.json"].decode())
+    then = make_bundle(tmp_path / "then", {
+        "report.json": report.encode(), "evidence.json": json.dumps(ev).encode(),
+        "playbook.yaml": back(_LP.text).encode(),
+        "imports.json": json.dumps({k: back(v) for k, v in _LP.imported.items()}).encode()})
+    assert "runq.starved" in (then / "playbook.yaml").read_text() + (then / "imports.json").read_text()
+    now = investigate("replay", str(make_bundle(tmp_path / "now")), "--json")
+    assert now.returncode == 1, now.stderr
+    want = [(v["node"], v["verdict"], v["tasks"]) for v in json.loads(now.stdout)["verdicts"]]
+    assert want and any(v == "starvation" for _, v, _ in want)
+    for how in ([], ["--playbook", str(REPO / "playbooks" / "freeze.yaml")]):
+        p = investigate("replay", str(then), "--json", *how)
+        assert p.returncode == 1, p.stdout + p.stderr
+        assert [(v["node"], v["verdict"], v["tasks"]) for v in json.loads(p.stdout)["verdicts"]] == want, how

@@ -129,7 +129,7 @@ nodes:
   mine:
     hypothesis: a team's own probe
     probes: [{use: local/mine}]
-    conclude: [{when: "runq.count >= 0", verdict: refuted}]
+    conclude: [{when: "runqlat.count >= 0", verdict: refuted}]
 """)
     return book
 

@@ -137,7 +137,7 @@ def test_file_locks_walks_stop_at_their_deadline_and_say_how_far_they_got(tmp_pa
         p = investigate(str(book), "--window", "1", "--json", "--quiet", "--out", str(tmp_path / "b"), timeout=60)
     assert p.returncode in (0, 1), p.stderr
     ev = json.loads((tmp_path / "b" / "evidence.json").read_text())
-    hurried, patient = ev["hurried"]["flock"], ev["patient"]["flock"]
+    hurried, patient = ev["hurried"]["filelocks"], ev["patient"]["filelocks"]
     assert hurried["partial"] is True and "the 0 s deadline" in hurried["partial_reason"]
     assert hurried["scanned"]["files"] == 0 and hurried["edges"] == []
     assert hurried["ofd_count"] >= 2                 # /proc/locks itself was read whole

@@ -79,7 +79,7 @@ def test_validate_quotes_a_playbook_escaped(tmp_path: Path) -> None:
     book = tmp_path / "p.yaml"
     book.write_text('apiVersion: investigator/v1\nkind: Playbook\nmetadata: {name: x}\nstart: ["\\e[2Jgone"]\n'
                     'nodes:\n  a: {hypothesis: h, probes: [{use: sched.runqlat}], observe: {window: 1s},\n'
-                    '      conclude: [{when: "runq.count >= 0", verdict: refuted}]}\n')
+                    '      conclude: [{when: "runqlat.count >= 0", verdict: refuted}]}\n')
     p = investigate("validate", str(book))
     assert p.returncode == 2 and "unknown node" in p.stderr, p.stderr
     assert "\x1b" not in p.stderr and "\\x1b[2Jgone" in p.stderr

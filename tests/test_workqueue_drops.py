@@ -33,9 +33,9 @@ nodes:
     probes:
       - use: workqueue.latency
     conclude:
-      - when: wq.count > 0
+      - when: workqueue.count > 0
         verdict: inconclusive
-        explain: "{wq.count} items"
+        explain: "{workqueue.count} items"
 """
 
 
@@ -63,7 +63,7 @@ def test_execution_of_an_unbound_item_on_a_one_cpu_pool_is_counted(tmp_path: Pat
                 inv.kill()
                 inv.wait()
     assert inv.returncode in (0, 1), rest
-    ev = json.loads((tmp_path / "b" / "evidence.json").read_text())["wq"]["wq"]
+    ev = json.loads((tmp_path / "b" / "evidence.json").read_text())["wq"]["workqueue"]
     wb = [f for f in ev["functions"] if f["function"].startswith("wb_workfn")]
     assert wb, [f["function"] for f in ev["functions"]]
     assert {f["cpu"] for f in wb} == {-1}, wb                 # the pool, not the CPU it ran on

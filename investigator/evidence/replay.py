@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..playbook.load import apply_overrides, load_playbook
+from ..playbook.load import LoadedPlaybook, apply_overrides, load_playbook
 from ..report import model
 from ..result import NodeResult, RunOutcome
 from ..rules.conclude import conclude_node
@@ -43,6 +43,21 @@ def probe_records(n: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _renamed(lp: LoadedPlaybook, node_id: str, env: dict[str, Any]) -> dict[str, Any]:
+    """A node's evidence with each probe under the name this playbook reads it by, when the
+    bundle keyed it by another name of the same probe (its alias, or a former one)."""
+    if not isinstance(env, dict):
+        return env
+    out = dict(env)
+    for name, m in lp.probes.get(node_id, {}).items():
+        if name not in out:
+            for other in (m.alias, *m.former_aliases):
+                if other != name and other in out and other not in lp.probes[node_id]:
+                    out[name] = out[other]
+                    break
+    return out
+
+
 def replay(b: dict[str, Any], playbook: Path | None, bundled_name: str,
            sets: list[str] | None = None) -> dict[str, Any]:
     """The bundle's report, its conclusions drawn again from its evidence: with the vars the
@@ -64,7 +79,7 @@ def replay(b: dict[str, Any], playbook: Path | None, bundled_name: str,
         nodes.append(nr)
         if n["id"] not in lp.spec.nodes or n["status"] == "skipped":
             continue                    # not concluded then, or not in this playbook
-        env = b["evidence"].get(n["id"]) or {}
+        env = _renamed(lp, n["id"], b["evidence"].get(n["id"]) or {})
         try:
             c = conclude_node(lp, n["id"], env, probe_records(n), nr.interrupted)
         except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:

@@ -270,6 +270,15 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
             nloc.error(base + ("observe", "window"), "the window must be longer than 0")
         if not node.probes:
             nloc.error(base + ("probes",), "a node needs at least one probe")
+        compiled: dict[tuple[int, str], Expr | None] = {}
+        roots: set[str] = set()         # the top-level names the node's rules read
+        for k, rule in enumerate(node.conclude):
+            for attr in ("when", "about"):
+                src = getattr(rule, attr)
+                if src:
+                    e = compiled[(k, attr)] = _compile(nloc, base + ("conclude", k, attr), src)
+                    roots |= {name.split(".")[0] for name, _ in e.references()} if e is not None else set()
+            roots |= {name.split(".")[0] for name, _ in placeholders(rule.explain)}
         aliases: dict[str, ProbeManifest] = {}
         broken = False
         for j, use in enumerate(node.probes):
@@ -295,7 +304,7 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
                 nloc.error(upath + ("use",), f"unknown probe '{use.use}'{did_you_mean(use.use, reg)}")
                 broken = True
                 continue
-            alias = use.as_ or m.alias
+            alias = use.as_ or _evidence_name(nloc, upath, m, roots, node.probes)
             if alias == WAITFOR:
                 nloc.error(upath + ("as",), f"'{WAITFOR}' is the node's wait-for graph (an analyzer): "
                                             "choose another evidence name")
@@ -321,10 +330,7 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
         for k, rule in enumerate(node.conclude):
             rpath = base + ("conclude", k)
             for attr in ("when", "about"):
-                src = getattr(rule, attr)
-                if not src:
-                    continue  # missing or of the wrong type: reported by the schema already
-                e = _compile(nloc, rpath + (attr,), src)
+                e = compiled.get((k, attr))     # None: missing, of the wrong type or not CEL (reported)
                 if e is not None:
                     lp.exprs[(nid, k, attr)] = e
                     if not broken:
@@ -355,6 +361,21 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
         nloc, base = where[cyc[0]]
         nloc.error(base, "cycle " + " -> ".join(cyc + [cyc[0]])
                    + " has no bound: set max_visits > 1 on one of its nodes", key=True)
+
+
+def _evidence_name(loc: yamlpos.Located, path: tuple[Any, ...], m: ProbeManifest, roots: set[str],
+                   uses: list[Any]) -> str:
+    """The evidence name of a probe entry without ``as:``: the probe's alias, or a former
+    alias of it (with a warning) when the node's rules read that one and not the alias."""
+    if m.alias not in roots:
+        taken = {u.as_ for u in uses if u.as_}
+        for old in m.former_aliases:
+            if old in roots and old not in taken:
+                loc.error(path, f"probe {m.name}'s evidence is now named '{m.alias}'; this node's rules "
+                                f"use its former name '{old}', still read as before (rename it)",
+                          severity="warning")
+                return old
+    return m.alias
 
 
 SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,127}")
@@ -458,8 +479,11 @@ def _check_refs(loc: yamlpos.Located, path: tuple[Any, ...], refs: list[tuple[st
             continue
         if root not in aliases:
             what = "placeholder" if template else "expression"
+            former = [(a, m) for a, m in aliases.items() if root in m.former_aliases]
+            hint = (f" ('{root}' is the former name of {former[0][1].name}'s evidence, here read as "
+                    f"'{former[0][0]}')" if former else did_you_mean(root, aliases))
             _at(loc, path, ref, f"{what} names '{root}', which no probe of this node provides "
-                f"(available: {', '.join(sorted(aliases)) or 'none'}){did_you_mean(root, aliases)}")
+                f"(available: {', '.join(sorted(aliases)) or 'none'}){hint}")
             continue
         m = aliases[root]
         if m.freeform:

@@ -33,17 +33,17 @@ nodes:
       - use: sched.runqlat          # investigate probes: the library and its evidence fields
         with: {{min_wait: 1ms}}
     conclude:
-      - when: runq.starved.wait_ms >= 100.0 && runq.starved.culprit.tid != 0
+      - when: runqlat.starved.wait_ms >= 100.0 && runqlat.starved.culprit.tid != 0
         verdict: starvation
         confidence: medium
-        about: runq.starved
+        about: runqlat.starved
         explain: >-
-          {{runq.starved.victim.comm}} (tid {{runq.starved.victim.tid}}) waited
-          {{runq.starved.wait_ms}} ms for CPU {{runq.starved.cpu}}, held by
-          {{runq.starved.culprit.comm}} (tid {{runq.starved.culprit.tid}})
-      - when: runq.max_ms < 50.0
+          {{runqlat.starved.victim.comm}} (tid {{runqlat.starved.victim.tid}}) waited
+          {{runqlat.starved.wait_ms}} ms for CPU {{runqlat.starved.cpu}}, held by
+          {{runqlat.starved.culprit.comm}} (tid {{runqlat.starved.culprit.tid}})
+      - when: runqlat.max_ms < 50.0
         verdict: refuted
-        explain: "No task waited more than {{runq.max_ms}} ms for a CPU."
+        explain: "No task waited more than {{runqlat.max_ms}} ms for a CPU."
 """
 
 EXPECT = """\
@@ -82,7 +82,7 @@ def create(name: str, directory: Path) -> list[Path]:
     case.mkdir(parents=True)
     book.write_text(TEMPLATE.format(name=name))
     m = registry()["sched.runqlat"]
-    (case / "evidence.json").write_text(json.dumps({"first-hypothesis": {"runq": zero_evidence(m)}}, indent=2))
+    (case / "evidence.json").write_text(json.dumps({"first-hypothesis": {m.alias: zero_evidence(m)}}, indent=2))
     (case / "report.json").write_text(json.dumps({
         "playbook": name, "complete": True, "started_at": "", "duration_s": 0.0, "kernel": {},
         "nodes": [{"id": "first-hypothesis", "status": "refuted", "verdict": "refuted", "hypothesis": "",

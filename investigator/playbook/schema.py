@@ -50,7 +50,7 @@ class ProbeUse:
                                "as root: needs --allow-custom-probes). Its maps "
                                "become evidence (`@name` as `<as>.name`), its printf lines `<as>.output`.",
                                default=None)
-    as_: str | None = doc("Name of its evidence in rules (default: the probe's alias, e.g. runq; bt for "
+    as_: str | None = doc("Name of its evidence in rules (default: the probe's alias, e.g. runqlat; bt for "
                           "bpftrace).", key="as", default=None)
     with_: dict[str, Any] = doc("Probe parameters (durations as 10ms, 5s).", key="with", default_factory=dict)
     optional: bool = doc("When it cannot attach on this machine the node observes without it (its "
@@ -69,7 +69,7 @@ class Rule:
     verdict: Verdict = doc("The verdict when it holds.")
     explain: Template = doc("One sentence for the report; {path} fills in evidence values.", default="")
     about: Expression | None = doc("CEL expression giving the finding's entities: an object with "
-                                   "tasks (with roles), cpus and locks lists, e.g. runq.worst.", default=None)
+                                   "tasks (with roles), cpus and locks lists, e.g. runqlat.worst.", default=None)
     confidence: Literal["low", "medium", "high"] = doc("How sure the verdict is when the rule holds.", default="medium")
     next: list[str] = doc("Nodes to visit next when this rule concludes.", default_factory=list)
 

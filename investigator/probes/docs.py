@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import sys
 
-from .manifest import registry
+from .manifest import ProbeManifest, registry
+
+
+def _files(m: ProbeManifest) -> str:
+    """Where all of a probe is: its manifest, and the object and collector it loads."""
+    if m.userspace:
+        return f"`probes/{m.alias}.yaml`, `investigator/probes/collectors/{m.collector}.py` (reads /proc)"
+    stem = m.object_path.name.removesuffix(".bpf.o")
+    kinds = "bpf.c,h,bpf.o" if (m.object_path.parent / f"{stem}.h").exists() else "bpf.c,bpf.o"
+    own = f"`probes/{stem}.{{{kinds}}}`, `investigator/probes/collectors/{m.collector}.py`"
+    return f"`probes/{m.alias}.yaml`, " + (own if stem == m.alias else f"those of `{stem}`: {own}")
 
 
 def render() -> str:
@@ -14,6 +24,9 @@ def render() -> str:
            "named by its alias (or by the `as:` of the playbook's probe entry).", ""]
     for m in registry().values():
         out += [f"## `{m.name}` (evidence: `{m.alias}`)", "", m.summary, "", m.description.strip(), "",
+                "- Files: " + _files(m)
+                + (f"; former evidence names, still read: {', '.join(f'`{a}`' for a in m.former_aliases)}"
+                   if m.former_aliases else ""),
                 f"- Kernel: {m.kernel}",
                 "- Hooks, in order of preference: " + " → ".join(
                     f"`{h.kind}` ({', '.join(sorted(set(h.programs.values())))})" for h in m.hooks),

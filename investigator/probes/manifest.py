@@ -90,7 +90,7 @@ class EvidenceField:
 @dataclass(frozen=True)
 class ProbeManifest:
     name: str
-    alias: str                      # default evidence namespace in rules ("runq")
+    alias: str                      # evidence name in rules, the file stem of the probe ("runqlat")
     summary: str
     description: str
     object_path: Path
@@ -107,6 +107,7 @@ class ProbeManifest:
     freeform: bool = False          # evidence fields are not known statically (bpftrace)
     min_kernel: str = ""            # refuse on older kernels ("6.6"), for min_kernel_reason
     min_kernel_reason: str = ""
+    former_aliases: tuple[str, ...] = ()    # earlier evidence names, still accepted with a warning
 
     def too_old(self, release: str | None = None, symbols: dict[str, str] | None = None) -> str | None:
         """Why this kernel is older than the probe accepts, or None: its ``min_kernel``, and
@@ -214,7 +215,8 @@ def load_manifest(path: Path) -> ProbeManifest:
         mode=d.get("mode", "window"), hooks=hooks, params=params, maps=dict(d.get("maps") or {}),
         evidence=evidence, kernel=d.get("kernel", ""), manifest_path=path, budget=budget,
         min_kernel=str((d.get("min_kernel") or {}).get("version", "")),
-        min_kernel_reason=str((d.get("min_kernel") or {}).get("reason", "")))
+        min_kernel_reason=str((d.get("min_kernel") or {}).get("reason", "")),
+        former_aliases=tuple(str(a) for a in d.get("former_aliases") or ()))
 
 
 @lru_cache(maxsize=4)

@@ -125,8 +125,16 @@ def conclude(lp: LoadedPlaybook, node_id: str, env: dict[str, Any]) -> Conclusio
 
 
 def probe_alias(lp: LoadedPlaybook, node_id: str, rec: dict[str, Any]) -> str:
-    """The evidence alias of one of a node's probe records (``as``, else the library's)."""
-    return str(rec.get("as") or lp.alias_of(node_id, str(rec.get("probe", ""))))
+    """The evidence alias of one of a node's probe records: its ``as`` when this playbook's
+    node reads it so, else the name the node reads the probe by (a bundle may carry an
+    earlier name of the probe)."""
+    name = str(rec.get("as") or "")
+    if name and name in lp.probes.get(node_id, {}):
+        return name
+    try:
+        return lp.alias_of(node_id, str(rec.get("probe", "")))
+    except KeyError:
+        return name
 
 
 def attach_errors(lp: LoadedPlaybook, node_id: str, probes: list[dict[str, Any]]) -> tuple[list[str], bool]:

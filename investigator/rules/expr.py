@@ -318,7 +318,7 @@ class Expr:
 
     def references(self) -> list[tuple[str, int]]:
         """Dotted evidence paths the expression reads, with their 1-based column:
-        ``runq.worst.victim.tid`` -> [("runq.worst.victim.tid", col)].  Method calls and
+        ``runqlat.worst.victim.tid`` -> [("runqlat.worst.victim.tid", col)].  Method calls and
         names bound by macros (``tasks.exists(t, t.stuck)``) are left out."""
         return self.shape.refs
 

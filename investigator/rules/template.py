@@ -1,7 +1,7 @@
-"""Explanation templates: ``"{runq.worst.victim.comm} waited {runq.worst.wait_ms} ms"``.
+"""Explanation templates: ``"{runqlat.worst.victim.comm} waited {runqlat.worst.wait_ms} ms"``.
 
 Placeholders are dotted paths into the evidence (list indexes allowed: ``{x.tasks.0.tid}``)
-with an optional format spec after a colon (``{runq.max_ms:.0f}``).  No expressions, no
+with an optional format spec after a colon (``{runqlat.max_ms:.0f}``).  No expressions, no
 attribute access on Python objects: only dict keys and list indexes.  A format spec is
 Python's standard one (fill, align, sign, ``#``, ``0``, width, grouping, precision, type)
 with width and precision at most MAX_WIDTH: checked when the playbook loads, and again
