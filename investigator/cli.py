@@ -296,7 +296,7 @@ def cmd_probes(args: argparse.Namespace) -> int:
     if m.params:
         print("\nparameters:")
         for p in m.params.values():
-            print(f"  {p.name} ({p.type}, default {p.default}): {p.help}")
+            print(f"  {p.name} ({p.type}, default {p.value_here}): {p.help}")
     print("\nevidence:")
     for f in m.evidence:
         unit = f" [{f.unit}]" if f.unit else ""

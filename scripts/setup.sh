@@ -14,7 +14,7 @@ VENV=${VENV:-.venv}
 
 need=""
 pkgs="libbpf1"
-[ "$MODE" = test ] && pkgs="$pkgs clang llvm libbpf-dev bpftool gcc libc6-dev bpftrace tmux chromium e2fsprogs"
+[ "$MODE" = test ] && pkgs="$pkgs clang llvm libbpf-dev bpftool gcc libc6-dev linux-libc-dev bpftrace tmux chromium e2fsprogs"
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need="$need $p"
 done

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes as C
 import os
 
+from .. import syscalls
 from .errors import BpfError
 from .structs import PerfEventAttr
 
@@ -12,7 +13,7 @@ PERF_TYPE_SOFTWARE = 1
 PERF_COUNT_SW_CPU_CLOCK = 0
 ATTR_FLAG_FREQ = 1 << 10
 PERF_FLAG_FD_CLOEXEC = 1 << 3
-SYS_perf_event_open = {"x86_64": 298, "aarch64": 241}.get(os.uname().machine, 298)
+SYS_perf_event_open = syscalls.nr("perf_event_open")
 
 _libc = C.CDLL(None, use_errno=True)
 _libc.syscall.restype = C.c_long

@@ -321,7 +321,7 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
                     continue
                 _check_param(nloc, upath + ("with", pname), p.type, pval, p.max)
             for pname, p in m.params.items():
-                if p.default is None and pname not in use.with_:
+                if p.default is None and not p.syscall and pname not in use.with_:
                     nloc.error(upath + ("use",), f"probe {m.name} needs the parameter '{pname}' "
                                f"(with: {{{pname}: ...}}): {p.help}")
         if any("edges" in m.field_paths() for m in aliases.values()):

@@ -38,7 +38,8 @@ def render() -> str:
                 f"estimated {m.budget.cost_ns:.0f} ns of CPU per event (counts toward --max-overhead)", ""]
         if m.params:
             out += ["| parameter | type | default | meaning |", "|---|---|---|---|"]
-            out += [f"| `{p.name}` | {p.type} | `{p.default}` | {p.help} |" for p in m.params.values()]
+            out += [f"| `{p.name}` | {p.type} | " + (f"`{p.default}`" if not p.syscall else f"this machine's `__NR_{p.syscall}`")
+                    + f" | {p.help} |" for p in m.params.values()]
             out.append("")
         out += ["| evidence field | type | unit | meaning |", "|---|---|---|---|"]
         out += [f"| `{m.alias}.{f.path}` | {f.type} | {f.unit} | {f.help} |" for f in m.evidence]

@@ -93,15 +93,11 @@ def refusal(alt: HookAlternative, symbols: dict[str, str]) -> str | None:
     return None
 
 
-ARCH_DEFAULTS = {("syscall_nr", "aarch64"): 98}   # __NR_futex where it is not x86_64's
-
-
 def resolve_params(manifest: ProbeManifest, given: dict[str, Any]) -> dict[str, int]:
     """Parameter values as the integers the BPF globals hold (durations in ns)."""
-    import platform
     out: dict[str, int] = {}
     for name, p in manifest.params.items():
-        v = given.get(name, ARCH_DEFAULTS.get((name, platform.machine()), p.default))
+        v = given.get(name, p.value_here)
         if p.type in TARGET_TYPES:
             continue
         if p.type == "duration":

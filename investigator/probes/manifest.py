@@ -56,6 +56,16 @@ class Param:
     help: str
     max: int | None = None          # the largest value an "int" parameter accepts
     collector: bool = False         # policy the collector applies (inst.values), no BPF global
+    syscall: str = ""               # the default is this system call's number here (syscalls.py)
+
+    @property
+    def value_here(self) -> Any:
+        """The default on this machine: ``default``, or the number of ``syscall`` (-1 when
+        the tool does not know this machine's numbers)."""
+        if self.syscall:
+            from ..syscalls import nr
+            return nr(self.syscall)
+        return self.default
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,11 @@ class ProbeManifest:
         parameters (``function``) filled in from ``symbols``."""
         if self.min_kernel and kernel_version(release) < kernel_version(self.min_kernel):
             return f"needs Linux {self.min_kernel} or later: {self.min_kernel_reason}"
+        for p in self.params.values():
+            if p.syscall and p.value_here < 0:
+                import os
+                return (f"the number of the {p.syscall} system call on {os.uname().machine} is not known "
+                        "to the tool (investigator/syscalls.py)")
         from .risky import FUNCTION_HOOKS, refusal
         for alt in self.hooks:
             if alt.kind in FUNCTION_HOOKS:
@@ -188,7 +203,7 @@ def load_manifest(path: Path) -> ProbeManifest:
     userspace = bool(hooks) and all(h.kind == "procfs" for h in hooks)
     params = {}
     for name, p in (d.get("params") or {}).items():
-        _only_keys(p, {"global", "type", "default", "help", "max", "collector"}, f"{where}: param {name}")
+        _only_keys(p, {"global", "type", "default", "help", "max", "collector", "syscall"}, f"{where}: param {name}")
         if p["type"] not in PARAM_TYPES:
             raise ManifestError(f"{where}: param {name}: type must be one of {PARAM_TYPES}")
         collector = p.get("collector") is True
@@ -198,7 +213,8 @@ def load_manifest(path: Path) -> ProbeManifest:
             raise ManifestError(f"{where}: param {name}: missing 'global' (or 'collector: true')")
         params[name] = Param(name=name, global_name=p.get("global", ""), type=p["type"],
                              default=p.get("default"), help=p.get("help", ""),
-                             max=int(p["max"]) if "max" in p else None, collector=collector)
+                             max=int(p["max"]) if "max" in p else None, collector=collector,
+                             syscall=str(p.get("syscall", "")))
     for e in _require(d, "evidence", where):
         _only_keys(e, {"path", "type", "unit", "help"}, f"{where}: evidence {e.get('path')}")
     evidence = tuple(EvidenceField(path=e["path"], type=e["type"], unit=e.get("unit", ""),

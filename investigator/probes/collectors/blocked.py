@@ -15,6 +15,7 @@ from typing import Any
 
 from ...finding import Finding, Lock, Task
 from ...system.kallsyms import symbolize
+from ... import syscalls
 from ...system.procfs import current_syscall
 from ...analyze.waitfor import Edge, task_row, wait_tasks
 from ._common import ProbeCollector, Snapshot, cstr, holder_tasks, iter_records, snapshot_bounds, task_entity
@@ -112,8 +113,7 @@ WAITS = (
       "wait_for_completion_io", "io_schedule_timeout"), (),
      "waits for I/O to complete"),
 )
-SYSCALL_FD = {"x86_64": {0, 1, 17, 18, 19, 20, 74, 75, 77, 285, 277, 40, 326, 217, 91, 93},
-              "aarch64": {63, 64, 67, 68, 65, 66, 82, 83, 46, 47, 84, 71, 285, 61, 52, 55}}.get(os.uname().machine, set())
+SYSCALL_FD = syscalls.numbers(syscalls.FD_FIRST)
 
 
 def diagnosis(w: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ...analyze.waitfor import Edge, wait_tasks
+from ... import syscalls
 from ...system.procfs import current_syscall, read_in_child
 from ._common import ProbeCollector, holder_tasks, task_entity
 
@@ -23,8 +24,7 @@ TOP = 20
 PROC_LOCKS = "/proc/locks"
 LOCKS_TIMEOUT_S = 2.0
 KINDS = {"FLOCK": "flock", "POSIX": "posix", "OFDLCK": "ofd"}
-FCNTL_NR = {"x86_64": 72, "aarch64": 25}.get(os.uname().machine, -1)
-FLOCK_NR = {"x86_64": 73, "aarch64": 32}.get(os.uname().machine, -1)
+FCNTL_NR, FLOCK_NR = syscalls.nr("fcntl"), syscalls.nr("flock")
 F_SETLKW, F_OFD_SETLKW = 7, 38
 MAX_FDS = 200_000               # open files looked at for OFD holders, per snapshot
 MAX_TASKS = 100_000             # tasks looked at for OFD waiters, per snapshot

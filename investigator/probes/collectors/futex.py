@@ -53,7 +53,6 @@ class FutexRec(C.Structure):
 
 
 LAYOUTS = {"futex_rec": FutexRec}
-SYSCALL_NR = {"x86_64": 202, "aarch64": 98}
 
 
 def snapshot(inst: Any) -> Snapshot:
