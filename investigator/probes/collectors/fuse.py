@@ -20,6 +20,7 @@ import os
 from typing import Any
 
 from ...analyze.waitfor import Edge, wait_tasks
+from ...finding import Finding, Lock, Task
 from ...system.procfs import PidNamespaces
 from ._common import ProbeCollector, iter_records, proc_task, snapshot_bounds, task_entity
 
@@ -180,15 +181,18 @@ class Collector(ProbeCollector):
                                             for t in ts[:TOP]],
                                 "unanswered": sum(1 for r in requests if r["conn"] == conn_name(conn))})
         stuck_reqs = [r for r in requests if r["stuck"]]
-        worst: dict[str, Any] = {"request": None, "tasks": [], "locks": [], "cpus": []}
+        worst = Finding.empty(request=None)
         if requests:
             w = requests[0]
-            worst = {"request": {k: w[k] for k in ("conn", "mountpoint", "op", "unique", "where", "waited_s", "stuck")},
-                     "tasks": [{**{k: w["client"][k] for k in ("tid", "pid", "comm")}, "role": "waiter"}] +
-                              [{**{k: t[k] for k in ("tid", "pid", "comm")}, "role": "holder"}
-                               for t in (thread_by_tid[x] for x in w["waits_for"])],
-                     "locks": [{"kind": "fuse", "lock": f"fuse {w['op']} #{w['unique']}", "conn": w["conn"]}],
-                     "cpus": []}
+            holders = [Task.of(thread_by_tid[x], "holder") for x in w["waits_for"]]
+            worst = Finding(
+                tasks=[Task.of(w["client"], "waiter"), *holders],
+                locks=[Lock("fuse", f"{w['conn']}#{w['unique']}", holder_tid=holders[0].tid if holders else 0,
+                            waiter_tid=w["client"]["tid"],
+                            extra={"lock": f"fuse {w['op']} #{w['unique']}", "conn": w["conn"]})],
+                files=[w["mountpoint"]] if w["mountpoint"] else [],
+                details={"request": {k: w[k] for k in ("conn", "mountpoint", "op", "unique", "where", "waited_s",
+                                                       "stuck")}})
         return {
             "count": len(requests),
             "stuck_count": len(stuck_reqs),
@@ -199,6 +203,6 @@ class Collector(ProbeCollector):
             # requests beyond a snapshot's record limit: their clients' waits are unknown
             "edges_dropped": last["snapshot"].dropped,
             "wait_tasks": wait_tasks(clients + list(thread_by_tid.values()), edges),
-            "worst": worst,
+            "worst": worst.to_dict(),
             **snapshot_bounds(self.first["snapshot"], last["snapshot"]),
         }

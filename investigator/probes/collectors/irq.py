@@ -4,7 +4,6 @@ vector, and the tasks in whose context softirqs ran (charged for them)."""
 from __future__ import annotations
 
 import ctypes as C
-import os
 import time
 from typing import Any
 
@@ -97,17 +96,18 @@ class Collector(ProbeCollector):
                 per_cpu.setdefault(cpu, {"softirq_ns": 0, "hardirq_ns": 0, "by_vec": {}})["hardirq_ns"] += h.total_ns
         softirqs.sort(key=lambda s: -s["total_ms"])
         hardirqs.sort(key=lambda h: -h["total_ms"])
-        charged, me = [], os.getpid()
+        charged = []
         for k, v in maps["charged"].lookup_batch(limit=4096):
             key, c = ChargeKey.from_buffer_copy(k), Charge.from_buffer_copy(v)
             comm = cstr(c.comm)
             vec = key.vec & 0xFFFF
-            charged.append({**task_entity(key.tid, c.tgid, comm), "vector": VECTORS[vec] if vec < 10 else str(vec),
+            who = task_entity(key.tid, c.tgid, comm)
+            charged.append({**who, "vector": VECTORS[vec] if vec < 10 else str(vec),
                             "cpu": c.cpu, "count": c.count, "charged_ms": ms(c.total_ns), "_vec": vec,
                             "share_pct": round(100 * c.total_ns / window_ns, 2),
                             # the investigation's own threads: its BPF work frees through RCU,
                             # which is no one else's work done in the wrong context
-                            "context": "investigator" if key.tid and c.tgid == me else
+                            "context": "investigator" if who.get("investigator") else
                                        context_of(key.tid, comm, bool(c.kthread))})
         # who raised what: per (task, vector), raises of its own vs from interrupts
         # (a raise whose stack the stack map refused -- its hash bucket held another stack --

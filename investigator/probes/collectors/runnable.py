@@ -56,8 +56,6 @@ class Collector(ProbeCollector):
             c = on_cpu.get(r.cpu)
             culprit = task_entity(c.tid, c.tgid, cstr(c.comm), c.prio, c.policy) if c else \
                 task_entity(0, 0, "swapper (idle)", 0, 0)
-            if c and c.tgid == me:
-                culprit["investigator"] = True
             tasks.append({**task_entity(r.tid, r.tgid, cstr(r.comm), r.prio, r.policy), "cpu": r.cpu,
                           "waiting_ms": round(waited_ms, 3), "stuck": stuck, "queued": per_cpu[r.cpu],
                           "culprit": culprit,

@@ -4,7 +4,6 @@ task, and for each task's worst wait, which task held that CPU meanwhile."""
 from __future__ import annotations
 
 import ctypes as C
-import os
 from typing import Any
 
 from ...system import procfs
@@ -85,10 +84,10 @@ class Collector(ProbeCollector):
                                   cstr(c.comm) if c.tid else "swapper (idle)", c.prio, c.policy)
             culprit["held_ms"] = ms(c.overlap_ns)
             culprit["share"] = round(c.overlap_ns / t.max_ns, 3) if t.max_ns else 0.0
-            if c.tid and c.tgid == os.getpid():
+            if culprit.get("investigator"):
                 # the investigation itself (loading probes is verifier work in our own
                 # context, long on a slow machine): an observer effect, never the culprit
-                culprit["investigator"], culprit["share"] = True, 0.0
+                culprit["share"] = 0.0
             tasks.append({**task_entity(tid, t.tgid, cstr(t.comm), t.prio, t.policy),
                           "max_ms": ms(t.max_ns), "total_ms": ms(t.total_ns), "count": t.count,
                           "over_count": t.over, "cpu": t.max_cpu, "culprit": culprit,
@@ -97,7 +96,7 @@ class Collector(ProbeCollector):
                           "max_ended_s": round(t.max_at_ns / 1e9 - inst.attached_at, 3)})
         # the investigation's own threads are not its subject: on a starved CPU they wait
         # too, and must not hide the task the engineer is looking for
-        tasks = [t for t in tasks if t["pid"] != os.getpid()]
+        tasks = [t for t in tasks if not t.get("investigator")]
         tasks.sort(key=lambda t: t["max_ms"], reverse=True)
 
         # a culprit explains a wait when it held the CPU at least this share of it
