@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PROBLEM_VERDICTS = ("deadlock", "starvation", "wrong-context", "contention", "hung-task", "overload",
-                    "alloc-failure")
+                    "alloc-failure", "priority-inversion")
 """The verdicts that are findings (a node that reaches one is ``confirmed``)."""
 
 
@@ -38,6 +38,8 @@ class NodeResult:
     probes: list[dict[str, Any]] = field(default_factory=list)
     evidence: dict[str, Any] = field(default_factory=dict)
     visit: int = 1
+    reached_from: list[str] = field(default_factory=list)   # the nodes whose outcomes started it
+    focus: dict[str, Any] | None = None     # {from, roles, finding, tids}: what it was aimed at
     interrupted: bool = False
 
 

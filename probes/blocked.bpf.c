@@ -13,7 +13,8 @@
  * the task's offset read from BTF) linked into the lock's wait_list.  The word equal to the
  * task's own address, with a list_head before it whose neighbour points back, is the
  * waiter; following the list to the one node that lies on no waiter's stack gives the
- * lock's wait_list head, hence the lock and its owner -- what crash(8) does by hand.  Reads are checked probe-reads and walks are bounded. */
+ * lock's wait_list head, hence the lock and its owner -- what crash(8) does by hand.
+ * Reads are checked probe-reads and walks are bounded. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>

@@ -178,6 +178,10 @@ static __always_inline __u64 task_cgroup_ancestor_id(struct task_struct *t, __u3
 	return id;
 }
 
+/* A constant a collector mirrors in Python, kept in the object's .rodata as const_NAME so
+ * that tests/test_probe_objects.py checks both sides agree. */
+#define EXPORT_CONST(name) const volatile __u64 const_##name = (name)
+
 /* Target selectors (investigate --pid/--comm/--cgroup), set before load; 0 = any.  A
  * probe applies them to the task its records are about (the waiter, the blocked task).
  * --cgroup selects a subtree: the tasks whose cgroup v2 ancestor at targ_cgroup_level is
@@ -187,8 +191,26 @@ const volatile char targ_comm[TASK_COMM_LEN] = {};
 const volatile __u64 targ_cgroup = 0;       /* cgroup v2 id (the cgroup folder's inode) */
 const volatile __u32 targ_cgroup_level = 0; /* its depth below the cgroup v2 root */
 
+/* A node's focus (the tasks an earlier node's finding named): when targ_tids_on, only the
+ * TIDs in targ_tids are selected.  Filled after load, before attach. */
+#define MAX_TARG_TIDS 4096
+EXPORT_CONST(MAX_TARG_TIDS);
+const volatile __u32 targ_tids_on = 0;
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_TARG_TIDS);
+	__type(key, __u32);
+	__type(value, __u8);
+} targ_tids SEC(".maps");
+
 static __always_inline bool task_selected(struct task_struct *t)
 {
+	if (targ_tids_on) {
+		__u32 tid = BPF_CORE_READ(t, pid);
+
+		if (!bpf_map_lookup_elem(&targ_tids, &tid))
+			return false;
+	}
 	if (targ_tgid && BPF_CORE_READ(t, tgid) != targ_tgid)
 		return false;
 	if (targ_comm[0]) {
@@ -206,10 +228,6 @@ static __always_inline bool task_selected(struct task_struct *t)
 		return false;
 	return true;
 }
-
-/* A constant a collector mirrors in Python, kept in the object's .rodata as const_NAME so
- * that tests/test_probe_objects.py checks both sides agree. */
-#define EXPORT_CONST(name) const volatile __u64 const_##name = (name)
 
 /* Per-CPU counters every probe keeps: events seen (the overhead guard's input) and
  * records dropped because a bounded map was full. */

@@ -97,6 +97,8 @@ int dump_futex(struct bpf_iter__task *ctx)
 	rec->tid = BPF_CORE_READ(task, pid);
 	rec->tgid = BPF_CORE_READ(task, tgid);
 	rec->state = state;
+	rec->prio = BPF_CORE_READ(task, prio);
+	rec->policy = BPF_CORE_READ(task, policy);
 	rec->nvcsw = BPF_CORE_READ(task, nvcsw);
 	rec->nivcsw = BPF_CORE_READ(task, nivcsw);
 	rec->now_ns = bpf_ktime_get_ns();

@@ -23,6 +23,8 @@ struct futex_rec {
 	__s32 near_err;         /* the read of near[]: fails where uaddr - 16 is not mapped */
 	__u32 near[FUTEX_NEAR]; /* the words at uaddr - 16 ... uaddr + 20: a pthread_rwlock_t's
 	                         * fields around the futex its waiter sleeps on */
+	__s32 prio;             /* task->prio (kernel priority: lower runs first) */
+	__u32 policy;
 };
 
 #endif

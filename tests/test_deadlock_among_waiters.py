@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import investigate
 from scenarios.build import c_helper
-from scenarios.procs import SCENARIO_S, processes, threads_by_comm
+from scenarios.procs import SCENARIO_S, processes, sysctl, threads_by_comm
 
 pytestmark = [pytest.mark.bpf]
 
@@ -56,7 +56,8 @@ def _spawn(ps: object, argv: list[str]) -> tuple[subprocess.Popen[str], dict[str
 @pytest.mark.parametrize("playbook", ["deadlock.yaml", "freeze.yaml"])
 def test_abba_deadlock_is_found_among_a_thousand_waiters(tmp_path: Path, playbook: str) -> None:
     pile_exe, abba_exe = c_helper("mutex_pile", tmp_path), c_helper("abba", tmp_path)
-    with processes() as ps:
+    # TIDs keep growing through the test (a pid_max of 32768 wraps them after a long suite)
+    with sysctl("kernel.pid_max", "4194304"), processes() as ps:
         pile, pp = _spawn(ps, [str(pile_exe), str(PILE), str(SCENARIO_S)])
         assert int(pp["started"]) == PILE, pp
         holder = int(pp["holder"])

@@ -90,7 +90,7 @@ def test_an_optional_probe_unreadable_at_the_end_leaves_its_node_concluding(monk
     assert len(calls) == 2
     assert ud.status == "refuted", (ud.status, ud.errors)
     assert any(e.startswith("optional probe file.locks could not be read (TimeoutError") and
-               "rules that read flock were skipped" in e for e in ud.errors), ud.errors
+               "rules that read filelocks were skipped" in e for e in ud.errors), ud.errors
     assert "filelocks" not in ud.evidence
 
 

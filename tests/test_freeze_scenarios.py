@@ -76,7 +76,7 @@ def test_rt_task_starved_by_a_higher_rt_task_never_runs(tmp_path: Path) -> None:
     assert roles["culprit"] == hog.pid, v["tasks"]
     assert v["cpus"] == [1]
     d = v["evidence"]["details"]
-    assert d["stuck"] and d["waiting_ms"] >= 3000, d
+    assert d.get("stuck") and d.get("waiting_ms", 0) >= 3000, (v["summary"], d)
     assert d["culprit"]["policy"] == "SCHED_FIFO" and d["culprit"]["rt_priority"] == 10
     assert "without running once" in v["summary"], v["summary"]
     # the victim is the longest stuck wait on CPU 1: the RT victim, or (seen once in CI) a

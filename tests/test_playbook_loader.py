@@ -36,7 +36,7 @@ def errors_of(text: str) -> list[str]:
 def test_freeze_is_valid() -> None:
     lp = load_playbook(REPO / "playbooks" / "freeze.yaml")
     assert set(lp.spec.nodes) == {"cpu-starvation", "blocked-tasks", "workqueue-stall", "user-deadlock",
-                                  "irq-overload", "softirq-wrong-context"}
+                                  "irq-overload", "softirq-wrong-context", "holder-state"}
     assert lp.window_ns(lp.spec.nodes["cpu-starvation"]) == 5_000_000_000
 
 
@@ -328,3 +328,70 @@ def test_a_former_alias_is_still_read_with_a_warning() -> None:
     lp = load_playbook("t.yaml", text=FORMER.replace("- use: sched.runqlat", "- {use: sched.runqlat, as: wq}")
                        .replace("wq.max_delay_ms > 100.0 && runqlat.max_ms", "wq.max_ms"))
     assert lp.alias_of("wq", "workqueue.latency") == "workqueue"
+
+
+FOCUSED = """apiVersion: investigator/v1
+kind: Playbook
+metadata: {name: focused, description: a follow-up node aimed at what the first found}
+start: [first]
+nodes:
+  first:
+    hypothesis: someone starves
+    probes: [{use: sched.runqlat}]
+    conclude:
+      - when: runqlat.starved.wait_ms > 100.0
+        verdict: starvation
+        about: runqlat.starved
+        next: [second]
+  second:
+    hypothesis: the culprit is busy
+    focus: {from: first, tasks: [culprit]}
+    probes: [{use: sched.oncpu}]
+    conclude:
+      - when: focus.tasks.exists(t, t.role == "culprit") && oncpu.samples > 0
+        verdict: overload
+"""
+
+
+def test_a_focus_names_a_node_that_leads_here_and_a_role() -> None:
+    lp = load_playbook("t.yaml", text=FOCUSED)
+    assert lp.spec.nodes["second"].focus.from_ == "first" and lp.spec.nodes["second"].focus.tasks == ["culprit"]
+    errs = errors_of(FOCUSED.replace("{from: first,", "{from: frist,"))
+    assert any(e.startswith("t.yaml:16:") and "unknown node 'frist'" in e and "did you mean 'first'" in e
+               for e in errs), errs
+    no_edge = FOCUSED.replace("        next: [second]\n", "").replace("start: [first]", "start: [first, second]")
+    errs = errors_of(no_edge)
+    assert any(e.startswith("t.yaml:15:") and "node 'first' has no edge to 'second'" in e for e in errs), errs
+    errs = errors_of(FOCUSED.replace("tasks: [culprit]", "tasks: [culprt]"))
+    assert any(e.startswith("t.yaml:16:") and "culprt" in e for e in errs), errs
+    errs = errors_of(FOCUSED.replace("tasks: [culprit]", "tasks: []"))
+    assert any("a focus needs at least one role" in e for e in errs), errs
+    # `focus` is read only where a focus is given
+    errs = errors_of(FOCUSED.replace("    focus: {from: first, tasks: [culprit]}\n", ""))
+    assert any("names 'focus', which no probe of this node provides" in e for e in errs), errs
+
+
+def test_a_focus_resolves_to_the_tids_of_its_roles() -> None:
+    from investigator.playbook.schema import Focus
+    from investigator.result import NodeResult
+    from investigator.rules import focus
+    about = {"tasks": [{"tid": 7, "pid": 7, "comm": "w", "role": "waiter"},
+                       {"tid": 9, "pid": 8, "comm": "h", "role": "holder"},
+                       {"tid": 9, "pid": 8, "comm": "h", "role": "holder"}], "locks": [{"kind": "futex", "addr": "0x1"}]}
+    old = NodeResult("chain", "", 1.0, verdict="hung-task", about={"tasks": [{"tid": 1, "pid": 1, "comm": "x",
+                                                                               "role": "holder"}]})
+    new = NodeResult("chain", "", 1.0, verdict="hung-task", about=about)
+    f = focus.resolve(Focus(from_="chain", tasks=["holder"]), [old, new, NodeResult("other", "", 1.0)])
+    assert f["tids"] == [9] and f["verdict"] == "hung-task" and f["finding"]["locks"][0]["addr"] == "0x1"
+    assert focus.resolve(None, [new]) is None
+    f = focus.resolve(Focus(from_="chain", tasks=["culprit"]), [new])
+    assert f["tids"] == [] and "names no culprit task" in focus.unresolved(f)
+    f = focus.resolve(Focus(from_="chain", tasks=["holder"]), [NodeResult("chain", "", 1.0, verdict="refuted")])
+    assert f["tids"] == [] and "reached no finding" in focus.unresolved(f)
+
+
+def test_the_graph_shows_what_an_edge_passes_to_a_focused_node() -> None:
+    from investigator.playbook.graph import build_graph, render
+    g = build_graph(load_playbook("t.yaml", text=FOCUSED).spec)
+    assert g.edges["first", "second"]["label"] == "starvation (focus: its culprit)"
+    assert "--starvation (focus: its culprit)--> second" in render(g, "text")

@@ -115,6 +115,7 @@ def test_collector_records_match_object_btf(name: str) -> None:
             assert members.get(fname) == getattr(cls, fname).offset, f"{cname}.{fname}"
     # and the constants it mirrors
     exported = _exported_constants(m.object_path)
+    exported.pop("MAX_TARG_TIDS")       # common.h's, mirrored by probes/instance.py (checked below)
     mirrored = getattr(mod, "CONSTANTS", {})
     assert set(mirrored) == set(exported), f"{m.collector}.CONSTANTS vs EXPORT_CONST in {m.object_path.name}"
     for cname, value in mirrored.items():
@@ -144,3 +145,15 @@ def test_a_probe_is_found_by_its_name() -> None:
         assert c.stem in aliases, f"collectors/{c.name} belongs to no probe"
     for h in SRC.glob("*.h"):
         assert h.stem in aliases or h.stem in {"common", "snapshot", "task_record", "vmlinux"}, h.name
+
+
+@pytest.mark.parametrize("name", sorted(n for n, m in registry().items() if not m.userspace))
+def test_every_object_can_be_aimed_at_a_set_of_tids(name: str) -> None:
+    """A focused node's TIDs reach every probe through task_selected(): each object has
+    the targ_tids set and its switch, with the bound the Python side fills up to."""
+    from investigator.probes.instance import MAX_TARG_TIDS
+    m = registry()[name]
+    with BpfObject(m.object_path) as o:
+        assert "targ_tids" in o.maps and "targ_tids_on" in o.globals()
+        assert o.maps["targ_tids"].max_entries == MAX_TARG_TIDS
+    assert _exported_constants(m.object_path)["MAX_TARG_TIDS"] == MAX_TARG_TIDS

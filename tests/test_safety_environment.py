@@ -80,7 +80,7 @@ def test_a_missing_tracepoint_degrades_one_node_not_the_run(tmp_path: Path) -> N
     lib = tmp_path / "probes"
     shutil.copytree(REPO / "probes", lib, ignore=shutil.ignore_patterns("*.c", "*.h", "*.sh"))
     text = (lib / "runqlat.yaml").read_text()
-    text = text.replace("name: sched.runqlat", "name: sched.runqlat-old").replace("alias: runq", "alias: rq")
+    text = text.replace("name: sched.runqlat", "name: sched.runqlat-old").replace("alias: runqlat\n", "alias: rq\n")
     text = text.replace("sched_switch}", "sched_switch_on_a_kernel_without_it}")
     (lib / "runqlat-old.yaml").write_text(text)
     book = tmp_path / "p.yaml"

@@ -56,10 +56,12 @@ def test_two_investigations_at_once_do_not_disturb_each_other(tmp_path: Path) ->
         hog = ps.spawn(RT_HOG, name="rt-hog", cpu=1, rtprio=10, seconds=SCENARIO_S)
         victim = ps.spawn(PERIODIC, name="periodic", cpu=1, period=0.005, work=0.02, seconds=SCENARIO_S)
         wait_alive(victim, 2.5)
-        runs = [subprocess.Popen([sys.executable, "-m", "investigator", "playbooks/freeze.yaml", "--window", "3",
-                                  "--json", "--out", str(tmp_path / f"b{i}")], cwd=REPO,
+        # both on CPU 0: on CPU 1 one investigation would itself wait behind the hog, a real
+        # starved task that the other may rightly name before the periodic victim
+        runs = [subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "investigator", "playbooks/freeze.yaml",
+                                  "--window", "3", "--json", "--out", str(tmp_path / f"b{i}")], cwd=REPO,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
-        outs = [r.communicate(timeout=60) for r in runs]
+        outs = [r.communicate(timeout=240) for r in runs]
     for r, (out, err) in zip(runs, outs):
         assert r.returncode == 1, err
         rep = json.loads(out)

@@ -49,7 +49,7 @@ def test_flock_abba_deadlock_names_both_processes_and_files(tmp_path: Path, how:
     # p0 holds first.lock and waits for second.lock, which p1 holds; and the reverse
     assert locks[(t0, t1)]["lock"] == f"{kind} {tmp_path}/first.lock"
     assert locks[(t1, t0)]["lock"] == f"{kind} {tmp_path}/second.lock"
-    assert all(lk["source"] == "flock" for lk in v["locks"])
+    assert all(lk["source"] == "filelocks" for lk in v["locks"])
     assert "2 tasks wait for each other's locks" in v["summary"]
     # replay gives the same verdict from the bundle alone
     r = investigate("replay", str(tmp_path / "b"), "--json")

@@ -64,9 +64,12 @@ class Edge:
 
 
 def task_row(tid: int, pid: int, comm: str, state: str = "", wchan: str = "",
-             stack: list[str] | None = None) -> dict[str, Any]:
-    """A task of a probe's ``wait_tasks`` table."""
+             stack: list[str] | None = None, prio: int | None = None, policy: str | None = None) -> dict[str, Any]:
+    """A task of a probe's ``wait_tasks`` table (its kernel priority and policy when the
+    probe read them: a priority inversion compares the waiter's with its holder's)."""
     row: dict[str, Any] = {"tid": tid, "pid": pid, "comm": comm}
+    if prio is not None:
+        row["prio"], row["policy"] = prio, policy
     if state:
         row["state"] = state
     if wchan:
@@ -152,7 +155,7 @@ FIELDS: tuple[tuple[str, str, str, str], ...] = (
 
 
 def _merge(obj: dict[str, Any], out: dict[int, dict[str, Any]]) -> None:
-    """A task-like dict into the tid -> {tid, pid, comm, state, wchan, stack} table: the
+    """A task-like dict into the tid -> {tid, pid, comm, state, wchan, prio, policy, stack} table: the
     first dict of a tid names it, later ones fill what it lacks (only values of the right
     type are taken: the dict may come from a bundle)."""
     tid = obj.get("tid")
@@ -160,9 +163,11 @@ def _merge(obj: dict[str, Any], out: dict[int, dict[str, Any]]) -> None:
         return
     pid = obj.get("pid")
     cur = out.setdefault(tid, {"tid": tid, "pid": pid if type(pid) is int else tid, "comm": str(obj["comm"])})
-    for k in ("state", "wchan"):
+    for k in ("state", "wchan", "policy"):
         if obj.get(k) and isinstance(obj[k], str) and k not in cur:
             cur[k] = obj[k]
+    if type(obj.get("prio")) is int and "prio" not in cur:
+        cur["prio"] = obj["prio"]
     st = obj.get("stack")
     if st and isinstance(st, list) and all(isinstance(f, str) for f in st[:STACK_FRAMES]) and "stack" not in cur:
         cur["stack"] = st[:STACK_FRAMES]
@@ -209,6 +214,8 @@ def _task(tid: int, who: dict[int, dict[str, Any]], role: str, waits_for: str = 
     lock the previous task waits for), and its stack when a probe recorded one."""
     w = who.get(tid, {})
     return Task(tid, w.get("pid", tid), w.get("comm", ""), role, waits_for=waits_for, holds=holds,
+                prio=w["prio"] if type(w.get("prio")) is int else None,
+                policy=w["policy"] if isinstance(w.get("policy"), str) else None,
                 stack=w["stack"] if w.get("stack") else None)
 
 

@@ -27,6 +27,7 @@ from ..evidence.events import EventLog
 from ..playbook.load import LoadedPlaybook
 from ..probes.instance import ProbeInstance, ProbeUnavailable, Targets
 from ..result import NodeResult, RunOutcome
+from ..rules import focus
 from .guard import DEFAULT_MAX_OVERHEAD_PERCENT, OverheadGuard
 
 
@@ -96,11 +97,15 @@ class _Pool:
     def key(name: str, params: dict[str, Any], targets: Targets) -> tuple[Any, ...]:
         return (name, tuple(sorted((k, str(v)) for k, v in params.items())), targets.key())
 
-    def acquire(self, manifest: Any, use: Any, node: str) -> ProbeInstance | ProbeUnavailable:
+    def acquire(self, manifest: Any, use: Any, node: str,
+                targets: Targets | None = None) -> ProbeInstance | ProbeUnavailable:
+        """The probe instance of a node's probe entry, with the run's targets or a focused
+        node's own (``targets``): shared with the running nodes that have the same."""
         params = use.with_
+        targets = targets or self.targets
         if use.bpftrace is not None:     # a program of this node's own: never shared
             return self._acquire_bpftrace(manifest, use.bpftrace, node)
-        k = self.key(manifest.name, params, self.targets)
+        k = self.key(manifest.name, params, targets)
         if k in self.instances:
             inst = self.instances[k]
             self.events.emit("probe_shared", node=node, probe=manifest.name, hook=inst.hook,
@@ -114,7 +119,7 @@ class _Pool:
                 if isinstance(res, Exception):
                     raise res
             else:
-                inst = ProbeInstance(manifest, params, self.targets)
+                inst = ProbeInstance(manifest, params, targets)
                 inst.attach()
         except ProbeUnavailable as e:
             self.events.emit("probe_unavailable", node=node, probe=manifest.name, reason=str(e),
@@ -256,6 +261,7 @@ class _Walk:
         self.active: list[NodeRun] = []
         self.visits: dict[str, int] = {}
         self.ready: list[str] = list(dict.fromkeys(lp.spec.start))
+        self.reached: dict[str, list[str]] = {}     # node -> the nodes whose outcomes started it
         self.timings: dict[str, float] = {}
         self.guard = OverheadGuard(opts.max_overhead_percent)
 
@@ -277,7 +283,8 @@ class _Walk:
         wanted = []
         for nid in self.ready:
             node = self.lp.spec.nodes[nid]
-            if any(n.id == nid for n in self.active) or self.visits.get(nid, 0) >= node.max_visits:
+            if any(n.id == nid for n in self.active) or self.visits.get(nid, 0) >= node.max_visits \
+                    or node.focus is not None:      # aimed when it starts: attached then
                 continue
             for use in node.probes:
                 alias = use.as_ or self.lp.alias_of(nid, use.use)
@@ -318,13 +325,24 @@ class _Walk:
             self.events.emit("node_skipped", node=nid, reason="max-time")
             return
         win = self.opts.window_s if self.opts.window_s is not None else lp.window_ns(node) / 1e9
-        nr = NodeRun(nid, node.hypothesis, max(0.0, min(win, left)), visit=self.visits[nid])
+        nr = NodeRun(nid, node.hypothesis, max(0.0, min(win, left)), visit=self.visits[nid],
+                     reached_from=self.reached.pop(nid, []))
+        targets = self.pool.targets
+        if node.focus is not None:
+            nr.focus = focus.resolve(node.focus, list(self.done))
+            if not nr.focus["tids"]:
+                nr.status, nr.errors = "skipped", [focus.unresolved(nr.focus)]
+                self.done.append(nr)
+                self.events.emit("node_skipped", node=nid, reason=nr.errors[0])
+                return
+            targets = targets.focused(nr.focus["tids"])
         self.events.emit("node_started", node=nid, hypothesis=nr.hypothesis, window_s=nr.window_s,
-                         visit=nr.visit)
+                         visit=nr.visit, reached_from=nr.reached_from,
+                         focus=nr.focus["tids"][:32] if nr.focus else None)
         for use in node.probes:
             alias = use.as_ or lp.alias_of(nid, use.use)
             m = lp.probes[nid][alias]
-            inst = self.pool.acquire(m, use, nid)
+            inst = self.pool.acquire(m, use, nid, targets)
             if isinstance(inst, ProbeUnavailable):
                 nr.probes.append({"probe": m.name, "as": alias, "hook": None, "error": str(inst),
                                   "attempts": inst.attempts, "optional": use.optional})
@@ -363,6 +381,8 @@ class _Walk:
 
     def _follow(self, nr: NodeRun) -> None:
         for nxt in nr.next:
+            if nr.id not in self.reached.setdefault(nxt, []):
+                self.reached[nxt].append(nr.id)
             if nxt not in self.ready:
                 self.ready.append(nxt)
 
@@ -446,7 +466,7 @@ def _conclude(lp: LoadedPlaybook, nr: NodeRun, events: EventLog) -> None:
         events.emit("window_closed", node=nr.id, observed_s=round(nr.ended_at - nr.started_at, 3),
                     probes={a: e.get("probe") for a, e in env.items()})
     nr.evidence = env
-    c = conclude_node(lp, nr.id, env, nr.probes, nr.interrupted)
+    c = conclude_node(lp, nr.id, env, nr.probes, nr.interrupted, nr.focus)
     nr.status, nr.verdict, nr.rule, nr.confidence = c.status, c.verdict, c.rule, c.confidence
     nr.summary, nr.about, nr.values, nr.next, nr.errors = c.summary, c.about, c.evidence, c.next, c.errors
     if c.status == "unobservable":

@@ -15,6 +15,7 @@ from typing import Any
 from ..playbook.load import LoadedPlaybook, apply_overrides, load_playbook
 from ..report import model
 from ..result import NodeResult, RunOutcome
+from ..rules import focus
 from ..rules.conclude import conclude_node
 
 _GUARD_NOTE = re.compile(r" was detached by the overhead guard after (?P<after>\S+) s: (?P<reason>.*); "
@@ -75,20 +76,28 @@ def replay(b: dict[str, Any], playbook: Path | None, bundled_name: str,
                         observed_s=n.get("observed_s", 0.0), status=n["status"], verdict=n.get("verdict"),
                         probes=n.get("probes", []), errors=list(n.get("errors", [])),
                         visit=n.get("visit", 1) if isinstance(n.get("visit", 1), int) else 1,
-                        interrupted=n.get("interrupted", False))
+                        interrupted=n.get("interrupted", False),
+                        reached_from=[str(x) for x in n.get("reached_from") or [] if isinstance(x, str)][:64])
         nodes.append(nr)
         if n["id"] not in lp.spec.nodes or n["status"] == "skipped":
             continue                    # not concluded then, or not in this playbook
         env = _renamed(lp, n["id"], b["evidence"].get(n["id"]) or {})
+        nr.focus, notes = focus.resolve(lp.spec.nodes[n["id"]].focus, nodes[:-1]), []
+        if nr.focus is not None:
+            ran = n.get("focus") if isinstance(n.get("focus"), dict) else {}
+            ran_tids = ran.get("tids") if isinstance(ran.get("tids"), list) else []
+            if ran_tids != nr.focus["tids"]:
+                notes.append(f"focus: this playbook aims the node at tids {nr.focus['tids'][:16]}; "
+                             f"its evidence was gathered for {ran_tids[:16]}")
         try:
-            c = conclude_node(lp, n["id"], env, probe_records(n), nr.interrupted)
+            c = conclude_node(lp, n["id"], env, probe_records(n), nr.interrupted, nr.focus)
         except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
             # evidence no probe of ours wrote: that node's error, not the replay's end
             nr.status, nr.verdict = "error", None
             nr.errors.append(f"the bundle's evidence of this node is malformed ({type(e).__name__}: {e})")
             continue
         nr.status, nr.verdict, nr.rule, nr.confidence = c.status, c.verdict, c.rule, c.confidence
-        nr.summary, nr.about, nr.values, nr.errors = c.summary, c.about, c.evidence, c.errors
+        nr.summary, nr.about, nr.values, nr.errors = c.summary, c.about, c.evidence, notes + c.errors
     return model.build(RunOutcome(lp.name, nodes, old["started_at"], old["duration_s"], old["complete"],
                                   old["kernel"], old.get("interrupted_by"), replayed=True,
                                   variables=dict(lp.spec.vars)))

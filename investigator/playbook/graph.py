@@ -14,7 +14,8 @@ START = "(start)"
 
 
 def build_graph(pb: Playbook) -> nx.DiGraph:
-    """Nodes carry their hypothesis; edges carry the outcome or rule that leads there."""
+    """Nodes carry their hypothesis; edges carry the outcome or rule that leads there, and
+    what they pass to a focused node (the roles of the finding's tasks it is aimed at)."""
     import networkx as nx
 
     g = nx.DiGraph()
@@ -33,6 +34,10 @@ def build_graph(pb: Playbook) -> nx.DiGraph:
             for nxt in getattr(node.on, outcome):
                 if nxt in pb.nodes:
                     _add(g, nid, nxt, outcome)
+    for nid, node in pb.nodes.items():     # what an edge passes to a focused node
+        f = node.focus
+        if f is not None and g.has_edge(f.from_, nid):
+            g.edges[f.from_, nid]["label"] += f" (focus: its {'/'.join(f.tasks)})"
     return g
 
 

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ..analyze.waitfor import ALIAS as WAITFOR
-from ..probes.manifest import ProbeManifest, registry, waitfor_manifest
+from ..probes.manifest import ProbeManifest, focus_manifest, registry, waitfor_manifest
 from ..probes.units import parse_duration_ns
 from ..rules.expr import Expr, ExprError
+from ..rules.focus import ALIAS as FOCUS
 from ..rules.template import placeholders, spec_problems
 from . import yamlpos
 from .diagnostics import Diagnostic, PlaybookError, did_you_mean
@@ -326,6 +327,12 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
                                f"(with: {{{pname}: ...}}): {p.help}")
         if any("edges" in m.field_paths() for m in aliases.values()):
             aliases = {**aliases, WAITFOR: waitfor_manifest()}
+        if node.focus is not None:
+            _check_focus(nloc, base + ("focus",), nid, node.focus, spec, node_ids)
+            if FOCUS in aliases:
+                nloc.error(base + ("focus",), f"'{FOCUS}' names the node's focus: give the probe that uses it "
+                                              "another evidence name (as:)")
+            aliases = {**aliases, FOCUS: focus_manifest()}
         lp.probes[nid] = aliases
         for k, rule in enumerate(node.conclude):
             rpath = base + ("conclude", k)
@@ -361,6 +368,20 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
         nloc, base = where[cyc[0]]
         nloc.error(base, "cycle " + " -> ".join(cyc + [cyc[0]])
                    + " has no bound: set max_visits > 1 on one of its nodes", key=True)
+
+
+def _check_focus(loc: yamlpos.Located, path: tuple[Any, ...], nid: str, focus: Any, spec: Playbook,
+                 node_ids: set[str]) -> None:
+    """A focus names a node with an edge to this one, and at least one role."""
+    src = spec.nodes.get(focus.from_)
+    if src is None:
+        loc.error(path + ("from",), f"unknown node '{focus.from_}'{did_you_mean(focus.from_, node_ids)}")
+    elif not any(nid in r.next for r in src.conclude) and not any(
+            nid in getattr(src.on, o) for o in ("confirmed", "refuted", "inconclusive", "unobservable")):
+        loc.error(path + ("from",), f"node '{focus.from_}' has no edge to '{nid}': a focus comes from a node "
+                                    "that leads here (its rule's next, or its on:)")
+    if not focus.tasks:
+        loc.error(path + ("tasks",), "a focus needs at least one role (victim, culprit, waiter, holder, bystander)")
 
 
 def _evidence_name(loc: yamlpos.Located, path: tuple[Any, ...], m: ProbeManifest, roots: set[str],

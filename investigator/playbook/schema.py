@@ -23,7 +23,7 @@ Expression = NewType("Expression", str)    # a CEL expression
 Template = NewType("Template", str)        # text with {evidence.path} placeholders
 
 Verdict = Literal["deadlock", "starvation", "wrong-context", "contention", "hung-task", "overload",
-                  "alloc-failure", "healthy", "refuted", "inconclusive"]
+                  "alloc-failure", "priority-inversion", "healthy", "refuted", "inconclusive"]
 OUTCOMES = ("confirmed", "refuted", "inconclusive", "unobservable")
 
 
@@ -83,6 +83,15 @@ class Edges:
 
 
 @dataclass
+class Focus:
+    from_: str = doc("The node whose finding aims this one: a node with an edge to it. The finding "
+                     "is the `about` of the rule that concluded that node.", key="from")
+    tasks: list[Literal["victim", "culprit", "waiter", "holder", "bystander"]] = doc(
+        "Roles of that finding's tasks: their TIDs are the only tasks this node's probes watch "
+        "(in the kernel), and rules read the finding as `focus`.")
+
+
+@dataclass
 class Node:
     hypothesis: str = doc("The hypothesis this node tests, in words.")
     probes: list[ProbeUse] = doc("Probes to attach for the observation.")
@@ -91,6 +100,8 @@ class Node:
     otherwise: Verdict = doc("Verdict when no rule holds.", default="inconclusive")
     on: Edges = doc("Next nodes per outcome (added to the rule's own next).", default_factory=Edges)
     max_visits: int = doc("How many times the node may run in one investigation (needed on cycles).", default=1)
+    focus: Focus | None = doc("Aim this node at what an earlier node found: its probes watch only the "
+                              "tasks of that node's finding in the given roles.", default=None)
 
 
 @dataclass

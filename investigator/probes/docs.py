@@ -21,7 +21,9 @@ def render() -> str:
     out = ["# Probe reference", "",
            "Generated from the manifests in `probes/*.yaml` by `python -m investigator.probes.docs`;",
            "a test fails when this page and the manifests disagree. In rules, a probe's evidence is",
-           "named by its alias (or by the `as:` of the playbook's probe entry).", ""]
+           "named by its alias (or by the `as:` of the playbook's probe entry). A task (`tid`, `pid`,",
+           "`comm`, ...) that is a thread of the investigation itself carries `investigator: true`:",
+           "probes never make it a culprit or a victim.", ""]
     for m in registry().values():
         out += [f"## `{m.name}` (evidence: `{m.alias}`)", "", m.summary, "", m.description.strip(), "",
                 "- Files: " + _files(m)

@@ -32,21 +32,32 @@ class Collector(Protocol):
 
 @dataclass(frozen=True)
 class Targets:
-    """In-kernel filters a run passes to every probe (``task_selected()`` in
-    probes/common.h): a process, a command name, a cgroup v2 subtree (its root's id and
-    level); empty = everything."""
+    """In-kernel filters passed to a probe (``task_selected()`` in probes/common.h): the
+    run's process, command name and cgroup v2 subtree (its root's id and level), and a
+    node's focus, a set of TIDs (at most MAX_TARG_TIDS); empty = everything."""
     pid: int = 0
     comm: str = ""
     cgroup_id: int = 0
     cgroup_level: int = 0
+    tids: tuple[int, ...] = ()
 
-    def key(self) -> tuple[int, str, int, int]:
-        return (self.pid, self.comm, self.cgroup_id, self.cgroup_level)
+    def key(self) -> tuple[Any, ...]:
+        return (self.pid, self.comm, self.cgroup_id, self.cgroup_level, self.tids)
 
     def globals(self) -> dict[str, int | bytes]:
         return {"targ_tgid": self.pid,
                 "targ_comm": self.comm.encode()[:15].ljust(16, b"\0"),
-                "targ_cgroup": self.cgroup_id, "targ_cgroup_level": self.cgroup_level}
+                "targ_cgroup": self.cgroup_id, "targ_cgroup_level": self.cgroup_level,
+                "targ_tids_on": int(bool(self.tids))}
+
+    def focused(self, tids: Any) -> Targets:
+        """These targets narrowed to a node's focus: ``tids``, sorted, each once, at most
+        MAX_TARG_TIDS of them."""
+        import dataclasses
+        return dataclasses.replace(self, tids=tuple(sorted({int(t) for t in tids if int(t) > 0}))[:MAX_TARG_TIDS])
+
+
+MAX_TARG_TIDS = 4096        # probes/common.h
 
 
 def availability(manifest: ProbeManifest) -> tuple[str | None, list[dict[str, str]]]:
@@ -176,6 +187,7 @@ class ProbeInstance:
             try:
                 obj = self._open(i)
                 obj.load()
+                self._fill_focus(obj)
                 for pname, target in alt.targets(self.symbols).items():
                     prog = obj.programs[pname]
                     if prog.kind == "iter":
@@ -207,6 +219,16 @@ class ProbeInstance:
             self.collector.start(self)
             return
         raise ProbeUnavailable(self.name, self.attempts)
+
+    def _fill_focus(self, obj: BpfObject) -> None:
+        """The node's focus into the object's TID set (before anything is attached)."""
+        if not self.targets.tids:
+            return
+        if "targ_tids" not in obj.maps or "targ_tids_on" not in obj.globals():
+            raise BpfError(f"{self.name}: its object has no focus filter (targ_tids, probes/common.h)", 95)
+        m = obj.maps["targ_tids"]
+        for tid in self.targets.tids:
+            m.update(int(tid).to_bytes(4, "little"), b"\1")
 
     def _attach_sampling(self, prog: Any, target: str) -> list[str]:
         from ..bpf.perf import online_cpus, open_cpu_clock

@@ -47,6 +47,19 @@ def waitfor_manifest() -> ProbeManifest:
         evidence=tuple(EvidenceField(path=p, type=t, unit=u, help=h) for p, t, u, h in waitfor.FIELDS))
 
 
+def focus_manifest() -> ProbeManifest:
+    """The pseudo-probe of a focused node's ``focus``: the finding of the node that aimed it
+    (investigator/rules/focus.py), its details free-form."""
+    return ProbeManifest(
+        name="focus", alias="focus", summary="The finding of the node this one is aimed at.",
+        description="", object_path=Path(), source_path=Path(), collector="", mode="analyzer",
+        hooks=(), params={}, maps={}, kernel="", freeform=True,
+        evidence=tuple(EvidenceField(path=p, type="list", unit="", help=h) for p, h in (
+            ("tasks", "Its tasks (tid, pid, comm, role, prio, policy, waits_for, holds, ...)."),
+            ("locks", "Its locks (kind, addr, holder_tid, waiter_tid, ...)."), ("cpus", "Its CPUs."),
+            ("cgroups", "Its cgroups."), ("files", "Its files."), ("stack", "Its main stack."))))
+
+
 @dataclass(frozen=True)
 class Param:
     name: str

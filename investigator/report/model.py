@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..finding import Finding, Task
+from ..finding import Finding, Task, rt_priority
 from ..result import PROBLEM_VERDICTS, NodeResult, RunOutcome
 
 SCHEMA_VERSION = 1
@@ -28,8 +28,13 @@ REPORT_FRAMES = 16      # frames of a verdict task's stack in the report
 
 def _task(t: Task) -> dict[str, Any]:
     """A verdict's task as the report names it: who and its role, and for a wait-for cycle's
-    or chain's task the lock it waits for, the one it holds, where it sleeps, its stack."""
+    or chain's task the lock it waits for, the one it holds, where it sleeps, its stack; its
+    priority and policy when the finding knows them."""
     e: dict[str, Any] = {"pid": t.pid, "tid": t.tid, "comm": t.comm, "role": t.role}
+    if t.prio is not None:          # a priority inversion is told by these
+        e["prio"], e["rt_priority"] = t.prio, rt_priority(t.prio)
+    if t.policy:
+        e["policy"] = t.policy
     for k in ("waits_for", "holds", "wchan"):
         if getattr(t, k):
             e[k] = getattr(t, k)
@@ -48,7 +53,8 @@ def node_dict(n: NodeResult) -> dict[str, Any]:
     return {"id": n.id, "status": n.status, "verdict": n.verdict, "confidence": n.confidence,
             "summary": n.summary, "hypothesis": n.hypothesis, "window_s": round(n.window_s, 3),
             "observed_s": round(max(0.0, n.observed_s), 3), "visit": n.visit,
-            "interrupted": n.interrupted, "rule": n.rule, "probes": n.probes, "errors": n.errors}
+            "interrupted": n.interrupted, "rule": n.rule, "probes": n.probes, "errors": n.errors,
+            "reached_from": n.reached_from, **({"focus": n.focus} if n.focus is not None else {})}
 
 
 def verdict_dict(n: NodeResult) -> dict[str, Any]:

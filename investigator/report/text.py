@@ -155,7 +155,9 @@ def render_text(rep: dict[str, Any], bundle: str | None = None) -> str:
             out.append(f"  {i}. {v['verdict'].upper()}{part} ({v['node']}, confidence {v['confidence']}): "
                        f"{v['summary']}")
             for t in v["tasks"]:
-                out.append(f"       {t['role']:<9} tid {t['tid']:<7} pid {t['pid']:<7} {t['comm']}")
+                prio = f"  (prio {t['prio']}" + (f", {t['policy']})" if t.get("policy") else ")") \
+                    if isinstance(t.get("prio"), int) else ""
+                out.append(f"       {t['role']:<9} tid {t['tid']:<7} pid {t['pid']:<7} {t['comm']}{prio}")
                 if t.get("waits_for") or t.get("holds"):
                     out.append("                 " + "; ".join(
                         x for x in (f"waits for {t['waits_for']}" if t.get("waits_for") else "",
@@ -181,6 +183,11 @@ def render_text(rep: dict[str, Any], bundle: str | None = None) -> str:
         hooks = ", ".join(f"{p['probe']}@{p['hook']}" if p.get("hook") else f"{p['probe']}@none"
                           for p in n["probes"])
         out.append(f"  [{icon}] {n['id']}: {n['status']}{v}  ({n['observed_s']:.1f} s; {hooks})")
+        if n.get("reached_from"):
+            f = n.get("focus") if isinstance(n.get("focus"), dict) else None
+            aim = f"; aimed at its {'/'.join(map(str, f.get('roles', [])))}: tid {', '.join(map(str, f.get('tids', [])[:8]))}" \
+                if f else ""
+            out.append(f"       reached from {', '.join(map(str, n['reached_from']))}{aim}")
         if n["summary"] and n["status"] != "confirmed":
             out.append(f"       {n['summary']}")
         for e in n["errors"]:

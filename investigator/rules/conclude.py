@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..analyze.waitfor import ALIAS as WAITFOR
 from ..result import PROBLEM_VERDICTS
+from .focus import ALIAS as FOCUS
 from .expr import BUDGET_S, Expr, ExprError, bounded_env, truthy
 from .template import lookup, render
 
@@ -60,11 +61,15 @@ def with_analyzers(env: dict[str, Any]) -> dict[str, Any]:
     return env
 
 
-def conclude(lp: LoadedPlaybook, node_id: str, env: dict[str, Any]) -> Conclusion:
+def conclude(lp: LoadedPlaybook, node_id: str, env: dict[str, Any],
+             focus: dict[str, Any] | None = None) -> Conclusion:
+    """Evaluate a node's rules over its evidence, the analyzers' output, the playbook's vars
+    and the finding it was aimed at (``focus``, rules/focus.py)."""
     node = lp.spec.nodes[node_id]
     errors: list[str] = []
     notes: list[str] = []
-    env, cuts = bounded_env({**with_analyzers(env), "vars": lp.spec.vars})
+    extra = {FOCUS: focus["finding"]} if focus else {}
+    env, cuts = bounded_env({**with_analyzers(env), "vars": lp.spec.vars, **extra})
     deadline = time.monotonic() + NODE_BUDGET_S
     graph = env.get(WAITFOR)
     dropped = graph.get("edges_dropped") if isinstance(graph, dict) else 0
@@ -159,7 +164,7 @@ def attach_errors(lp: LoadedPlaybook, node_id: str, probes: list[dict[str, Any]]
 
 
 def conclude_node(lp: LoadedPlaybook, node_id: str, env: dict[str, Any], probes: list[dict[str, Any]],
-                  interrupted: bool = False) -> Conclusion:
+                  interrupted: bool = False, focus: dict[str, Any] | None = None) -> Conclusion:
     """A node's conclusion from its probe records (see result.NodeResult: ``error`` when it
     could not attach, ``read_error`` when it could not be read, ``guard`` when the overhead
     guard detached it) and the evidence of the probes that were read.  An interrupted node follows no edge."""
@@ -185,7 +190,7 @@ def conclude_node(lp: LoadedPlaybook, node_id: str, env: dict[str, Any], probes:
                           f"{g.get('reason')}; concluded on what it gathered")
     if failed:                          # its rules would read partial evidence
         return Conclusion(status="error", verdict=None, errors=errors)
-    c = conclude(lp, node_id, env)
+    c = conclude(lp, node_id, env, focus)
     c.errors = errors + c.errors
     if interrupted:
         c.next = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes as C
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +39,11 @@ def policy_name(policy: int) -> str:
 
 def task_entity(tid: int, tgid: int, comm: str, prio: int | None = None,
                 policy: int | None = None) -> dict[str, Any]:
-    """A task as every evidence field and verdict names it."""
+    """A task as every evidence field and verdict names it; a thread of this investigation
+    is marked ``investigator: true`` (an observer, never a finding's culprit or victim)."""
     e: dict[str, Any] = {"tid": tid, "pid": tgid, "comm": comm}
+    if tid and tgid == os.getpid():
+        e["investigator"] = True
     if prio is not None:
         e["prio"] = prio
         e["rt_priority"] = rt_priority(prio)
@@ -164,8 +168,10 @@ def proc_task(tid: int, with_stack: bool = True) -> dict[str, Any] | None:
             tgid = next(int(line.split()[1]) for line in f if line.startswith("Tgid:"))
     except (OSError, ValueError, StopIteration):
         return None
-    return {**task_entity(tid, tgid, comm), "state": fields[0], "wchan": "" if wchan == "0" else wchan,
-            "stack": stack}
+    # priority (field 18) is the kernel's prio - 100; policy is field 41
+    prio, policy = (int(fields[15]) + 100, int(fields[38])) if len(fields) > 38 else (None, None)
+    return {**task_entity(tid, tgid, comm, prio, policy), "state": fields[0],
+            "wchan": "" if wchan == "0" else wchan, "stack": stack}
 
 
 MAX_HOLDERS = 256       # lock holders read from /proc by one collector, per window

@@ -201,7 +201,7 @@ class Collector(ProbeCollector):
                  for t in tasks if t["blocker"] and t["blocker"]["owner"] and t["blocker"]["owner"]["tid"] != t["tid"]]
         known = {t["tid"] for t in tasks}
         holders = holder_tasks((e.holder for e in edges), known, TOP_TASKS)
-        rows = [task_row(t["tid"], t["pid"], t["comm"], t["state"], t["wchan"], t["stack"]) for t in tasks]
+        rows = [task_row(t["tid"], t["pid"], t["comm"], t["state"], t["wchan"], t["stack"], t.get("prio")) for t in tasks]
         rows += [t["blocker"]["owner"] for t in tasks if t["blocker"] and t["blocker"]["owner"]]
         return {
             "edges": [e.evidence() for e in edges],

@@ -49,7 +49,7 @@ class FutexRec(C.Structure):
     _fields_ = [("uaddr", u64), ("nvcsw", u64), ("nivcsw", u64), ("now_ns", u64), ("off_cpu_ns", u64),
                 ("tid", u32), ("tgid", u32), ("op", u32), ("val", u32), ("word", u32),
                 ("owner", u32), ("read_err", s32), ("state", u32), ("comm", C.c_char * 16), ("near_err", s32),
-                ("near", u32 * 10)]
+                ("near", u32 * 10), ("prio", s32), ("policy", u32)]
 
 
 LAYOUTS = {"futex_rec": FutexRec}
@@ -123,12 +123,12 @@ class Collector(ProbeCollector):
                 before.nvcsw + before.nivcsw == r.nvcsw + r.nivcsw
             owner, kind, addr = _owner(r, namespaces)
             cmd = r.op & FUTEX_CMD_MASK
-            w = {**task_entity(tid, r.tgid, cstr(r.comm)), "uaddr": hex(r.uaddr), "lock": hex(addr),
+            w = {**task_entity(tid, r.tgid, cstr(r.comm), r.prio, r.policy), "uaddr": hex(r.uaddr), "lock": hex(addr),
                  "op": OPS.get(cmd, str(cmd)),
                  "shared": not r.op & FUTEX_PRIVATE_FLAG, "unread": unread(r.read_err),
                  "word": r.word, "owner_tid": owner, "kind": kind, "blocked_s": blocked_s, "stuck": bool(stuck)}
             waiters.append(w)
-            rows.append(task_row(tid, r.tgid, w["comm"], state_letter(r.state)))
+            rows.append(task_row(tid, r.tgid, w["comm"], state_letter(r.state), prio=w["prio"], policy=w["policy"]))
             if owner:
                 edges.append(Edge(tid, owner, f"{kind} {hex(addr)}", kind, hex(addr), blocked_s, bool(stuck)))
         rows += holder_tasks((e.holder for e in edges), {w["tid"] for w in waiters})
