@@ -121,7 +121,8 @@ def test_latency_and_pointer_returns(tmp_path: Path) -> None:
     assert 200_000 <= ev["max_us"] < 2_000_000, ev   # each call sleeps its 200 ms
     assert ev["p99_us"] >= 200_000
     assert [r["value"] for r in ev["returns"]] == ["0"]
-    assert ev["zero_returns"] == ev["calls"]
+    # the counters are read one after the other while the sleeper goes on: off by a call or two
+    assert abs(ev["zero_returns"] - ev["calls"]) <= 2, ev
 
 
 @needs_hook
