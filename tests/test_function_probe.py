@@ -200,7 +200,8 @@ nodes:
     ev = json.loads((tmp_path / "b" / "evidence.json").read_text())["calls"]["ufunc"]
     expected = ev["probe"]["observed_s"] / 0.05
     assert 0.6 * expected <= ev["calls"] <= 1.2 * expected, (ev["calls"], expected)
-    assert [x["value"] for x in ev["returns"]] == ["0"] and ev["zero_returns"] == ev["calls"]
+    # (the counters are read one after the other while the loop goes on)
+    assert [x["value"] for x in ev["returns"]] == ["0"] and abs(ev["zero_returns"] - ev["calls"]) <= 2, ev
     (proc,) = ev["processes"]
     assert proc["pid"] == p.pid and proc["comm"] == "isatty-loop"
     assert ev["callers"] == [] and ev["last"]["tid"] == p.pid
