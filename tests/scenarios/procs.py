@@ -465,10 +465,12 @@ def fuse_mount(ps: Procs, workdir: str, mode: str, name: str = "fuse-daemon") ->
     os.makedirs(mnt, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.remove(ready)
-    daemon = ps.spawn(FUSE_DAEMON, name=name, mnt=mnt, ready=ready, mode=mode, seconds=60)
+    daemon = ps.spawn(FUSE_DAEMON, name=name, mnt=mnt, ready=ready, mode=mode, seconds=SCENARIO_S)
     try:
-        end = time.monotonic() + 10
-        while not os.path.exists(ready) and time.monotonic() < end:
+        # an emulated guest takes seconds to start the daemon's Python: wait for the mount
+        end = time.monotonic() + 120
+        while not os.path.exists(ready):
+            assert time.monotonic() < end, f"the FUSE daemon did not mount {mnt} in 120 s"
             wait_alive(daemon, 0.05)
         yield daemon, mnt
     finally:
