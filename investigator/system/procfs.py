@@ -7,6 +7,7 @@ import selectors
 import shutil
 import subprocess
 import time
+from typing import Any
 
 POLICIES = {0: "SCHED_OTHER", 1: "SCHED_FIFO", 2: "SCHED_RR", 3: "SCHED_BATCH", 5: "SCHED_IDLE",
             6: "SCHED_DEADLINE", 7: "SCHED_EXT"}
@@ -128,6 +129,38 @@ def cpu_seconds(pid: int) -> float | None:
         fields = (stat or "").rsplit(")", 1)[1].split()
         return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
     except (ValueError, IndexError):
+        return None
+
+
+def task_stat(tid: int | str) -> dict[str, Any] | None:
+    """The fields of /proc/TID/stat the tool reads: ``comm``, ``state`` (its letter),
+    ``utime_s`` and ``stime_s`` (CPU time in user and kernel mode), ``prio`` (the kernel's:
+    0-99 real-time, 100-139 normal; None on a kernel that does not give it) and ``policy``;
+    None once the task is gone."""
+    stat = _read(f"/proc/{tid}/stat")
+    if not stat or ")" not in stat:
+        return None
+    try:
+        fields = stat[stat.rindex(")") + 2:].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        out: dict[str, Any] = {"comm": stat[stat.index("(") + 1: stat.rindex(")")], "state": fields[0],
+                               "utime_s": int(fields[11]) / tick, "stime_s": int(fields[12]) / tick,
+                               "prio": None, "policy": None}
+        if len(fields) > 38:            # priority (field 18) is the kernel's prio - 100; policy field 41
+            out["prio"], out["policy"] = int(fields[15]) + 100, int(fields[38])
+        return out
+    except (ValueError, IndexError):
+        return None
+
+
+def schedstat(tid: int | str) -> tuple[int, int] | None:
+    """/proc/TID/schedstat: nanoseconds the task has run on a CPU and waited on a run queue
+    (the second is 0 on a kernel without CONFIG_SCHED_INFO); None once it is gone."""
+    text = _read(f"/proc/{tid}/schedstat")
+    try:
+        run, wait = (text or "").split()[:2]
+        return int(run), int(wait)
+    except ValueError:
         return None
 
 

@@ -156,11 +156,8 @@ def proc_task(tid: int, with_stack: bool = True) -> dict[str, Any] | None:
     FUSE daemon's thread): state, wchan and kernel stack (unless ``with_stack`` is false);
     None once it is gone.  Reads only /proc files that never reach into a filesystem the
     task may be stuck on."""
+    st = procfs.task_stat(tid)
     try:
-        with open(f"/proc/{tid}/stat") as f:
-            stat = f.read()
-        comm = stat[stat.index("(") + 1: stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
         with open(f"/proc/{tid}/wchan") as f:
             wchan = f.read().strip()
         stack = procfs.kernel_stack(tid) if with_stack else []
@@ -168,9 +165,9 @@ def proc_task(tid: int, with_stack: bool = True) -> dict[str, Any] | None:
             tgid = next(int(line.split()[1]) for line in f if line.startswith("Tgid:"))
     except (OSError, ValueError, StopIteration):
         return None
-    # priority (field 18) is the kernel's prio - 100; policy is field 41
-    prio, policy = (int(fields[15]) + 100, int(fields[38])) if len(fields) > 38 else (None, None)
-    return {**task_entity(tid, tgid, comm, prio, policy), "state": fields[0],
+    if st is None:
+        return None
+    return {**task_entity(tid, tgid, st["comm"], st["prio"], st["policy"]), "state": st["state"],
             "wchan": "" if wchan == "0" else wchan, "stack": stack}
 
 

@@ -112,6 +112,20 @@ WAITS = (
       "__wait_on_buffer", "bit_wait_io", "blk_mq_get_tag", "submit_bio_wait", "blkdev_issue_flush",
       "wait_for_completion_io", "io_schedule_timeout"), (),
      "waits for I/O to complete"),
+    (("do_signal_stop",), (), "is stopped by a signal (SIGSTOP, SIGTSTP: job control or kill -STOP)"),
+    (("ptrace_stop",), (), "is stopped under ptrace (a debugger or tracer holds it)"),
+    (("__refrigerator",), (), "is frozen (the cgroup freezer, or suspend)"),
+    (("__mutex_lock", "__mutex_lock_slowpath", "mutex_lock_killable", "rwsem_down_write_slowpath",
+      "rwsem_down_read_slowpath", "rt_mutex_slowlock", "__rt_mutex_slowlock_locked"), (),
+     "waits for a kernel lock (a mutex or rwsem)"),
+    (("futex_wait_queue", "futex_wait_queue_me", "futex_wait", "__futex_wait"), (),
+     "waits on a futex (a user-space lock or condition variable)"),
+    (("do_nanosleep", "hrtimer_nanosleep", "clock_nanosleep"), (), "sleeps on a timer (nanosleep)"),
+    (("pipe_read", "pipe_write", "unix_stream_read_generic", "unix_stream_sendmsg", "tcp_recvmsg", "sk_wait_data",
+      "wait_woken", "n_tty_read"), (), "waits for data (a pipe, socket or terminal)"),
+    (("do_epoll_wait", "ep_poll", "do_sys_poll", "do_select", "core_sys_select"), (),
+     "waits in poll/select/epoll for an event"),
+    (("do_wait", "kernel_wait4"), (), "waits for a child process to exit"),
 )
 SYSCALL_FD = syscalls.numbers(syscalls.FD_FIRST)
 
