@@ -93,5 +93,11 @@ def test_the_holder_of_a_lock_is_followed_to_why_it_does_not_let_go(tmp_path: Pa
         roles = {t["role"]: t["tid"] for t in v["tasks"]}
         assert roles == {"victim": tids["holder"], "culprit": tids["middle"]}, v["tasks"]
         assert not [x for x in rep["verdicts"] if x["verdict"] == "priority-inversion"]
+    # one incident, one story: the chain, and the holder's starvation seen by cpu-starvation,
+    # are symptoms of the follow-up's verdict
+    assert chain["symptom_of"] == "holder-state" and rep["root_causes"].count("holder-state") == 1
+    for x in rep["verdicts"]:
+        if x["node"] == "cpu-starvation" and {t["tid"] for t in x["tasks"]} <= set(tids.values()):
+            assert x["symptom_of"] == "holder-state", x
     assert v["evidence"]["details"].get("wait_ms", 0) >= 100 or v["evidence"]["details"].get("waiting_ms", 0) >= 1000
 

@@ -69,6 +69,9 @@ def _chain_then_holder(rep: dict, tids: dict[str, int], mutex: str) -> dict:
     assert roles["holder"] == tids["holder"] and roles["waiter"] == tids["waiter"], v["tasks"]
     (lk,) = v["locks"]
     assert lk["addr"] == mutex and lk["holder_tid"] == tids["holder"], lk
+    # one incident, one story: the stuck waiter is the symptom, the holder's state the cause
+    assert chain["symptom_of"] == "holder-state" and "user-deadlock" in v["symptoms"], (chain, v)
+    assert "holder-state" in rep["root_causes"] and "user-deadlock" not in rep["root_causes"]
     return v
 
 

@@ -129,6 +129,10 @@ def render_html(rep: dict[str, Any], evidence: dict[str, Any]) -> str:
     for v in rep["verdicts"]:
         out.append(f'<div class=verdict><span class=kind>{e(v["verdict"])}</span> '
                    f'<span class=meta>({e(v["node"])}, confidence {e(v["confidence"])})</span><br>{e(v["summary"])}')
+        if v.get("symptom_of"):
+            out.append(f'<p class=meta>A symptom of {e(v["symptom_of"])}: {e(v.get("joined", ""))}</p>')
+        elif v.get("symptoms"):
+            out.append(f'<p class=meta>Root cause; its symptoms: {e(", ".join(map(str, v["symptoms"])))}</p>')
         out.append(_table(v["tasks"], [("role", "role"), ("tid", "tid"), ("pid", "pid"), ("comm", "comm")]))
         if v["cpus"]:
             out.append(f"<p>CPU: {e(', '.join(map(str, v['cpus'])))}</p>")

@@ -4,13 +4,16 @@
      "kernel": {...}, "nodes": [{"id", "status", "verdict", "observed_s", "errors", ...,
                 "probes": [{"probe", "as", "hook", ...} + "error" (could not attach) or
                            "read_error", "guard" (null, or why it could not be read / was detached)]}],
-     "verdicts": [{"verdict", "node", "summary",
+     "verdicts": [{"id", "verdict", "node", "summary", "symptom_of", "symptoms", "joined",
                    "tasks": [{"pid","tid","comm","role"} + optional "waits_for", "holds", "wchan", "stack"],
                    "locks": [...], "cpus": [...], "evidence": {...}}],
+     "root_causes": [id, ...],   (the verdicts that are no other's symptom: the headlines)
      "vars": {...},   (the playbook's vars, with --set overrides, when it has any)
      "mounts": [{"fs", "path", "unmounted"}]}   (pseudo filesystems the run mounted itself)
 
-``verdicts`` holds the problems found, never refuted hypotheses.
+``verdicts`` holds the problems found, never refuted hypotheses.  Verdicts that tell one
+incident are joined (:func:`join`): a symptom keeps its place in ``verdicts`` and names its
+cause in ``symptom_of``, the cause lists it in ``symptoms``.
 """
 
 from __future__ import annotations
@@ -67,6 +70,70 @@ def verdict_dict(n: NodeResult) -> dict[str, Any]:
             "partial": n.interrupted}
 
 
+def _tids(v: dict[str, Any]) -> set[int]:
+    return {t["tid"] for t in v["tasks"] if t["tid"] > 0}
+
+
+def join(verdicts: list[dict[str, Any]], nodes: list[NodeResult]) -> list[str]:
+    """One incident, one story: mark each verdict that is a symptom of another, and return
+    the ids of the root causes (the verdicts that are no other's symptom), in order.
+
+    A verdict is a symptom of
+
+    - the verdict of a node aimed at its finding (``focus.from``): the follow-up says why
+      its tasks do not progress (a chain's waiter and the holder-state that explains it);
+    - a follow-up's verdict that names all of its tasks (the starvation of a lock holder
+      told again, with its waiters, as a priority inversion);
+    - a verdict of another kind that names all of its tasks, when it is a ``hung-task``:
+      tasks stuck in a deadlock's cycle, or behind a starved or stopped holder, are the
+      hung tasks of that incident (a FUSE self-deadlock is one deadlock, not also a hang).
+
+    Each verdict gets ``id`` (its node, ``#visit`` after the first), ``symptom_of`` (an id
+    or None), ``symptoms`` (ids) and, for a symptom, ``joined`` (why, in words)."""
+    by_node = {n.id: n for n in nodes}
+    for v in verdicts:
+        n = by_node.get(v["node"])
+        visit = v.pop("_visit", 1)
+        v["id"] = v["node"] if visit == 1 else f"{v['node']}#{visit}"
+        v["symptom_of"], v["symptoms"] = None, []
+        v["_focus"] = n.focus.get("from") if n is not None and isinstance(n.focus, dict) else None
+    ids = {v["id"]: v for v in verdicts}
+
+    def root(v: dict[str, Any]) -> dict[str, Any]:
+        seen = set()
+        while v["symptom_of"] and v["id"] not in seen:
+            seen.add(v["id"])
+            v = ids[v["symptom_of"]]
+        return v
+
+    def link(symptom: dict[str, Any], cause: dict[str, Any], why: str) -> None:
+        if symptom["symptom_of"] or root(cause) is symptom:
+            return
+        symptom["symptom_of"], symptom["joined"] = cause["id"], why
+        cause["symptoms"].append(symptom["id"])
+
+    for b in verdicts:              # a follow-up explains the finding it was aimed at
+        a = next((x for x in reversed(verdicts[:verdicts.index(b)]) if x["node"] == b["_focus"]), None)
+        if a is not None:
+            link(a, b, f"{b['node']} followed its finding and found why: {b['verdict']}")
+    for b in verdicts:              # a follow-up's verdict that names all of an earlier verdict's tasks
+        if b["_focus"] is None:
+            continue
+        for a in verdicts[:verdicts.index(b)]:
+            if _tids(a) and _tids(a) <= _tids(b):
+                link(a, b, f"{b['node']} followed the incident further: its {b['verdict']} names all of these tasks")
+    for a in verdicts:              # hung tasks that another verdict explains
+        mine = _tids(a)
+        if a["verdict"] != "hung-task" or not mine:
+            continue
+        b = next((x for x in verdicts if x is not a and x["verdict"] != "hung-task" and mine <= _tids(x)), None)
+        if b is not None:
+            link(a, b, f"its tasks are those of the {b['verdict']} found by {b['node']}")
+    for v in verdicts:
+        del v["_focus"]
+    return [v["id"] for v in verdicts if not v["symptom_of"]]
+
+
 def build(r: RunOutcome) -> dict[str, Any]:
     """The report of a run or of its replay."""
     rep: dict[str, Any] = {
@@ -77,8 +144,9 @@ def build(r: RunOutcome) -> dict[str, Any]:
         "duration_s": round(r.duration_s, 3),
         "kernel": r.kernel,
         "nodes": [node_dict(n) for n in r.nodes],
-        "verdicts": [verdict_dict(n) for n in r.nodes if n.verdict in PROBLEM_VERDICTS],
+        "verdicts": [{**verdict_dict(n), "_visit": n.visit} for n in r.nodes if n.verdict in PROBLEM_VERDICTS],
     }
+    rep["root_causes"] = join(rep["verdicts"], r.nodes)
     if r.interrupted_by:
         rep["interrupted_by"] = r.interrupted_by
     if r.timings:

@@ -140,6 +140,45 @@ def render_evidence(evidence: dict[str, Any]) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
+def _symptoms(v: dict[str, Any], by_id: dict[Any, dict[str, Any]]) -> list[dict[str, Any]]:
+    """A root cause's symptoms, theirs too, in report order (each once)."""
+    out: list[dict[str, Any]] = []
+    todo = list(v.get("symptoms") or [])
+    while todo and len(out) < len(by_id):
+        s = by_id.get(todo.pop(0))
+        if s is not None and s not in out:
+            out.append(s)
+            todo += list(s.get("symptoms") or [])
+    return out
+
+
+def _verdict_lines(i: int, v: dict[str, Any]) -> list[str]:
+    """One verdict as the terminal shows it: its headline, its tasks, CPUs, locks, stack."""
+    out = []
+    part = " [partial window]" if v.get("partial") else ""
+    out.append(f"  {i}. {v['verdict'].upper()}{part} ({v['node']}, confidence {v['confidence']}): "
+               f"{v['summary']}")
+    for t in v["tasks"]:
+        prio = f"  (prio {t['prio']}" + (f", {t['policy']})" if t.get("policy") else ")") \
+            if isinstance(t.get("prio"), int) else ""
+        out.append(f"       {t['role']:<9} tid {t['tid']:<7} pid {t['pid']:<7} {t['comm']}{prio}")
+        if t.get("waits_for") or t.get("holds"):
+            out.append("                 " + "; ".join(
+                x for x in (f"waits for {t['waits_for']}" if t.get("waits_for") else "",
+                            f"holds {t['holds']}" if t.get("holds") else "") if x))
+        if t.get("stack"):
+            out.append("                 in " + " < ".join(f.split("+")[0] for f in t["stack"][:6]))
+    if v["cpus"]:
+        out.append(f"       cpu       {', '.join(map(str, v['cpus']))}")
+    for lk in v["locks"]:
+        out.append(f"       lock      {lk.get('kind', '?')} {lk.get('addr', '')}")
+    details = v["evidence"].get("details")
+    stack = details.get("stack") if isinstance(details, dict) else None
+    if stack:
+        out.append("       stack     " + "\n                 ".join(stack[:12]))
+    return out
+
+
 def render_text(rep: dict[str, Any], bundle: str | None = None) -> str:
     rep, bundle = terminal_safe(rep), terminal_safe(bundle)
     out = []
@@ -148,30 +187,16 @@ def render_text(rep: dict[str, Any], bundle: str | None = None) -> str:
     out.append(head)
     verdicts = rep["verdicts"]
     if verdicts:
+        by_id = {v.get("id"): v for v in verdicts}
+        roots = [v for v in verdicts if not v.get("symptom_of") or v.get("symptom_of") not in by_id]
+        joined = len(verdicts) - len(roots)
         out.append("")
-        out.append(f"VERDICTS ({len(verdicts)})")
-        for i, v in enumerate(verdicts, 1):
-            part = " [partial window]" if v.get("partial") else ""
-            out.append(f"  {i}. {v['verdict'].upper()}{part} ({v['node']}, confidence {v['confidence']}): "
-                       f"{v['summary']}")
-            for t in v["tasks"]:
-                prio = f"  (prio {t['prio']}" + (f", {t['policy']})" if t.get("policy") else ")") \
-                    if isinstance(t.get("prio"), int) else ""
-                out.append(f"       {t['role']:<9} tid {t['tid']:<7} pid {t['pid']:<7} {t['comm']}{prio}")
-                if t.get("waits_for") or t.get("holds"):
-                    out.append("                 " + "; ".join(
-                        x for x in (f"waits for {t['waits_for']}" if t.get("waits_for") else "",
-                                    f"holds {t['holds']}" if t.get("holds") else "") if x))
-                if t.get("stack"):
-                    out.append("                 in " + " < ".join(f.split("+")[0] for f in t["stack"][:6]))
-            if v["cpus"]:
-                out.append(f"       cpu       {', '.join(map(str, v['cpus']))}")
-            for lk in v["locks"]:
-                out.append(f"       lock      {lk.get('kind', '?')} {lk.get('addr', '')}")
-            details = v["evidence"].get("details")
-            stack = details.get("stack") if isinstance(details, dict) else None
-            if stack:
-                out.append("       stack     " + "\n                 ".join(stack[:12]))
+        out.append(f"VERDICTS ({len(roots)})" + (f", with {joined} symptom(s) joined to their cause" if joined else ""))
+        for i, v in enumerate(roots, 1):
+            out += _verdict_lines(i, v)
+            for sym in _symptoms(v, by_id):
+                part = " [partial window]" if sym.get("partial") else ""
+                out.append(f"       symptom   {sym['verdict'].upper()}{part} ({sym['node']}): {sym['summary']}")
     else:
         out.append("")
         out.append("No problem found by this playbook.")
@@ -215,6 +240,9 @@ def render_markdown(rep: dict[str, Any]) -> str:
         out.append("")
         out.append(v["summary"])
         out.append("")
+        if v.get("symptom_of"):
+            out.append(f"_A symptom of {v['symptom_of']}: {v.get('joined', '')}._")
+            out.append("")
         if v["tasks"]:
             out.append("| role | tid | pid | comm |")
             out.append("|---|---|---|---|")
