@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -208,6 +210,47 @@ def healthy(tmp: Path) -> Iterator[dict]:
         yield {}
 
 
+def _held(mode: str, *extra: str, stop: bool = False) -> Callable[[Path], contextlib.AbstractContextManager[dict]]:
+    """tests/scenarios/held.c: a waiter stuck on a process-shared mutex whose holder spins,
+    sleeps (stopped with SIGSTOP when ``stop``), writes to a frozen filesystem, or lets go
+    between holds (pulse)."""
+    @contextlib.contextmanager
+    def setup(tmp: Path) -> Iterator[dict]:
+        exe = c_helper("held", tmp)
+        with processes() as ps, contextlib.ExitStack() as stack:
+            args = [a.format(mnt=stack.enter_context(frozen_filesystem(str(tmp)))) if "{mnt}" in a else a
+                    for a in extra]
+            proc = subprocess.Popen([str(exe), "60", mode, *args], stdout=subprocess.PIPE, text=True,
+                                    stdin=subprocess.DEVNULL)
+            ps.procs.append(proc)
+            printed = dict(x.split("=") for x in proc.stdout.readline().split())  # type: ignore[union-attr]
+            holder, waiter = int(printed["holder"]), int(printed["waiter"])
+            if stop:
+                os.kill(holder, signal.SIGSTOP)
+            wait_alive(proc, 1.5)
+            try:
+                yield {"roles": {waiter: "waiter", holder: "holder"}, "kind": "pthread_mutex",
+                       "any_of": {waiter, holder}}
+            finally:
+                if stop:
+                    os.kill(holder, signal.SIGCONT)
+                proc.kill()
+    return setup
+
+
+@contextlib.contextmanager
+def priority_inversion(tmp: Path) -> Iterator[dict]:
+    exe = c_helper("prio_inversion", tmp)
+    with processes() as ps:
+        proc = subprocess.Popen([str(exe), "60", "1", "20", "10"], stdout=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL)
+        ps.procs.append(proc)
+        printed = dict(x.split("=") for x in proc.stdout.readline().split())  # type: ignore[union-attr]
+        wait_alive(proc, 2.5)
+        yield {"roles": {int(printed["waiter"]): "victim", int(printed["middle"]): "culprit",
+                         int(printed["holder"]): "holder"}, "cpus": [1], "kind": "pthread_mutex"}
+
+
 RESERVED = ("reserved_cpus=[1]", "reserved_for=[latency-app]")
 CASES = [
     Case("rt-hog", "an RT busy loop starves a normal task on its CPU", "starvation.yaml", "cpu-starvation",
@@ -253,6 +296,17 @@ CASES = [
          "reserved-cpus", "wrong-context", misplaced_application, sets=RESERVED),
     Case("alloc-failure", "kcalloc() beyond kmalloc's largest size, every 100 ms", "memory.yaml",
          "alloc-failures", "alloc-failure", alloc_failures),
+    Case("holder-busy", "a waiter stuck on a mutex whose holder spins with it held", "freeze.yaml", "holder-state",
+         "contention", _held("busy"), forbid=("deadlock",)),
+    Case("holder-stopped", "a waiter stuck on a mutex whose holder was stopped with SIGSTOP", "freeze.yaml",
+         "holder-state", "hung-task", _held("sleep", stop=True), forbid=("deadlock",)),
+    Case("holder-on-frozen-fs", "a waiter stuck on a mutex whose holder writes to a frozen ext4", "freeze.yaml",
+         "holder-state", "hung-task", _held("write", "{mnt}/file"), forbid=("deadlock",)),
+    Case("priority-inversion", "a SCHED_FIFO 20 waiter, a normal holder of its mutex, a SCHED_FIFO 10 spinner, "
+         "all on CPU 1", "freeze.yaml", "holder-state", "priority-inversion", priority_inversion,
+         forbid=("deadlock",)),
+    Case("holder-lets-go", "a holder that takes the mutex 50 ms at a time and lets go in between", "freeze.yaml",
+         None, None, _held("pulse"), forbid=("deadlock", "hung-task", "contention")),
     Case("healthy", "every CPU busy with normal hogs and periodic tasks", "freeze.yaml", None, None, healthy,
          forbid=("deadlock", "starvation", "hung-task", "wrong-context", "overload", "alloc-failure", "contention")),
 ]
@@ -297,6 +351,16 @@ def run_case(c: Case, out: Path) -> dict:
         return row
     mine = [v for v in verdicts if v["node"] == c.node]
     row["got"] = mine[0]["verdict"] if mine else "none"
+    # how the run got there: the nodes walked from a start node to this one, and when this
+    # one concluded (the tool's own progress line)
+    nodes = {n["id"]: n for n in rep.get("nodes", [])}
+    hops, cur = 1, nodes.get(c.node or "")
+    while cur and cur.get("reached_from") and hops < 10:
+        cur, hops = nodes.get(cur["reached_from"][0]), hops + 1
+    row["hops"] = hops
+    at = re.search(r"\[\s*([0-9.]+)s\] node " + re.escape(c.node or "") + r": confirmed", p.stderr)
+    row["root_at"] = float(at.group(1)) if at else None
+    row["root"] = bool(mine) and mine[0].get("symptom_of") is None
     ok_e, why = entities_ok(mine[0], want) if mine else (False, "no verdict")
     row["ok"] = bool(mine) and mine[0]["verdict"] == c.verdict and not bad
     row["entities"] = "right" if ok_e else "WRONG"
@@ -305,12 +369,13 @@ def run_case(c: Case, out: Path) -> dict:
 
 
 def render(rows: list[dict]) -> str:
-    lines = ["| reproducer | playbook -> node | expected | got | entities | launch -> verdict |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| reproducer | playbook -> node | expected | got | entities | hops | root cause at | launch -> exit |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         mark = "" if r["ok"] else " **(miss)**"
+        root = "-" if r.get("root_at") is None else f"{r['root_at']} s" + ("" if r.get("root") else " (a symptom)")
         lines.append(f"| `{r['case']}`: {r['what']} | {r['playbook']} -> {r['node']} | {r['expected']} | "
-                     f"{r['got']}{mark} | {r['entities']} | {r['seconds']} s |")
+                     f"{r['got']}{mark} | {r['entities']} | {r.get('hops', '-')} | {root} | {r['seconds']} s |")
     ok = sum(r["ok"] and r["entities"] != "WRONG" for r in rows)
     lines.append("")
     lines.append(f"{ok} of {len(rows)} right (verdict and entities); kernel {os.uname().release}, "

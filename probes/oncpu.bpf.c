@@ -3,7 +3,9 @@
  * every CPU fires sample_freq times a second; each sample adds its period (the time it
  * stands for) to the (CPU, task) that was running -- the idle task to the CPU's idle
  * time.  Sampling costs the same whatever the context-switch rate, and sees a task that
- * holds a CPU without ever switching (an RT busy loop), which switch tracing cannot. */
+ * holds a CPU without ever switching (an RT busy loop), which switch tracing cannot.
+ * Under a node's focus the samples of the focused tasks also count where they ran (kernel
+ * and user stacks): their hottest code. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -29,7 +31,35 @@ struct {
 	__type(value, struct oncpu_cpu);
 } cpu_total SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, MAX_HOT);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, ONCPU_STACK_DEPTH * sizeof(__u64));
+} stacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_HOT);
+	__type(key, struct oncpu_hot_key);
+	__type(value, __u64);
+} hot SEC(".maps");
+
 DEFINE_PROBE_STATS
+
+static __always_inline void count_stack(struct bpf_perf_event_data *ctx, __u32 tid)
+{
+	struct oncpu_hot_key hk = {.tid = tid};
+	__u64 one = 1, *n;
+
+	hk.kstack = bpf_get_stackid(ctx, &stacks, 0);
+	hk.ustack = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+	n = bpf_map_lookup_elem(&hot, &hk);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	else if (bpf_map_update_elem(&hot, &hk, &one, BPF_NOEXIST) == -E2BIG)
+		COUNT_DROP();
+}
 
 SEC("perf_event")
 int sample_oncpu(struct bpf_perf_event_data *ctx)
@@ -74,6 +104,8 @@ int sample_oncpu(struct bpf_perf_event_data *ctx)
 	/* one CPU writes a (cpu, task) entry: no other writer races these adds */
 	v->ns += period;
 	v->samples++;
+	if (targ_tids_on)
+		count_stack(ctx, key.tid);
 	return 0;
 }
 

@@ -21,6 +21,16 @@ struct oncpu_val {
 	char pcomm[16];         /* its process's (the thread group leader's) */
 };
 
+#define ONCPU_STACK_DEPTH 32
+#define MAX_HOT         4096    /* (task, kernel stack, user stack) triples of focused tasks */
+
+struct oncpu_hot_key {          /* where a focused task was found running */
+	__u32 tid;
+	__s32 kstack;
+	__s32 ustack;
+	__u32 pad;
+};
+
 struct oncpu_cpu {
 	__u64 ns;               /* every sample on the CPU, idle included */
 	__u64 samples;

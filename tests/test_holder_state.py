@@ -92,6 +92,10 @@ def test_a_holder_busy_with_the_lock_held_is_contention(tmp_path: Path) -> None:
     print(v["summary"])
     assert v["verdict"] == "contention", v
     assert "is busy with" in v["summary"] and "in user space" in v["summary"], v["summary"]
+    # its hottest code, sampled: the spin loop in the scenario's own binary
+    d = v["evidence"]["details"]
+    assert d["hottest"]["tid"] == tids["holder"] and d["hottest"]["share"] >= 0.5, d["hottest"]
+    assert d["where"].startswith("held+0x") and f"of its samples in {d['where']}" in v["summary"], v["summary"]
     t = _progress(tmp_path, tids["holder"])
     assert t["pct"]["running"] + t["pct"]["runq"] >= 95.0 and t["pct"]["running"] >= 80.0, t
     assert t["user_ms"] >= 0.5 * t["observed_ms"], t

@@ -122,7 +122,8 @@ def record(bundle_dir: Path, directory: Path, name: str, description: str = "") 
         "description": description or f"recorded from {bundle_dir}",
         "verdicts": [{"verdict": v["verdict"], "node": v["node"],
                       "tasks": [{"role": t["role"], "comm": t["comm"]} for t in v["tasks"]],
-                      **({"cpus": v["cpus"]} if v["cpus"] else {})} for v in rep["verdicts"]],
+                      **({"cpus": v["cpus"]} if v["cpus"] else {}),
+                      **({"symptom_of": v["symptom_of"]} if v.get("symptom_of") else {})} for v in rep["verdicts"]],
         "exact": True,
         "nodes": {n["id"]: n["status"] for n in rep["nodes"]},
     }

@@ -41,9 +41,28 @@ nodes:
           {{runqlat.starved.victim.comm}} (tid {{runqlat.starved.victim.tid}}) waited
           {{runqlat.starved.wait_ms}} ms for CPU {{runqlat.starved.cpu}}, held by
           {{runqlat.starved.culprit.comm}} (tid {{runqlat.starved.culprit.tid}})
+        next: [culprit-doing]
       - when: runqlat.max_ms < 50.0
         verdict: refuted
         explain: "No task waited more than {{runqlat.max_ms}} ms for a CPU."
+  # A follow-up, aimed at what the node before it found: the TIDs of that finding's tasks in
+  # these roles go to the kernel (only they are watched), and its rules read the finding as
+  # focus.* (focus.tasks, focus.cpus, focus.locks, ...).
+  culprit-doing:
+    hypothesis: TODO -- the culprit holds the CPU with its own work.
+    focus: {{from: first-hypothesis, tasks: [culprit]}}
+    probes:
+      - use: sched.progress         # where the focused task's time went in the window
+    conclude:
+      - when: progress.worst.task.tid != 0 && progress.worst.pct.running >= 80.0
+        verdict: starvation
+        confidence: high
+        about: >-
+          {{"tasks": focus.tasks, "cpus": focus.cpus, "doing": progress.worst.doing}}
+        explain: "The culprit {{progress.worst.task.comm}} (tid {{progress.worst.task.tid}}) {{progress.worst.doing}}"
+      - when: progress.worst.pct.running < 50.0
+        verdict: refuted
+        explain: "The culprit did not hold a CPU: it {{progress.worst.doing}}"
 """
 
 EXPECT = """\

@@ -8,6 +8,7 @@ import html
 import math
 from typing import Any
 
+from .model import walked
 from .text import format_us
 
 CSS = """
@@ -78,6 +79,44 @@ def hist_svg(hist: list[dict[str, Any]], title: str, unit: str = "us", width: in
             f'<line x1="48" y1="{20 + h_px}" x2="{w}" y2="{20 + h_px}" stroke="#999"/></svg></figure>')
 
 
+PATH_FILL = {"confirmed": "#f8d7da", "refuted": "#d4edda", "inconclusive": "#fff3cd", "skipped": "#eee",
+             "unobservable": "#eee", "error": "#f5c6cb"}
+
+
+def path_svg(nodes: list[dict[str, Any]], width: int = 900) -> str:
+    """The walked path: one box per node (its id and outcome, coloured by status) in the
+    order of the walk, each follow-up indented under the node that led to it, with an
+    arrow from that node labelled by the tasks it was aimed at."""
+    rows = walked(nodes)
+    if not rows:
+        return ""
+    box_w, box_h, step, indent = 300, 34, 44, 40
+    pos: dict[str, tuple[int, int]] = {}
+    out = []
+    for i, (depth, n) in enumerate(rows):
+        x, y = 10 + depth * indent, 10 + i * step
+        pos.setdefault(n["id"], (x, y))
+        fill = PATH_FILL.get(n["status"], "#fff")
+        label = f"{n['id']}: {n['verdict'] or n['status']}"
+        out.append(f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="6" fill="{fill}" stroke="#888"/>'
+                   f'<text x="{x + 8}" y="{y + 21}" font-size="13">{e(label)}</text>')
+        parent = next((p for p in n.get("reached_from") or [] if p in pos and p != n["id"]), None)
+        if depth and parent:
+            px, py = pos[parent]
+            f = n.get("focus") if isinstance(n.get("focus"), dict) else None
+            aim = f"aimed at {'/'.join(map(str, f.get('roles', [])))} {', '.join(map(str, f.get('tids', [])[:4]))}" \
+                if f else ""
+            out.append(f'<path d="M{px + 12} {py + box_h} V{y + box_h // 2} H{x}" fill="none" stroke="#555" '
+                       f'marker-end="url(#arrow)"/>'
+                       f'<text x="{x + box_w + 8}" y="{y + 21}" font-size="11" fill="#555">{e(aim)}</text>')
+    height = 20 + len(rows) * step
+    return (f'<figure><figcaption>The walked path: each follow-up under the node that led to it</figcaption>'
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">'
+            '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" '
+            'orient="auto"><path d="M0 0 L10 5 L0 10 z" fill="#555"/></marker></defs>'
+            f'{"".join(out)}</svg></figure>')
+
+
 def timeline_svg(runq: dict[str, Any], span_s: float, width: int = 900) -> str:
     """Per CPU lane: each task's worst wait as a bar, labelled victim <- culprit."""
     tasks = [t for t in runq.get("tasks", []) if t.get("max_ended_s") is not None and t["max_ms"] >= 1]
@@ -146,6 +185,7 @@ def render_html(rep: dict[str, Any], evidence: dict[str, Any]) -> str:
             out.append("<p class=meta>" + e(", ".join(f"{kk} = {vv}" for kk, vv in vals.items())) + "</p>")
         out.append("</div>")
     out.append("<h2>Nodes</h2>")
+    out.append(path_svg(rep["nodes"]))
     rows = [{**n, "hooks": ", ".join(f"{p['probe']} ({p.get('hook') or 'not attached'})" for p in n["probes"]),
              "observed": f"{n['observed_s']:.1f} s"} for n in rep["nodes"]]
     out.append(_table(rows, [("id", "node"), ("status", "status"), ("verdict", "verdict"), ("observed", "observed"),

@@ -1,6 +1,7 @@
-"""The live view while an investigation runs: the playbook's nodes as a tree -- pending,
-attaching (which hook), observing with a countdown, concluded with the verdict -- and the
-findings as they arrive.  Drawn with rich on a terminal (stderr); ``plain_printer`` gives
+"""The live view while an investigation runs: the playbook's nodes as a tree, each at its
+step of the loop -- hypothesis (pending), probe (attaching, which hook), observe (a
+countdown), conclude (the verdict) -- a follow-up under the node whose outcome started it
+(with the tasks it is aimed at), and the findings as they arrive.  Drawn with rich on a terminal (stderr); ``plain_printer`` gives
 one line per step when stderr is not a terminal."""
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ class _Node:
     verdict: str | None = None
     summary: str = ""
     notes: list[str] = field(default_factory=list)
+    parent: str = ""
+    focus: list[int] = field(default_factory=list)
+
+
+STEP = {"pending": "hypothesis", "attaching": "probe", "observing": "observe"}
+"""The step of the loop a node is at, by its state (any other state: conclude)."""
 
 
 class LiveView:
@@ -55,6 +62,9 @@ class LiveView:
         n = self.nodes.get(f.get("node", ""))
         if event == "node_started" and n:
             n.state, n.window_s, n.started = "attaching", f["window_s"], time.monotonic()
+            parents = [p for p in f.get("reached_from") or [] if p in self.nodes and p != n.id]
+            n.parent = parents[0] if parents else ""
+            n.focus = list(f.get("focus") or [])
         elif event in ("probe_attached", "probe_shared") and n:
             n.hooks.append(f"{f['probe']} via {f.get('hook')}" + (" (shared)" if event == "probe_shared" else ""))
             n.state, n.started = "observing", time.monotonic()
@@ -83,9 +93,12 @@ class LiveView:
         from rich.tree import Tree
 
         tree = Tree(Text(f"{self.title}  [{time.monotonic() - self.t0:5.1f} s]", style="bold"))
-        for nid in self.order:
+        branches: dict[str, Any] = {}
+        # parents first: a follow-up goes under the branch of the node that started it
+        for nid in sorted(self.order, key=lambda x: self._depth(x)):
             n = self.nodes[nid]
-            label = Text(f"{ICON.get(n.state, ' ')} {nid}: ", style=STYLE.get(n.state, ""))
+            step = STEP.get(n.state, "conclude")
+            label = Text(f"{ICON.get(n.state, ' ')} {nid} [{step}]: ", style=STYLE.get(n.state, ""))
             if n.state == "observing":
                 left = max(0.0, n.started + n.window_s - time.monotonic())
                 label.append(f"observing, {left:4.1f} s left", style="cyan")
@@ -94,7 +107,11 @@ class LiveView:
             else:
                 label.append(n.state)
             label.append(f" — {n.hypothesis}", style="dim")
-            branch = tree.add(label)
+            branch = branches.get(n.parent, tree).add(label)
+            branches[nid] = branch
+            if n.parent:
+                branch.add(Text(f"reached from {n.parent}" + (f", aimed at tid {', '.join(map(str, n.focus[:8]))}"
+                                                               if n.focus else ""), style="dim"))
             for h in n.hooks:
                 branch.add(Text(h, style="dim"))
             for note in n.notes:
@@ -106,6 +123,13 @@ class LiveView:
             parts.append(Text("findings:", style="bold"))
             parts += [Text(f"  {x}", style="bold red") for x in self.findings]
         return Group(*parts)
+
+    def _depth(self, nid: str) -> int:
+        d, seen = 0, set()
+        while self.nodes[nid].parent and nid not in seen and d < 16:
+            seen.add(nid)
+            nid, d = self.nodes[nid].parent, d + 1
+        return d
 
     def close(self) -> None:
         self.live.stop()

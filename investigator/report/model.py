@@ -134,6 +134,36 @@ def join(verdicts: list[dict[str, Any]], nodes: list[NodeResult]) -> list[str]:
     return [v["id"] for v in verdicts if not v["symptom_of"]]
 
 
+def walked(nodes: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """The nodes in the order of the walk, with their depth: the start nodes in the order
+    they ended, each followed by the nodes its outcome started (under the first node that
+    led to them), depth first."""
+    ids = {n["id"] for n in nodes}
+    children: dict[str, list[dict[str, Any]]] = {}
+    starts = []
+    for n in nodes:
+        parent = next((p for p in n.get("reached_from") or [] if p in ids and p != n["id"]), None)
+        if parent is None:
+            starts.append(n)
+        else:
+            children.setdefault(parent, []).append(n)
+    out: list[tuple[int, dict[str, Any]]] = []
+    seen: set[int] = set()
+
+    def walk(n: dict[str, Any], depth: int) -> None:
+        if id(n) in seen:
+            return
+        seen.add(id(n))
+        out.append((depth, n))
+        for c in children.get(n["id"], []):
+            walk(c, min(depth + 1, 8))
+
+    for n in starts:
+        walk(n, 0)
+    out += [(0, n) for n in nodes if id(n) not in seen]     # a cycle of reached_from: shown flat
+    return out
+
+
 def build(r: RunOutcome) -> dict[str, Any]:
     """The report of a run or of its replay."""
     rep: dict[str, Any] = {

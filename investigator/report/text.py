@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .model import walked
+
 _SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 
 
@@ -201,22 +203,28 @@ def render_text(rep: dict[str, Any], bundle: str | None = None) -> str:
         out.append("")
         out.append("No problem found by this playbook.")
     out.append("")
-    out.append("NODES")
-    for n in rep["nodes"]:
+    out.append("NODES (the walked path: each follow-up under the node that led to it)")
+    by_id = {n["id"]: n for n in rep["nodes"]}
+    for depth, n in walked(rep["nodes"]):
+        pad = "    " * depth
         icon = ICONS.get(n["status"], "  ")
         v = f" -> {n['verdict']}" if n["verdict"] else ""
         hooks = ", ".join(f"{p['probe']}@{p['hook']}" if p.get("hook") else f"{p['probe']}@none"
                           for p in n["probes"])
-        out.append(f"  [{icon}] {n['id']}: {n['status']}{v}  ({n['observed_s']:.1f} s; {hooks})")
+        out.append(f"  {pad}{'└─ ' if depth else ''}[{icon}] {n['id']}: {n['status']}{v}  ({n['observed_s']:.1f} s; {hooks})")
+        pad += "   " if depth else ""
         if n.get("reached_from"):
             f = n.get("focus") if isinstance(n.get("focus"), dict) else None
+            why = ", ".join(f"{p} ({by_id[p]['verdict']})" if by_id.get(p, {}).get("verdict") else str(p)
+                            for p in n["reached_from"])
             aim = f"; aimed at its {'/'.join(map(str, f.get('roles', [])))}: tid {', '.join(map(str, f.get('tids', [])[:8]))}" \
                 if f else ""
-            out.append(f"       reached from {', '.join(map(str, n['reached_from']))}{aim}")
+            out.append(f"       {pad}reached from {why}{aim}")
+            out.append(f"       {pad}hypothesis: {n['hypothesis']}")
         if n["summary"] and n["status"] != "confirmed":
-            out.append(f"       {n['summary']}")
+            out.append(f"       {pad}{n['summary']}")
         for e in n["errors"]:
-            out.append(f"       note: {e}")
+            out.append(f"       {pad}note: {e}")
     if bundle:
         out.append("")
         out.append(f"bundle: {bundle}")

@@ -33,10 +33,15 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static volatile unsigned long work;
+
+/* busy in its own code: the clock is read once every million steps */
 static void spin(double until)
 {
-	while (now() < until)
-		;
+	do {
+		for (int i = 0; i < 1000000; i++)
+			work += i;
+	} while (now() < until);
 }
 
 int main(int argc, char **argv)

@@ -8,7 +8,8 @@ import os
 import time
 from typing import Any
 
-from ._common import ProbeCollector, cstr, ms, policy_name, task_entity
+from ._common import ProbeCollector, cstr, kernel_stack, ms, policy_name, task_entity
+from .offcpu import UserMaps
 
 u32, s32, u64 = C.c_uint32, C.c_int32, C.c_uint64
 PF_KTHREAD = 0x00200000
@@ -26,11 +27,40 @@ class OncpuVal(C.Structure):
                 ("comm", C.c_char * 16), ("pcomm", C.c_char * 16)]
 
 
+class OncpuHotKey(C.Structure):
+    _fields_ = [("tid", u32), ("kstack", s32), ("ustack", s32), ("pad", u32)]
+
+
 class OncpuCpu(C.Structure):
     _fields_ = [("ns", u64), ("samples", u64), ("idle_ns", u64)]
 
 
-LAYOUTS = {"oncpu_key": OncpuKey, "oncpu_val": OncpuVal, "oncpu_cpu": OncpuCpu}
+LAYOUTS = {"oncpu_key": OncpuKey, "oncpu_val": OncpuVal, "oncpu_cpu": OncpuCpu, "oncpu_hot_key": OncpuHotKey}
+TOP_HOT = 10
+NO_HOT = {"tid": 0, "samples": 0, "share": 0.0, "kernel_stack": [], "user_stack": []}
+
+
+def hot_stacks(maps: Any, tasks: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The focused tasks' samples by where they ran: (task, kernel stack, user stack) with
+    its samples and its share of that task's samples, the most sampled first.  A sample in
+    user mode has no kernel stack; user frames are file+offset."""
+    rows = [(OncpuHotKey.from_buffer_copy(k), int.from_bytes(v[:8], "little"))
+            for k, v in maps["hot"].lookup_batch(limit=4096)]
+    per_task: dict[int, int] = {}
+    for k, n in rows:
+        per_task[k.tid] = per_task.get(k.tid, 0) + n
+    rows.sort(key=lambda r: -r[1])
+    um = UserMaps()
+    out = []
+    for k, n in rows[:TOP_HOT]:
+        pid = tasks.get(k.tid, {}).get("pid", k.tid)
+        out.append({"tid": k.tid, "comm": tasks.get(k.tid, {}).get("comm", ""), "samples": n,
+                    "share": round(n / max(1, per_task[k.tid]), 3),
+                    "kernel_stack": kernel_stack(maps["stacks"], k.kstack),
+                    "user_stack": [um.name(pid, a) for a in maps["stacks"].stack(k.ustack, depth=32) if a]
+                    if k.ustack >= 0 else []})
+    return out
+
 
 
 class Collector(ProbeCollector):
@@ -68,6 +98,8 @@ class Collector(ProbeCollector):
                                             "ms": 0.0, "cpus": []})
             t["ms"] = round(t["ms"] + p["ms"], 3)
             t["cpus"].append(p["cpu"])
+        hot = hot_stacks(maps, tasks) if inst.targets.tids else []
         return {"window_s": round(window_s, 3), "samples": sum(c.samples for c in per_cpu.values()),
                 "by_cpu": by_cpu, "placements": placements[:TOP_PLACEMENTS],
-                "tasks": sorted(tasks.values(), key=lambda t: -t["ms"])[:TOP_TASKS]}
+                "tasks": sorted(tasks.values(), key=lambda t: -t["ms"])[:TOP_TASKS],
+                "hot": hot, "hottest": hot[0] if hot else dict(NO_HOT)}
