@@ -10,9 +10,9 @@ the time from launch to verdict.  The text report of each run goes to docs/examp
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -330,12 +330,13 @@ def run_case(c: Case, out: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"acc-{c.name}-") as d:
         tmp = Path(d)
         with c.setup(tmp) as want:
-            t0 = time.monotonic()
+            t0, launched = time.monotonic(), time.time()
             p = subprocess.run([sys.executable, "-m", "investigator", f"playbooks/{c.playbook}", "--json",
                                 "--out", str(tmp / "b"), *[a for s in c.sets for a in ("--set", s)]],
                                cwd=REPO, capture_output=True, text=True, timeout=300)
             took = time.monotonic() - t0
         rep = json.loads(p.stdout or "{}")
+        concluded = _concluded_at(tmp / "b" / "events.jsonl", c.node, launched)
         text = subprocess.run([sys.executable, "-m", "investigator", "replay", str(tmp / "b")], cwd=REPO,
                               capture_output=True, text=True).stdout
     (out / f"{c.name}.txt").write_text(text)
@@ -358,14 +359,26 @@ def run_case(c: Case, out: Path) -> dict:
     while cur and cur.get("reached_from") and hops < 10:
         cur, hops = nodes.get(cur["reached_from"][0]), hops + 1
     row["hops"] = hops
-    at = re.search(r"\[\s*([0-9.]+)s\] node " + re.escape(c.node or "") + r": confirmed", p.stderr)
-    row["root_at"] = float(at.group(1)) if at else None
+    row["root_at"] = concluded
     row["root"] = bool(mine) and mine[0].get("symptom_of") is None
     ok_e, why = entities_ok(mine[0], want) if mine else (False, "no verdict")
     row["ok"] = bool(mine) and mine[0]["verdict"] == c.verdict and not bad
     row["entities"] = "right" if ok_e else "WRONG"
     row["note"] = why or (f"look-alike verdicts: {bad}" if bad else mine[0]["summary"][:140])
     return row
+
+
+def _concluded_at(events: Path, node: str | None, launched: float) -> float | None:
+    """Seconds from launch to the node's conclusion, from the run's event log (its UTC
+    timestamps against the launch's wall clock)."""
+    if node is None or not events.exists():
+        return None
+    for line in events.read_text().splitlines():
+        ev = json.loads(line)
+        if ev.get("event") == "node_concluded" and ev.get("node") == node and ev.get("status") == "confirmed":
+            ts = datetime.datetime.fromisoformat(ev["ts"].replace("Z", "+00:00")).timestamp()
+            return round(ts - launched, 2)
+    return None
 
 
 def render(rows: list[dict]) -> str:

@@ -153,7 +153,7 @@ class _Pool:
         self.users[k] = {node}
         return inst
 
-    def preattach(self, wanted: list[tuple[Any, Any]]) -> None:
+    def preattach(self, wanted: list[tuple[Any, ...]]) -> None:
         """Load and attach, in parallel threads, the distinct library probes that ready
         nodes are about to acquire: most of a load is the kernel verifier, which runs with
         the GIL released (ctypes), so two objects verify at once on two CPUs.  Results wait
@@ -161,12 +161,13 @@ class _Pool:
         daemons, waited for only here: an interrupt while the kernel holds a load (it cannot
         be cancelled) leaves that thread behind and goes on to the partial report."""
         todo: dict[tuple[Any, ...], ProbeInstance] = {}
-        for manifest, use in wanted:
+        for manifest, use, *aimed in wanted:        # (manifest, use[, targets of a focused node])
             if use.bpftrace is not None:
                 continue
-            k = self.key(manifest.name, use.with_, self.targets)
+            targets = aimed[0] if aimed else self.targets
+            k = self.key(manifest.name, use.with_, targets)
             if k not in self.instances and k not in self._ready and k not in todo:
-                todo[k] = ProbeInstance(manifest, use.with_, self.targets)
+                todo[k] = ProbeInstance(manifest, use.with_, targets)
         if not todo:
             return
         threads: dict[tuple[Any, ...], int] = {}
@@ -283,12 +284,17 @@ class _Walk:
         wanted = []
         for nid in self.ready:
             node = self.lp.spec.nodes[nid]
-            if any(n.id == nid for n in self.active) or self.visits.get(nid, 0) >= node.max_visits \
-                    or node.focus is not None:      # aimed when it starts: attached then
+            if any(n.id == nid for n in self.active) or self.visits.get(nid, 0) >= node.max_visits:
                 continue
+            targets = self.pool.targets
+            if node.focus is not None:      # aimed as _start will aim it, from the same nodes
+                f = focus.resolve(node.focus, list(self.done))
+                if not f or not f["tids"]:
+                    continue
+                targets = targets.focused(f["tids"])
             for use in node.probes:
                 alias = use.as_ or self.lp.alias_of(nid, use.use)
-                wanted.append((self.lp.probes[nid][alias], use))
+                wanted.append((self.lp.probes[nid][alias], use, targets))
         self.pool.preattach(wanted)
 
     def _observe_until(self, t: float) -> None:
