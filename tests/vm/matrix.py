@@ -18,6 +18,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
+sys.path.insert(0, str(REPO))       # this checkout's probes, not an installed copy's
 def _libc() -> str:
     for line in open(f"/proc/{os.getpid()}/maps"):
         if "/libc.so" in line.split()[-1]:

@@ -82,16 +82,22 @@ class Collector(ProbeCollector):
         rows = []
         for k, v in maps["tasks"].lookup_batch(limit=10240):
             rows.append((int.from_bytes(k[:4], "little"), ProgressTask.from_buffer_copy(v)))
-        out = [self._task(tid, r, now, window, maps["stacks"], um) for tid, r in rows]
+        # the focused tasks first, then by time not running (as counted in the kernel, the
+        # ongoing state included): only those reported are read from /proc and symbolized
         order = {t: i for i, t in enumerate(self.focus)}
-        out.sort(key=lambda t: (t["tid"] not in order, order.get(t["tid"], 0), t["running_ms"] - t["observed_ms"]))
+
+        def away(r: ProgressTask) -> int:
+            run = r.ns[0] + (now - r.since if r.state == 0 else 0)
+            return sum(r.ns) + max(0, now - r.since) - run
+        rows.sort(key=lambda tr: (tr[0] not in order, order.get(tr[0], 0), -away(tr[1])))
+        out = [self._task(tid, r, now, window, maps["stacks"], um) for tid, r in rows[:TOP]]
         worst = out[0] if out else None
         return {
             "window_ms": ms(window),
-            "tasks_count": len(out),
+            "tasks_count": len(rows),
             "focused": bool(self.focus),
             "reclaim_traced": any("reclaim" in link for link in inst.links),
-            "tasks": out[:TOP],
+            "tasks": out,
             "worst": self._finding(worst),
         }
 
