@@ -18,8 +18,12 @@ DEFINE_PROBE_STATS
 
 #define __TASK_STOPPED          0x0004
 #define __TASK_TRACED           0x0008
+#define TASK_PARKED             0x0040
 #define TASK_DEAD_STATE         0x0080
+#define TASK_WAKING             0x0200
+#define TASK_RTLOCK_WAIT        0x1000  /* PREEMPT_RT: a spinlock turned sleeping lock */
 #define TASK_FROZEN             0x8000  /* 6.1+ (commit f5d39b020809); older freezers sleep in D */
+#define EEXIST_ID               (-17)   /* bpf_get_stackid: another stack has that hash */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -36,12 +40,20 @@ struct {
 } stacks SEC(".maps");
 
 /* the state a task leaves the CPU in */
-static __always_inline __u32 off_state(struct task_struct *p)
+static __always_inline __u32 off_state(struct task_struct *p, bool preempt)
 {
 	__u32 s = get_task_state(p);
 
+	if (preempt)                    /* preempted: runnable whatever it was about to do */
+		return PS_RUNQ;
 	if (s & TASK_DEAD_STATE)
 		return PS_DEAD;
+	/* a waker on another CPU may already have claimed it (after it left the run queue):
+	 * it went to sleep and is being woken */
+	if (s & (TASK_WAKING | TASK_PARKED))
+		return PS_SLEEP;
+	if (s & TASK_RTLOCK_WAIT)
+		return PS_BLOCKED;
 	if (s & TASK_FROZEN)
 		return PS_FROZEN;
 	if (s & (__TASK_STOPPED | __TASK_TRACED))
@@ -82,7 +94,7 @@ static __always_inline void account(struct progress_task *e, __u64 now, __u32 st
 	e->since = now;
 }
 
-static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct task_struct *next)
+static __always_inline int on_switch(void *ctx, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	__u64 now = bpf_ktime_get_ns();
 	struct progress_task *e;
@@ -91,19 +103,28 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct
 	COUNT_EVENT();
 	tid = BPF_CORE_READ(prev, pid);
 	if (tid && task_selected(prev) && (e = entry(prev, tid, now, PS_RUNNING)) && e->state != PS_DEAD) {
-		account(e, now, PS_RUNNING);    /* it was on this CPU, whatever was known before */
-		e->switches++;
-		st = off_state(prev);
-		e->state = st;
-		e->off_state = st;
-		e->off_since = now;
-		e->waker = 0;
-		if (st == PS_RUNQ)
-			e->preempted++;
-		if (st != PS_DEAD) {
-			/* prev is current here: its stacks are where it leaves the CPU */
-			e->kstack = bpf_get_stackid(ctx, &stacks, 0);
-			e->ustack = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+		st = off_state(prev, preempt);
+		if (st == PS_DEAD) {            /* exited: its tid may come back as another task */
+			bpf_map_delete_elem(&tasks, &tid);
+		} else {
+			account(e, now, PS_RUNNING);    /* it was on this CPU, whatever was known before */
+			e->switches++;
+			e->state = st;
+			e->off_state = st;
+			e->off_since = now;
+			e->waker = 0;
+			if (st == PS_RUNQ)
+				e->preempted++;
+			/* prev is current here: its stacks are where it leaves the CPU (taken for a
+			 * focus only: on every switch of the machine they would cost too much) */
+			if (targ_tids_on) {
+				e->kstack = bpf_get_stackid(ctx, &stacks, 0);
+				e->ustack = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+				if (e->kstack == EEXIST_ID)
+					COUNT_DROP();
+			} else {
+				e->kstack = e->ustack = -1;
+			}
 		}
 	}
 	tid = BPF_CORE_READ(next, pid);
@@ -138,7 +159,22 @@ static __always_inline int on_wakeup(struct task_struct *p)
 	account(e, now, e->state);
 	e->state = PS_RUNQ;
 	e->wakeups++;
-	e->waker = bpf_get_current_pid_tgid() & 0xffffffff;
+	return 0;
+}
+
+/* sched_waking runs in the waker's context (sched_wakeup may run on the target CPU, from
+ * its wake list): the task current here is the one that woke it */
+static __always_inline int on_waking(struct task_struct *p)
+{
+	struct progress_task *e;
+	__u32 tid = BPF_CORE_READ(p, pid);
+
+	COUNT_EVENT();
+	if (!tid || !task_selected(p))
+		return 0;
+	e = bpf_map_lookup_elem(&tasks, &tid);
+	if (e && e->state != PS_RUNNING && e->state != PS_RUNQ && e->state != PS_R)
+		e->waker = bpf_get_current_pid_tgid() & 0xffffffff;
 	return 0;
 }
 
@@ -170,13 +206,25 @@ static __always_inline int on_mm(bool begin, bool compact)
 SEC("tp_btf/sched_switch")
 int BPF_PROG(btf_progress_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
-	return on_switch(ctx, prev, next);
+	return on_switch(ctx, preempt, prev, next);
 }
 
 SEC("raw_tp/sched_switch")
 int BPF_PROG(raw_progress_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
-	return on_switch(ctx, prev, next);
+	return on_switch(ctx, preempt, prev, next);
+}
+
+SEC("tp_btf/sched_waking")
+int BPF_PROG(btf_progress_waking, struct task_struct *p)
+{
+	return on_waking(p);
+}
+
+SEC("raw_tp/sched_waking")
+int BPF_PROG(raw_progress_waking, struct task_struct *p)
+{
+	return on_waking(p);
 }
 
 SEC("tp_btf/sched_wakeup")

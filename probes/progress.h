@@ -17,7 +17,7 @@
 #define PS_R         7          /* runnable when user space seeded it: on a CPU or queued */
 #define PS_DEAD      8          /* exited: nothing more is counted */
 
-struct progress_task {                  /* one task: 208 bytes */
+struct progress_task {                  /* one task: 192 bytes */
 	__u64 since;                    /* when its current state began */
 	__u64 off_since;                /* when it left the CPU (0: it is on one) */
 	__u64 first_ts;                 /* its first event (0: seeded by user space) */

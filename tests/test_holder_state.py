@@ -94,7 +94,7 @@ def test_a_holder_busy_with_the_lock_held_is_contention(tmp_path: Path) -> None:
     assert "is busy with" in v["summary"] and "in user space" in v["summary"], v["summary"]
     # its hottest code, sampled: the spin loop in the scenario's own binary
     d = v["evidence"]["details"]
-    assert d["hottest"]["tid"] == tids["holder"] and d["hottest"]["share"] >= 0.5, d["hottest"]
+    assert d["hottest"]["tid"] == tids["holder"] and d["hottest"]["samples"] >= 10, d["hottest"]
     assert d["where"].startswith("held+0x") and f"of its samples in {d['where']}" in v["summary"], v["summary"]
     t = _progress(tmp_path, tids["holder"])
     assert t["pct"]["running"] + t["pct"]["runq"] >= 95.0 and t["pct"]["running"] >= 80.0, t
@@ -145,17 +145,33 @@ def test_a_holder_under_ptrace_names_its_tracer(tmp_path: Path) -> None:
     assert f"traced by" in v["summary"] and "is stopped" in v["summary"], v["summary"]
 
 
+def test_a_holder_asleep_with_the_lock_held_is_a_hung_task(tmp_path: Path) -> None:
+    """The holder naps 100 ms at a time, the lock held all along: no single long sleep, but
+    asleep for all of the window."""
+    exe = c_helper("held", tmp_path)
+    with processes() as ps:
+        proc, tids, mutex = _start(ps, exe, "sleep")
+        rep = _run(tmp_path)
+        wait_alive(proc, 0)
+    v = _chain_then_holder(rep, tids, mutex)
+    assert v["verdict"] == "hung-task" and v["confidence"] == "medium", v
+    assert "but does not run" in v["summary"] and "sleeps on a timer" in v["summary"], v["summary"]
+    t = _progress(tmp_path, tids["holder"])
+    assert t["pct"]["sleep"] >= 90.0 and t["wakeups"] >= 5, t
+    assert t["longest"]["ms"] < 1000.0, t["longest"]
+
+
 @pytest.mark.skipif(not all(shutil.which(t) for t in ("mkfs.ext4", "fsfreeze", "losetup")),
                     reason="needs mkfs.ext4, fsfreeze and loop devices")
 def test_a_holder_blocked_on_a_frozen_filesystem(tmp_path: Path) -> None:
     exe = c_helper("held", tmp_path)
-    with processes() as ps, frozen_filesystem(str(tmp_path)) as mnt:
+    # the holder is killed (processes() ends first) before the filesystem is thawed
+    with frozen_filesystem(str(tmp_path)) as mnt, processes() as ps:
         proc, tids, mutex = _start(ps, exe, "write", f"{mnt}/file")
         _wait_for("the holder never blocked on the filesystem",
                   lambda: "State:\tD" in Path(f"/proc/{tids['holder']}/status").read_text())
         rep = _run(tmp_path)
         wait_alive(proc, 0)
-        proc.kill()     # before the thaw: the write must not go through while we look
     v = _chain_then_holder(rep, tids, mutex)
     print(v["summary"])
     assert v["verdict"] == "hung-task", v
@@ -179,5 +195,7 @@ def test_a_holder_that_lets_go_between_holds_is_not_followed(tmp_path: Path) -> 
     mine = [v for v in rep["verdicts"] if {t["tid"] for t in v["tasks"]} & set(tids.values())]
     assert not mine, mine
     assert not [n for n in rep["nodes"] if n["id"] == "holder-state"], "no stuck chain, no follow-up"
+    futex = [r for n in rep["nodes"] if n["id"] == "user-deadlock" for r in n["probes"] if r["probe"] == "user.futex"]
+    assert futex and futex[0].get("hook") and not futex[0].get("error"), futex   # it looked, and saw no stuck wait
     (node,) = [n for n in rep["nodes"] if n["id"] == "user-deadlock"]
     assert node["verdict"] in ("refuted", "contention"), node

@@ -14,8 +14,10 @@ POLICIES = {0: "SCHED_OTHER", 1: "SCHED_FIFO", 2: "SCHED_RR", 3: "SCHED_BATCH", 
 
 
 def _read(path: str) -> str | None:
+    """A /proc file's text; a name cut inside a character (comm is cut at 15 bytes) reads with
+    a replacement character instead of failing."""
     try:
-        with open(path) as f:
+        with open(path, errors="replace") as f:
             return f.read()
     except OSError:
         return None

@@ -130,11 +130,12 @@ WAITS = (
 SYSCALL_FD = syscalls.numbers(syscalls.FD_FIRST)
 
 
-def diagnosis(w: dict[str, Any]) -> str:
+def diagnosis(w: dict[str, Any], with_file: bool = True) -> str:
     """What a blocked task waits for, in words: the lock and its owner when known, else what
     its stack shows (a frozen filesystem, I/O, a FUSE daemon, ...), else where it sleeps;
     with the file it works on when its system call takes one (read from /proc links only:
-    never from the filesystem it may be stuck on)."""
+    never from the filesystem it may be stuck on; ``with_file`` false for a wait that is
+    over, whose system call is not the current one)."""
     b = w.get("blocker")
     if b:
         owner = b.get("owner")
@@ -144,7 +145,7 @@ def diagnosis(w: dict[str, Any]) -> str:
         funcs = {f.split("+")[0] for f in w["stack"]}
         text = next((words for anyof, also, words in WAITS if funcs & set(anyof) and (not also or funcs & set(also))),
                     f"sleeps in {w['stack'][0] if w['stack'] else w.get('wchan') or 'an unknown place'}")
-    path = _syscall_file(w["tid"], w["pid"])
+    path = _syscall_file(w["tid"], w["pid"]) if with_file else ""
     return text + (f", on {path}" if path else "")
 
 

@@ -87,8 +87,8 @@ class Collector(ProbeCollector):
         order = {t: i for i, t in enumerate(self.focus)}
 
         def away(r: ProgressTask) -> int:
-            run = r.ns[0] + (now - r.since if r.state == 0 else 0)
-            return sum(r.ns) + max(0, now - r.since) - run
+            ongoing = max(0, now - r.since) if 0 < r.state < len(STATES) else 0
+            return sum(r.ns) - r.ns[0] + ongoing
         rows.sort(key=lambda tr: (tr[0] not in order, order.get(tr[0], 0), -away(tr[1])))
         out = [self._task(tid, r, now, window, maps["stacks"], um) for tid, r in rows[:TOP]]
         worst = out[0] if out else None
@@ -111,9 +111,15 @@ class Collector(ProbeCollector):
         elif r.state == PS_R:
             # seeded runnable and never switched since: the kernel's own run time says how
             # much of it was on a CPU
-            base = self.before.get(tid, (None, None))[1]
+            before, base = self.before.get(tid, (None, None))
             after = procfs.schedstat(tid)
-            ran = min(ongoing, max(0, after[0] - base[0])) if base and after else ongoing
+            if base and after and after[0]:
+                ran = min(ongoing, max(0, after[0] - base[0]))
+            elif before and st:         # schedstat reads 0 0 0 without sched_info: CPU time
+                cpu = st["utime_s"] + st["stime_s"] - before["utime_s"] - before["stime_s"]
+                ran = min(ongoing, max(0, int(cpu * 1e9)))
+            else:
+                ran = ongoing
             ns["running"] += ran
             ns["runq"] += ongoing - ran
         for k in ("reclaim", "compact"):
@@ -137,9 +143,9 @@ class Collector(ProbeCollector):
                                    "diagnosis": ""}
         if long_ns and longest["state"] == "runq":
             longest["diagnosis"] = "was preempted and waited for a CPU"
-        elif long_ns:
+        elif long_ns and kst:           # without a focus no stack is taken: nothing to say
             longest["diagnosis"] = diagnosis({"tid": tid, "pid": pid, "stack": kst, "blocker": None,
-                                              "wchan": kst[0].split("+")[0] if kst else ""})
+                                              "wchan": kst[0].split("+")[0] if kst else ""}, with_file=still)
             if lwaker:
                 w = procfs.task_stat(lwaker)
                 longest["woken_by"] = task_entity(lwaker, _tgid(lwaker), w["comm"] if w else "")
@@ -187,6 +193,8 @@ def _doing(t: dict[str, Any]) -> str:
     stretch away from the CPU was."""
     d = t["dominant"]
     text = f"{WORDS[d]} {t['pct'][d]}% of the {t['observed_ms']:.0f} ms observed"
+    if t["state"] == "gone":
+        text += ", then exited"
     if d == "running" and "user_ms" in t:
         text += f" ({t['user_ms']:.0f} ms in user space, {t['sys_ms']:.0f} ms in the kernel)"
     if t["reclaim_ms"] >= 1.0:
