@@ -192,7 +192,10 @@ def test_a_holder_that_lets_go_between_holds_is_not_followed(tmp_path: Path) -> 
         wait_alive(proc, 0)
     assert p.returncode in (0, 1), p.stderr
     rep = json.loads(p.stdout)
-    mine = [v for v in rep["verdicts"] if {t["tid"] for t in v["tasks"]} & set(tids.values())]
+    # no stuck chain and nothing about the lock (its 50 ms spins may starve another task on
+    # a slow machine: a real finding, about the CPU)
+    mine = [v for v in rep["verdicts"] if {t["tid"] for t in v["tasks"]} & set(tids.values())
+            and (v["node"] in ("user-deadlock", "holder-state") or v["verdict"] in ("hung-task", "deadlock"))]
     assert not mine, mine
     assert not [n for n in rep["nodes"] if n["id"] == "holder-state"], "no stuck chain, no follow-up"
     futex = [r for n in rep["nodes"] if n["id"] == "user-deadlock" for r in n["probes"] if r["probe"] == "user.futex"]

@@ -138,11 +138,13 @@ def walked(nodes: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
     """The nodes in the order of the walk, with their depth: the start nodes in the order
     they ended, each followed by the nodes its outcome started (under the first node that
     led to them), depth first."""
-    ids = {n["id"] for n in nodes}
+    ids = {n["id"] for n in nodes if isinstance(n.get("id"), str)}
     children: dict[str, list[dict[str, Any]]] = {}
     starts = []
     for n in nodes:
-        parent = next((p for p in n.get("reached_from") or [] if p in ids and p != n["id"]), None)
+        came = n.get("reached_from")
+        parent = next((p for p in came if isinstance(p, str) and p in ids and p != n["id"]), None) \
+            if isinstance(came, list) else None
         if parent is None:
             starts.append(n)
         else:

@@ -145,12 +145,12 @@ def render_evidence(evidence: dict[str, Any]) -> str:
 def _symptoms(v: dict[str, Any], by_id: dict[Any, dict[str, Any]]) -> list[dict[str, Any]]:
     """A root cause's symptoms, theirs too, in report order (each once)."""
     out: list[dict[str, Any]] = []
-    todo = list(v.get("symptoms") or [])
+    todo = [x for x in v.get("symptoms") or [] if isinstance(x, str)] if isinstance(v.get("symptoms"), list) else []
     while todo and len(out) < len(by_id):
         s = by_id.get(todo.pop(0))
         if s is not None and s not in out:
             out.append(s)
-            todo += list(s.get("symptoms") or [])
+            todo += [x for x in s.get("symptoms") or [] if isinstance(x, str)] if isinstance(s.get("symptoms"), list) else []
     return out
 
 
@@ -189,8 +189,8 @@ def render_text(rep: dict[str, Any], bundle: str | None = None) -> str:
     out.append(head)
     verdicts = rep["verdicts"]
     if verdicts:
-        by_id = {v.get("id"): v for v in verdicts}
-        roots = [v for v in verdicts if not v.get("symptom_of") or v.get("symptom_of") not in by_id]
+        by_id = {v["id"]: v for v in verdicts if isinstance(v.get("id"), str)}
+        roots = [v for v in verdicts if not isinstance(v.get("symptom_of"), str) or v["symptom_of"] not in by_id]
         joined = len(verdicts) - len(roots)
         out.append("")
         out.append(f"VERDICTS ({len(roots)})" + (f", with {joined} symptom(s) joined to their cause" if joined else ""))
