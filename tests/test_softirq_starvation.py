@@ -59,7 +59,9 @@ def test_softirq_storm_is_named_as_what_held_the_cpu(tmp_path: Path) -> None:
             time.sleep(0.2)
     assert p.returncode == 1, p.stderr
     rep = json.loads(p.stdout)
-    (v,) = [v for v in rep["verdicts"] if v["node"] == "cpu-starvation"]
+    mine = [v for v in rep["verdicts"] if v["node"] == "cpu-starvation"]
+    assert len(mine) == 1, [(n["id"], n["status"], n["summary"]) for n in rep["nodes"]]
+    (v,) = mine
     roles = {t["role"]: t for t in v["tasks"]}
     assert roles["victim"]["tid"] == victim.pid
     assert roles["culprit"]["comm"] == "ksoftirqd/1", roles
