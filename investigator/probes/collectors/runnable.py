@@ -41,7 +41,8 @@ class Collector(ProbeCollector):
         last = end_snap.by_tid()
         me = os.getpid()
         on_cpu = {r.cpu: r for r in last.values() if r.running}
-        was_on_cpu = {r.cpu: r.tid for r in self.first.values() if r.running}
+        first_on_cpu = {r.cpu: r for r in self.first.values() if r.running and r.tgid != me}
+        was_on_cpu = {cpu: r.tid for cpu, r in first_on_cpu.items()}
         queued = [r for r in last.values() if not r.running and r.tgid != me]  # we wait too on a busy CPU
         per_cpu: dict[int, int] = {}
         for r in queued:
@@ -53,7 +54,10 @@ class Collector(ProbeCollector):
             waited_ms = r.waited_ns / 1e6
             if stuck:                       # queued at least from one snapshot to the other (one clock)
                 waited_ms = max(waited_ms, (r.now_ns - before.now_ns) / 1e6)
-            c = on_cpu.get(r.cpu)
+            # the CPU idle at the end while a task stayed queued: its class was throttled at
+            # that instant (RT throttling idles a CPU for 50 ms a second): the task that ran
+            # there at the start is the one it waited behind
+            c = on_cpu.get(r.cpu) or (first_on_cpu.get(r.cpu) if stuck else None)
             culprit = task_entity(c.tid, c.tgid, cstr(c.comm), c.prio, c.policy) if c else \
                 task_entity(0, 0, "swapper (idle)", 0, 0)
             tasks.append({**task_entity(r.tid, r.tgid, cstr(r.comm), r.prio, r.policy), "cpu": r.cpu,
