@@ -77,6 +77,7 @@ def _tids(v: dict[str, Any]) -> set[int]:
 def join(verdicts: list[dict[str, Any]], nodes: list[NodeResult]) -> list[str]:
     """One incident, one story: mark each verdict that is a symptom of another, and return
     the ids of the root causes (the verdicts that are no other's symptom), in order.
+    ``nodes`` are the nodes the verdicts come from, one each, in the same order.
 
     A verdict is a symptom of
 
@@ -90,13 +91,10 @@ def join(verdicts: list[dict[str, Any]], nodes: list[NodeResult]) -> list[str]:
 
     Each verdict gets ``id`` (its node, ``#visit`` after the first), ``symptom_of`` (an id
     or None), ``symptoms`` (ids) and, for a symptom, ``joined`` (why, in words)."""
-    by_node = {n.id: n for n in nodes}
-    for v in verdicts:
-        n = by_node.get(v["node"])
-        visit = v.pop("_visit", 1)
-        v["id"] = v["node"] if visit == 1 else f"{v['node']}#{visit}"
+    aimed_at = [n.focus.get("from") if isinstance(n.focus, dict) else None for n in nodes]
+    for v, n in zip(verdicts, nodes):
+        v["id"] = n.id if n.visit == 1 else f"{n.id}#{n.visit}"
         v["symptom_of"], v["symptoms"] = None, []
-        v["_focus"] = n.focus.get("from") if n is not None and isinstance(n.focus, dict) else None
     ids = {v["id"]: v for v in verdicts}
 
     def root(v: dict[str, Any]) -> dict[str, Any]:
@@ -112,25 +110,23 @@ def join(verdicts: list[dict[str, Any]], nodes: list[NodeResult]) -> list[str]:
         symptom["symptom_of"], symptom["joined"] = cause["id"], why
         cause["symptoms"].append(symptom["id"])
 
-    for b in verdicts:              # a follow-up explains the finding it was aimed at
-        a = next((x for x in reversed(verdicts[:verdicts.index(b)]) if x["node"] == b["_focus"]), None)
+    for i, b in enumerate(verdicts):    # a follow-up explains the finding it was aimed at
+        a = next((x for x in reversed(verdicts[:i]) if x["node"] == aimed_at[i]), None)
         if a is not None:
             link(a, b, f"{b['node']} followed its finding and found why: {b['verdict']}")
-    for b in verdicts:              # a follow-up's verdict that names all of an earlier verdict's tasks
-        if b["_focus"] is None:
+    for i, b in enumerate(verdicts):    # a follow-up's verdict that names all of an earlier verdict's tasks
+        if aimed_at[i] is None:
             continue
-        for a in verdicts[:verdicts.index(b)]:
+        for a in verdicts[:i]:
             if _tids(a) and _tids(a) <= _tids(b):
                 link(a, b, f"{b['node']} followed the incident further: its {b['verdict']} names all of these tasks")
-    for a in verdicts:              # hung tasks that another verdict explains
+    for a in verdicts:                  # hung tasks that another verdict explains
         mine = _tids(a)
         if a["verdict"] != "hung-task" or not mine:
             continue
         b = next((x for x in verdicts if x is not a and x["verdict"] != "hung-task" and mine <= _tids(x)), None)
         if b is not None:
             link(a, b, f"its tasks are those of the {b['verdict']} found by {b['node']}")
-    for v in verdicts:
-        del v["_focus"]
     return [v["id"] for v in verdicts if not v["symptom_of"]]
 
 
@@ -168,6 +164,7 @@ def walked(nodes: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
 
 def build(r: RunOutcome) -> dict[str, Any]:
     """The report of a run or of its replay."""
+    problems = [n for n in r.nodes if n.verdict in PROBLEM_VERDICTS]
     rep: dict[str, Any] = {
         "report_version": SCHEMA_VERSION,
         "playbook": r.playbook,
@@ -176,9 +173,9 @@ def build(r: RunOutcome) -> dict[str, Any]:
         "duration_s": round(r.duration_s, 3),
         "kernel": r.kernel,
         "nodes": [node_dict(n) for n in r.nodes],
-        "verdicts": [{**verdict_dict(n), "_visit": n.visit} for n in r.nodes if n.verdict in PROBLEM_VERDICTS],
+        "verdicts": [verdict_dict(n) for n in problems],
     }
-    rep["root_causes"] = join(rep["verdicts"], r.nodes)
+    rep["root_causes"] = join(rep["verdicts"], problems)
     if r.interrupted_by:
         rep["interrupted_by"] = r.interrupted_by
     if r.timings:
