@@ -286,6 +286,22 @@ def sysctl(name: str, value: str) -> contextlib.AbstractContextManager[None]:
     return written("/proc/sys/" + name.replace(".", "/"), value)
 
 
+def remove_cgroup(cg: str | os.PathLike[str]) -> None:
+    """Remove a test's cgroup folder and its children, deepest first; a killed task leaves
+    its cgroup a moment after it is reaped, so each removal is retried for up to 10 s."""
+    from pathlib import Path
+    top = Path(cg)
+    for d in sorted((p for p in [top, *top.rglob("*")] if p.is_dir()), key=lambda p: -len(p.parts)):
+        for _ in range(100):
+            try:
+                d.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
 @contextmanager
 def rps_to(cpu: int, dev: str = "lo") -> Iterator[None]:
     """Receive packet steering: packets received on ``dev`` (loopback: every local send) are
@@ -380,7 +396,6 @@ def worker():
     open("/proc/thread-self/comm", "w").write("{name}-wk")
     os.rename(mnt + "/a/x2", mnt + "/b/y2")      # blocks on s_vfs_rename_mutex
 
-open("{ready}", "w").close()
 while time.monotonic() < end:
     try:
         req = os.read(fd, 1 << 20)
@@ -389,6 +404,9 @@ while time.monotonic() < end:
     length, opcode, unique, nodeid = struct.unpack_from("<IIQQ", req)
     if opcode == 26:                                   # INIT
         reply(unique, struct.pack("<IIIIHHIIHHII6I", 7, 31, 0, 0, 16, 12, 4096, 1, 1, 0, 0, 0, *[0] * 6))
+        # ready once INIT is answered: before it, every request waits for the connection to
+        # come up (fuse_get_req), not in the daemon's queues
+        open("{ready}", "w").close()
     elif opcode == 1:                                  # LOOKUP
         ent = TREE.get((nodeid, req[40:].split(b"\\0")[0]))
         if ent:
