@@ -10,12 +10,11 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from conftest import REPO
-from scenarios.procs import SCENARIO_S, processes, wait_alive
+from scenarios.procs import SCENARIO_S, processes, remove_cgroup, wait_alive
 
 pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel]
 
@@ -46,18 +45,6 @@ def _cgroup2_root() -> Path | None:
     return Path(mounts[0]) if mounts else None
 
 
-def _remove_tree(top: Path) -> None:
-    """Remove the test's cgroups, deepest first (a killed task leaves its cgroup a moment
-    after it is reaped)."""
-    for cg in sorted((p for p in [top, *top.rglob("*")] if p.is_dir()), key=lambda p: -len(p.parts)):
-        for _ in range(50):
-            try:
-                cg.rmdir()
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.1)
 
 
 @pytest.mark.skipif(_cgroup2_root() is None, reason="needs a cgroup2 mount")
@@ -84,7 +71,7 @@ def test_cgroup_selects_the_subtree_not_its_neighbours(tmp_path: Path) -> None:
                 assert p.poll() is None, "a napper died during the window"
         finally:
             ps.kill_all()
-            _remove_tree(top)
+            remove_cgroup(top)
     assert inv.returncode in (0, 1), inv.stderr
     ev = json.loads((tmp_path / "b" / "evidence.json").read_text())["off"]["offcpu"]
     # only the subtree's one task was recorded (unfiltered, every sleeping task of the

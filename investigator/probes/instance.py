@@ -67,9 +67,11 @@ def availability(manifest: ProbeManifest) -> tuple[str | None, list[dict[str, st
     if old:
         return None, [{"hook": "any", "reason": old}]
     if manifest.userspace:
+        # a procfs hook's programs name the files it reads, each of which must be readable
         import os
-        return ("procfs", []) if os.access("/proc/locks", os.R_OK) else \
-            (None, [{"hook": "procfs", "reason": "/proc/locks is not readable"}])
+        missing = sorted({path for h in manifest.hooks for path in h.programs.values() if not os.access(path, os.R_OK)})
+        return ("procfs", []) if not missing else \
+            (None, [{"hook": "procfs", "reason": f"{', '.join(missing)} cannot be read here"}])
     if not features.btf():
         return None, [{"hook": "any", "reason": features.btf().reason}]
     refused = []

@@ -1,0 +1,119 @@
+"""Pressure stall information: the share of time tasks were stalled on a CPU, on memory or
+on I/O, system-wide (/proc/pressure/RESOURCE) and per cgroup v2 (RESOURCE.pressure).
+
+A file holds a ``some`` line (at least one task stalled) and, except for the system-wide
+cpu file on kernels before 5.13, a ``full`` line (every non-idle task stalled), each with
+running averages over 10, 60 and 300 s and ``total``, the stalled time in microseconds
+since boot.  Two reads' totals give the share of the time between them exactly.  A kernel
+booted with psi=0 (Debian's default: CONFIG_PSI_DEFAULT_DISABLED) has no /proc/pressure,
+and its cgroups have no pressure files.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+RESOURCES = ("cpu", "memory", "io")
+PROC = "/proc/pressure"
+
+
+@dataclass(frozen=True)
+class Line:
+    avg10: float
+    avg60: float
+    total_us: int
+
+
+def parse(text: str) -> dict[str, Line]:
+    """{"some": Line, "full": Line} from a pressure file's text (lines it lacks left out)."""
+    out = {}
+    for line in text.splitlines():
+        kind, _, rest = line.partition(" ")
+        vals = dict(kv.split("=", 1) for kv in rest.split() if "=" in kv)
+        try:
+            out[kind] = Line(float(vals["avg10"]), float(vals["avg60"]), int(vals["total"]))
+        except (KeyError, ValueError):
+            continue
+    return out
+
+
+def read(path: str) -> dict[str, Line] | None:
+    """One pressure file; None when it cannot be read (gone, or PSI off)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return parse(os.read(fd, 4096).decode(errors="replace"))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def system() -> dict[str, dict[str, Line]]:
+    """The system-wide files that can be read, by resource."""
+    return {r: v for r in RESOURCES for v in [read(f"{PROC}/{r}")] if v}
+
+
+def why_unavailable() -> str:
+    """Why system-wide PSI cannot be read here, or "" when it can."""
+    if not os.path.isdir(PROC):
+        return "the kernel has no pressure stall information (CONFIG_PSI off, or booted with psi=0: boot with psi=1)"
+    try:
+        with open(f"{PROC}/cpu") as f:
+            f.read()
+    except OSError as e:
+        return f"{PROC}/cpu cannot be read: {e.strerror} (PSI disabled at boot: boot with psi=1)"
+    return ""
+
+
+@dataclass
+class Walk:
+    """The cgroup v2 folders with pressure files, at most ``limit`` of them and for at most
+    ``seconds``; ``stopped`` says which bound ended the walk early."""
+    roots: list[str]
+    limit: int = 2000
+    seconds: float = 0.5
+    stopped: str = ""
+    folders: list[str] = field(default_factory=list)
+
+    def run(self) -> list[str]:
+        end = time.monotonic() + self.seconds
+        for root in self.roots:
+            for d in _dirs(root):
+                if len(self.folders) >= self.limit:
+                    self.stopped = f"{self.limit} cgroups"
+                    return self.folders
+                if time.monotonic() > end:
+                    self.stopped = f"{self.seconds:g} s"
+                    return self.folders
+                self.folders.append(d)
+        return self.folders
+
+
+def _dirs(root: str) -> Iterator[str]:
+    """Every cgroup folder below ``root``, breadth first (the top of the tree before its
+    leaves, so that a bounded walk keeps the slices and their services); symbolic links are
+    not followed."""
+    queue = [root]
+    while queue:
+        d = queue.pop(0)
+        try:
+            with os.scandir(d) as it:
+                subs = [e.path for e in it if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue
+        if d != root:
+            yield d
+        queue.extend(sorted(subs))
+
+
+def share(before: Line | None, after: Line | None, seconds: float) -> float:
+    """Percent of ``seconds`` stalled between two reads of one line."""
+    if before is None or after is None or seconds <= 0:
+        return 0.0
+    return round(min(100.0, max(0.0, (after.total_us - before.total_us) / (seconds * 1e4))), 2)

@@ -1,0 +1,205 @@
+"""kernel.reports and system.pressure on real conditions: the kernel's own hung-task report
+of a writer blocked on a frozen filesystem (khungtaskd set to 1 s for the test), an OOM kill
+in a memory cgroup the test makes, and CPU pressure from three tasks queued on one CPU --
+each with a look-alike that must not be named (a task asleep in S state, a sibling cgroup
+that only sleeps, a quiet machine)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from conftest import investigate
+from scenarios.procs import (NORMAL_HOG, SCENARIO_S, frozen_filesystem, processes, remove_cgroup, sysctl,
+                             wait_alive)
+
+pytestmark = [pytest.mark.bpf]
+
+BOOK = """apiVersion: investigator/v1
+kind: Playbook
+metadata: {name: reports-test, description: "what the kernel reported, and the pressure"}
+start: [look]
+nodes:
+  look:
+    hypothesis: the kernel reported something, or tasks stalled
+    probes:
+      - use: kernel.reports
+      - use: system.pressure
+        optional: true
+    conclude:
+      - when: reports.count > 0
+        verdict: inconclusive
+        explain: "{reports.count} report(s), the latest {reports.latest.kind}"
+      - when: "true"
+        verdict: refuted
+        explain: nothing reported
+"""
+
+SLEEPER = """
+import os, time
+open("/proc/self/comm", "w").write("{name}")
+time.sleep({seconds})
+"""
+
+WRITER = """
+import os
+open("/proc/self/comm", "w").write("{name}")
+with open("{path}", "w") as f:      # blocks in sb_start_write until the thaw, in D state
+    f.write("x")
+"""
+
+ALLOCATOR = """
+import os
+open("/proc/self/comm", "w").write("{name}")
+b = b"x" * (512 << 20)              # touched at once: far beyond the cgroup's 64 MiB
+"""
+
+
+def _evidence(tmp: Path, *extra: str) -> dict[str, Any]:
+    book = tmp / "reports.yaml"
+    book.write_text(BOOK)
+    p = investigate(str(book), "--window", "1", "--json", "--out", str(tmp / "b"), *extra)
+    assert p.returncode in (0, 1), p.stderr
+    return json.loads((tmp / "b" / "evidence.json").read_text())["look"]
+
+
+def _wait_for(what: str, cond: Any, limit: float = 120.0) -> None:
+    deadline = time.monotonic() + limit
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def _dmesg_has(text: str) -> bool:
+    return text in subprocess.run(["dmesg"], capture_output=True, text=True).stdout
+
+
+@pytest.mark.skipif(not all(shutil.which(t) for t in ("mkfs.ext4", "fsfreeze", "losetup", "dmesg")),
+                    reason="needs mkfs.ext4, fsfreeze, loop devices and dmesg")
+@pytest.mark.skipif(not os.path.exists("/proc/sys/kernel/hung_task_timeout_secs"),
+                    reason="the kernel has no hung-task detector (CONFIG_DETECT_HUNG_TASK)")
+def test_the_kernels_hung_task_report_names_the_writer_of_a_frozen_filesystem(tmp_path: Path) -> None:
+    if Path("/proc/sys/kernel/hung_task_panic").read_text().strip() != "0":
+        pytest.skip("kernel.hung_task_panic is set: a hung-task report would panic this machine")
+    with frozen_filesystem(str(tmp_path)) as mnt, processes() as ps, \
+            sysctl("kernel.hung_task_warnings", "-1"), sysctl("kernel.hung_task_timeout_secs", "1"):
+        w = ps.spawn(WRITER, name="inv-frozen-w", path=f"{mnt}/file")
+        s = ps.spawn(SLEEPER, name="inv-sleeper", seconds=SCENARIO_S)
+        _wait_for("the writer never blocked", lambda: "State:\tD" in Path(f"/proc/{w.pid}/status").read_text())
+        # the report is the kernel's: wait for khungtaskd to write it
+        _wait_for("khungtaskd never reported the writer",
+                  lambda: _dmesg_has(f"INFO: task inv-frozen-w:{w.pid} blocked for more than"))
+        ev = _evidence(tmp_path)["reports"]
+        wait_alive(s, 0)
+    hung = [r for r in ev["hung"] if r["task"]["tid"] == w.pid]
+    assert hung, ev["hung"]
+    r = hung[-1]
+    assert r["task"]["comm"] == "inv-frozen-w" and r["seconds"] >= 1 and r["at_s"] <= 1.5, r
+    assert r["tasks"][0] == {"tid": w.pid, "comm": "inv-frozen-w", "role": "victim"}, r["tasks"]
+    assert any(f.startswith(("percpu_rwsem_wait", "__percpu_down_read", "__sb_start_write", "mnt_want_write"))
+               for f in r["stack"]), r["stack"]
+    assert ev["hung_count"] >= 1 and ev["kinds"]["hung-task"] == ev["hung_count"]
+    # the sleeper (S state, as long as the writer) is never the kernel's hung task
+    assert all(t["tid"] != s.pid for t in ev["tasks"]), ev["tasks"]
+
+
+@contextlib.contextmanager
+def memory_cgroup(name: str, limit: int) -> Iterator[Path]:
+    """A memory cgroup of ``limit`` bytes (cgroup v2 memory.max, else v1
+    memory.limit_in_bytes); removed after, and the v2 root's memory controller switched
+    back off if the test switched it on."""
+    v2 = Path("/sys/fs/cgroup")
+    enabled_here = False
+    if (v2 / "cgroup.controllers").exists() and "memory" in (v2 / "cgroup.controllers").read_text().split():
+        if "memory" not in (v2 / "cgroup.subtree_control").read_text().split():
+            (v2 / "cgroup.subtree_control").write_text("+memory")
+            enabled_here = True
+        cg, knob = v2 / name, "memory.max"
+    elif Path("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists():
+        cg, knob = Path("/sys/fs/cgroup/memory") / name, "memory.limit_in_bytes"
+    else:
+        pytest.skip("no memory cgroup controller (v2 memory or v1 memory)")
+    cg.mkdir()
+    try:
+        (cg / knob).write_text(str(limit))
+        yield cg
+    finally:
+        remove_cgroup(cg)
+        if enabled_here:
+            with contextlib.suppress(OSError):
+                (v2 / "cgroup.subtree_control").write_text("-memory")
+
+
+@pytest.mark.second_kernel
+def test_an_oom_kill_in_a_memory_cgroup_names_the_task_and_the_cgroup(tmp_path: Path) -> None:
+    name = f"inv-oom-{os.getpid()}"
+    with memory_cgroup(name, 64 << 20) as cg, processes() as ps:
+        s = ps.spawn(SLEEPER, name="inv-bystander", seconds=SCENARIO_S)
+        code = ALLOCATOR.format(name="inv-oom-alloc")
+        p = subprocess.Popen(["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$0" -c "$1"',
+                              os.path.realpath(sys.executable), code], stdin=subprocess.DEVNULL)
+        ps.procs.append(p)
+        assert p.wait(timeout=120) == -9, "the allocator was not killed by the OOM killer"
+        ev = _evidence(tmp_path)["reports"]
+        wait_alive(s, 0)
+    ooms = [r for r in ev["ooms"] if r["task"] and r["task"]["tid"] == p.pid]
+    assert ooms, ev["ooms"]
+    r = ooms[-1]
+    assert (r["kind"], r["memcg"], r["cgroup"]) == ("oom-kill", True, f"/{name}"), r
+    assert r["task"]["comm"] == "inv-oom-alloc" and r["invoked_by"]["comm"] == "inv-oom-alloc", r
+    assert r["tasks"] == [{"tid": p.pid, "comm": "inv-oom-alloc", "role": "victim"}], r["tasks"]
+    assert ev["oom_count"] >= 1
+    assert all(t["tid"] != s.pid for t in ev["tasks"]), ev["tasks"]
+
+
+def _cgroup2_psi() -> Path | None:
+    with open("/proc/self/mounts") as f:
+        roots = [Path(line.split()[1]) for line in f if line.split()[2:3] == ["cgroup2"]]
+    return next((r for r in roots if (r / "cpu.pressure").exists()), None)
+
+
+@pytest.mark.cpu_heavy
+@pytest.mark.second_kernel
+@pytest.mark.skipif(not os.path.exists("/proc/pressure/cpu"), reason="the kernel has no PSI (boot with psi=1)")
+def test_three_tasks_queued_on_one_cpu_are_cpu_pressure_and_name_their_cgroup(tmp_path: Path) -> None:
+    root = _cgroup2_psi()
+    (tmp_path / "quiet").mkdir()
+    quiet = _evidence(tmp_path / "quiet")["pressure"]
+    assert quiet["cpu"]["some_pct"] < 30.0, quiet["cpu"]
+    tag = f"inv-psi-{os.getpid()}"
+    cgs = [root / tag, root / f"{tag}-idle"] if root else []
+    for cg in cgs:
+        cg.mkdir()
+    try:
+        with processes() as ps:
+            hogs = [ps.spawn(NORMAL_HOG, name="inv-psi-hog", cpu=0, seconds=SCENARIO_S) for _ in range(3)]
+            idle = ps.spawn(SLEEPER, name="inv-psi-idle", seconds=SCENARIO_S)
+            if cgs:
+                for h in hogs:
+                    (cgs[0] / "cgroup.procs").write_text(str(h.pid))
+                (cgs[1] / "cgroup.procs").write_text(str(idle.pid))
+            _wait_for("the hogs never ran", lambda: all(
+                int(Path(f"/proc/{h.pid}/schedstat").read_text().split()[0]) > 50_000_000 for h in hogs))
+            ev = _evidence(tmp_path)["pressure"]
+            for h in hogs:
+                wait_alive(h, 0)
+    finally:
+        for cg in cgs:
+            remove_cgroup(cg)
+    # two of the three wait for CPU 0 all the time: some task is always stalled on a CPU
+    assert ev["cpu"]["some_pct"] >= 60.0, ev["cpu"]
+    assert ev["worst"]["resource"] == "cpu", ev["worst"]
+    if root is None:
+        assert not ev["cgroup_psi"]
+        return
+    mine = {c["path"]: c for c in ev["cgroups"] if c["resource"] == "cpu"}
+    assert mine[f"/{tag}"]["some_pct"] >= 60.0 and ev["worst_cgroup"]["resource"] == "cpu", ev["cgroups"]
+    assert mine.get(f"/{tag}-idle", {"some_pct": 0.0})["some_pct"] < 10.0, ev["cgroups"]

@@ -1,0 +1,89 @@
+"""The kernel's report formats (6.1-6.18) as system/kmsg.py tells them apart, and PSI lines
+as system/psi.py reads them: the units under kernel.reports and system.pressure, whose real
+conditions tests/test_kernel_reports.py creates.  The RCU stall and lockup texts follow
+kernel/rcu/tree_stall.h, kernel/watchdog.c and kernel/workqueue.c; they cannot be caused
+on a healthy kernel."""
+
+from __future__ import annotations
+
+from investigator.system import kmsg, psi
+
+LOG = """python3 invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0
+CPU: 1 UID: 0 PID: 4242 Comm: python3 Not tainted 6.18.0 #1
+Call Trace:
+ <TASK>
+ dump_stack_lvl+0x5d/0x80
+ ? unreliable+0x1/0x2
+ dump_header+0x43/0x1a0
+ </TASK>
+memory: usage 65536kB, limit 65536kB, failcnt 45
+oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/inv,task_memcg=/inv/leaf,task=python3,pid=4242,uid=0
+Memory cgroup out of memory: Killed process 4242 (python3) total-vm:1000kB, anon-rss:100kB
+INFO: task fsfreeze-w:777 blocked for more than 122 seconds.
+      Not tainted 6.18.44
+task:fsfreeze-w      state:D stack:0     pid:777   tgid:777   ppid:1      flags:0x00004002
+Call Trace:
+ <TASK>
+ __schedule+0x3d5/0xba0
+ percpu_rwsem_wait+0x10e/0x130
+ </TASK>
+INFO: task fsfreeze-w:777 is blocked on a mutex likely owned by task holder:778.
+watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [spin:99]
+rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:
+rcu: \t1-....: (5249 ticks this GP) idle=1234/1/0x4000000000000000 softirq=1/1 fqs=2
+rcu: \t(detected by 0, t=5252 jiffies, g=1, q=2 ncpus=2)
+NMI backtrace for cpu 0
+CPU: 0 UID: 0 PID: 0 Comm: swapper/0 Not tainted
+Sending NMI from CPU 0 to CPUs 1:
+CPU: 1 UID: 0 PID: 55 Comm: spinner Tainted: G
+BUG: workqueue lockup - pool cpus=0-1 node=0 flags=0x4 nice=0 stuck for 31s!
+sched: RT throttling activated
+Out of memory: Killed process 99 (hog) total-vm:1kB
+""".replace("\\t", "\t").splitlines()
+
+
+def _reports() -> list[dict]:
+    recs = [kmsg.Record(i, 10_000_000 + i * 1000, 3, line) for i, line in enumerate(LOG)]
+    return [r.evidence(10_000_000) for r in kmsg.reports(recs)]
+
+
+def test_each_report_is_told_apart_with_its_entities() -> None:
+    got: dict[str, dict] = {}
+    for r in _reports():
+        got.setdefault(r["kind"], r)
+    assert list(got) == ["oom-kill", "hung-task", "soft-lockup", "rcu-stall", "workqueue-lockup", "rt-throttling"]
+    oom = got["oom-kill"]
+    assert (oom["task"], oom["cgroup"], oom["memcg"], oom["invoked_by"]) == \
+        ({"tid": 4242, "comm": "python3"}, "/inv", True, {"tid": 4242, "comm": "python3"}), oom
+    assert oom["stack"] == ["dump_stack_lvl+0x5d/0x80", "dump_header+0x43/0x1a0"]   # "?" frames left out
+    hung = got["hung-task"]
+    assert hung["seconds"] == 122 and hung["stack"] == ["__schedule+0x3d5/0xba0", "percpu_rwsem_wait+0x10e/0x130"]
+    assert [(t["tid"], t["role"]) for t in hung["tasks"]] == [(777, "waiter"), (778, "holder")]
+    assert hung["locks"][0]["kind"] == "mutex" and hung["locks"][0]["holder_tid"] == 778
+    assert (got["soft-lockup"]["cpu"], got["soft-lockup"]["seconds"], got["soft-lockup"]["task"]["tid"]) == (1, 22, 99)
+    # the stalled CPU's task, not the detecting CPU's idle task
+    rcu = got["rcu-stall"]
+    assert (rcu["cpus"], rcu["task"], rcu["flavor"]) == ([1], {"tid": 55, "comm": "spinner"}, "rcu_preempt"), rcu
+    assert got["workqueue-lockup"]["cpus"] == [0, 1] and got["workqueue-lockup"]["seconds"] == 31
+
+
+def test_a_kill_without_its_first_lines_and_times_relative_to_the_window() -> None:
+    reps = _reports()
+    last = reps[-1]
+    assert last["kind"] == "oom-kill" and last["task"] == {"tid": 99, "comm": "hog"} and not last["memcg"]
+    assert reps[0]["at_s"] == 0.01 and reps[1]["at_s"] > reps[0]["at_s"]
+
+
+def test_a_record_header_and_its_escapes() -> None:
+    r = kmsg.parse_record(b"4,338,1286195,-;task a\\x0ab\n SUBSYSTEM=block\n")
+    assert r == kmsg.Record(338, 1286195, 4, "task a\nb")
+    assert kmsg.parse_record(b"garbage") is None and kmsg.parse_record(b"x,y;z") is None
+
+
+def test_pressure_lines_and_shares() -> None:
+    text = "some avg10=1.50 avg60=0.34 avg300=0.41 total=2000000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+    a = psi.parse(text)
+    b = psi.parse(text.replace("total=2000000", "total=2500000"))
+    assert a["some"].avg10 == 1.5 and psi.share(a["some"], b["some"], 1.0) == 50.0
+    assert psi.share(a["full"], b["full"], 1.0) == 0.0 and psi.share(None, b["some"], 1.0) == 0.0
+    assert psi.parse("some avg10=x total=1\n") == {}
