@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
     r = sub.add_parser("run", help="run a playbook (the default: investigate PLAYBOOK)")
     r.add_argument("playbook")
-    r.add_argument("--window", type=float, metavar="SECONDS", help="observation window of every node")
+    r.add_argument("--window", type=float, metavar="SECONDS", help="observation window of every node (a node that sets a shorter one of its own keeps it)")
     r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="sets",
                    help="override one of the playbook's vars (VALUE in YAML: 1, [0, 1], text); repeatable")
     r.add_argument("--max-time", type=float, default=600.0, metavar="SECONDS",

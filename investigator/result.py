@@ -40,6 +40,7 @@ class NodeResult:
     visit: int = 1
     reached_from: list[str] = field(default_factory=list)   # the nodes whose outcomes started it
     focus: dict[str, Any] | None = None     # {from, roles, finding, tids}: what it was aimed at
+    routes: list[dict[str, Any]] = field(default_factory=list)   # routes it took: next, because
     interrupted: bool = False
 
 

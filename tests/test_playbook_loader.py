@@ -395,3 +395,78 @@ def test_the_graph_shows_what_an_edge_passes_to_a_focused_node() -> None:
     g = build_graph(load_playbook("t.yaml", text=FOCUSED).spec)
     assert g.edges["first", "second"]["label"] == "starvation (focus: its culprit)"
     assert "--starvation (focus: its culprit)--> second" in render(g, "text")
+
+
+ROUTED = """apiVersion: investigator/v1
+kind: Playbook
+metadata: {name: routed, description: a first look that sends each finding on}
+start: [look]
+nodes:
+  look:
+    hypothesis: a first look
+    probes:
+      - use: sched.blocked
+      - use: system.pressure
+        optional: true
+    conclude:
+      - when: blocked.stuck_count > 0
+        verdict: hung-task
+    otherwise: inconclusive
+    route:
+      - when: blocked.stuck_count > 0
+        next: [stuck]
+        because: "{blocked.stuck_count} task(s) stuck"
+      - when: pressure.cpu.some_pct >= 5.0
+        next: [cpu, stuck]
+  stuck:
+    hypothesis: stuck
+    probes: [{use: sched.blocked}]
+    conclude: [{when: blocked.stuck_count > 0, verdict: hung-task}]
+  cpu:
+    hypothesis: cpu
+    focus: {from: look, tasks: [victim]}
+    probes: [{use: sched.runqlat}]
+    conclude: [{when: runqlat.max_ms > 100.0, verdict: starvation}]
+"""
+
+
+def test_a_route_is_checked_like_a_rule_and_is_an_edge() -> None:
+    lp = load_playbook("t.yaml", text=ROUTED)
+    assert [r.next for r in lp.spec.nodes["look"].route] == [["stuck"], ["cpu", "stuck"]]
+    assert lp.spec.nodes["look"].successors() == [("stuck", "route"), ("cpu", "route"), ("stuck", "route")]
+    errs = errors_of(ROUTED.replace("next: [cpu, stuck]", "next: [cpx, stuck]"))
+    assert any(e.startswith("t.yaml:21:") and "unknown node 'cpx'" in e and "did you mean 'cpu'" in e for e in errs), errs
+    errs = errors_of(ROUTED.replace("pressure.cpu.some_pct >= 5.0", "pressure.cpu.som_pct >= 5.0"))
+    assert any(e.startswith("t.yaml:20:") and "som_pct" in e for e in errs), errs
+    errs = errors_of(ROUTED.replace('"{blocked.stuck_count} task(s) stuck"', '"{blocked.stuck_cnt} stuck"'))
+    assert any(e.startswith("t.yaml:19:") and "stuck_cnt" in e for e in errs), errs
+    errs = errors_of(ROUTED.replace("next: [cpu, stuck]", "next: []"))
+    assert any(e.startswith("t.yaml:21:") and "a route needs at least one node" in e for e in errs), errs
+    # a route is an edge: the focus of a node it leads to is valid, nothing is unreachable
+    assert not errors_of(ROUTED)
+    from investigator.playbook.graph import build_graph
+    assert build_graph(lp.spec).edges["look", "cpu"]["label"] == "route (focus: its victim)"
+
+
+def test_every_route_that_holds_is_taken_and_a_route_not_seen_is_not_ruled_out() -> None:
+    from investigator.rules.conclude import conclude_node
+    lp = load_playbook("t.yaml", text=ROUTED)
+    rec = [{"probe": "sched.blocked", "as": "blocked", "error": None}]
+    stuck = {"blocked": {"stuck_count": 2}, "pressure": {"cpu": {"some_pct": 40.0}}}
+    c = conclude_node(lp, "look", stuck, rec + [{"probe": "system.pressure", "as": "pressure", "error": None}])
+    assert (c.verdict, c.next) == ("hung-task", ["stuck", "cpu"]), c
+    assert c.routes == [{"next": ["stuck"], "because": "2 task(s) stuck"},
+                        {"next": ["cpu", "stuck"], "because": "route 2 holds"}]
+    calm = {"blocked": {"stuck_count": 0}, "pressure": {"cpu": {"some_pct": 1.0}}}
+    c = conclude_node(lp, "look", calm, rec + [{"probe": "system.pressure", "as": "pressure", "error": None}])
+    assert (c.status, c.next, c.routes) == ("inconclusive", [], [])
+    # PSI off: the CPU cannot be ruled out, and the report says why the node was visited
+    c = conclude_node(lp, "look", {"blocked": {"stuck_count": 0}},
+                      rec + [{"probe": "system.pressure", "as": "pressure", "error": "unavailable: no PSI"}])
+    assert c.next == ["cpu", "stuck"] and c.routes[0]["because"] == "not ruled out: pressure could not be observed"
+    # nothing observed at all: every route is taken; an interrupted node takes none
+    c = conclude_node(lp, "look", {}, [{"probe": "sched.blocked", "as": "blocked", "error": "EPERM"}])
+    assert c.status == "unobservable" and c.next == ["stuck", "cpu"]
+    c = conclude_node(lp, "look", stuck, rec + [{"probe": "system.pressure", "as": "pressure", "error": None}],
+                      interrupted=True)
+    assert c.next == [] and c.routes == []

@@ -39,7 +39,7 @@ class Interrupted(Exception):
 
 @dataclass
 class RunOptions:
-    window_s: float | None = None      # overrides every node's window
+    window_s: float | None = None      # every node's window (a node's own shorter one stays)
     max_time_s: float = 600.0          # total budget for the run
     targets: Targets = field(default_factory=Targets)
     bundle: Any = None                 # evidence.writer.BundleWriter: takes the event log
@@ -330,7 +330,9 @@ class _Walk:
                                      errors=["the run's time budget (--max-time) was used up"]))
             self.events.emit("node_skipped", node=nid, reason="max-time")
             return
-        win = self.opts.window_s if self.opts.window_s is not None else lp.window_ns(node) / 1e9
+        win = lp.window_ns(node) / 1e9
+        if self.opts.window_s is not None:     # a node's own shorter window (a first look) stays
+            win = min(win, self.opts.window_s) if node.observe.window is not None else self.opts.window_s
         nr = NodeRun(nid, node.hypothesis, max(0.0, min(win, left)), visit=self.visits[nid],
                      reached_from=self.reached.pop(nid, []))
         targets = self.pool.targets
@@ -475,6 +477,7 @@ def _conclude(lp: LoadedPlaybook, nr: NodeRun, events: EventLog) -> None:
     c = conclude_node(lp, nr.id, env, nr.probes, nr.interrupted, nr.focus)
     nr.status, nr.verdict, nr.rule, nr.confidence = c.status, c.verdict, c.rule, c.confidence
     nr.summary, nr.about, nr.values, nr.next, nr.errors = c.summary, c.about, c.evidence, c.next, c.errors
+    nr.routes = c.routes
     if c.status == "unobservable":
         events.emit("node_concluded", node=nr.id, status="unobservable", reason="; ".join(nr.errors))
         return

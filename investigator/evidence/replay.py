@@ -98,6 +98,7 @@ def replay(b: dict[str, Any], playbook: Path | None, bundled_name: str,
             continue
         nr.status, nr.verdict, nr.rule, nr.confidence = c.status, c.verdict, c.rule, c.confidence
         nr.summary, nr.about, nr.values, nr.errors = c.summary, c.about, c.evidence, notes + c.errors
+        nr.routes = c.routes
     return model.build(RunOutcome(lp.name, nodes, old["started_at"], old["duration_s"], old["complete"],
                                   old["kernel"], old.get("interrupted_by"), replayed=True,
                                   variables=dict(lp.spec.vars)))

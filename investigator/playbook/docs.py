@@ -35,7 +35,8 @@ def _type(tp: typing.Any) -> str:
 def render() -> str:
     out = [BEGIN, ""]
     for cls in (schema.Playbook, schema.Metadata, schema.Defaults, schema.Import, schema.Node,
-                schema.ProbeUse, schema.Observe, schema.Rule, schema.Edges, schema.NodeLibrary):
+                schema.ProbeUse, schema.Observe, schema.Rule, schema.Edges, schema.Route, schema.Focus,
+                schema.NodeLibrary):
         hints = typing.get_type_hints(cls)
         out += [f"### {cls.__name__}", "", "| key | type | required | default | meaning |", "|---|---|---|---|---|"]
         for f in dataclasses.fields(cls):

@@ -26,14 +26,9 @@ def build_graph(pb: Playbook) -> nx.DiGraph:
         if nid in pb.nodes:
             g.add_edge(START, nid, label="start")
     for nid, node in pb.nodes.items():
-        for rule in node.conclude:
-            for nxt in rule.next:
-                if nxt in pb.nodes:
-                    _add(g, nid, nxt, rule.verdict)
-        for outcome in ("confirmed", "refuted", "inconclusive", "unobservable"):
-            for nxt in getattr(node.on, outcome):
-                if nxt in pb.nodes:
-                    _add(g, nid, nxt, outcome)
+        for nxt, label in node.successors():
+            if nxt in pb.nodes:
+                _add(g, nid, nxt, label)
     for nid, node in pb.nodes.items():     # what an edge passes to a focused node
         f = node.focus
         if f is not None and g.has_edge(f.from_, nid):

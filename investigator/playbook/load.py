@@ -22,7 +22,7 @@ from ..rules.focus import ALIAS as FOCUS
 from ..rules.template import placeholders, spec_problems
 from . import yamlpos
 from .diagnostics import Diagnostic, PlaybookError, did_you_mean
-from .schema import API_VERSION, Import, Node, NodeLibrary, Playbook, build
+from .schema import API_VERSION, OUTCOMES, Import, Node, NodeLibrary, Playbook, build
 
 
 MAX_IMPORTS = 32
@@ -238,8 +238,7 @@ def _import(lp: LoadedPlaybook, imp: Import, ipath: tuple[Any, ...], loc: yamlpo
             continue
         seen.add(nid)
         n = lib.nodes[nid]
-        wanted += [x for r in n.conclude for x in r.next]
-        wanted += [x for o in ("confirmed", "refuted", "inconclusive", "unobservable") for x in getattr(n.on, o)]
+        wanted += [x for x, _ in n.successors()]
     for nid in sorted(seen):
         if nid in lp.spec.nodes:
             loc.error(ipath, f"node '{nid}' from '{rel}' clashes with a node of the same name")
@@ -280,6 +279,11 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
                     e = compiled[(k, attr)] = _compile(nloc, base + ("conclude", k, attr), src)
                     roots |= {name.split(".")[0] for name, _ in e.references()} if e is not None else set()
             roots |= {name.split(".")[0] for name, _ in placeholders(rule.explain)}
+        for k, route in enumerate(node.route):
+            if route.when:
+                e = compiled[(k, "route")] = _compile(nloc, base + ("route", k, "when"), route.when)
+                roots |= {name.split(".")[0] for name, _ in e.references()} if e is not None else set()
+            roots |= {name.split(".")[0] for name, _ in placeholders(route.because)}
         aliases: dict[str, ProbeManifest] = {}
         broken = False
         for j, use in enumerate(node.probes):
@@ -352,10 +356,27 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
             for m_, nxt in enumerate(rule.next):
                 if nxt not in node_ids:
                     nloc.error(rpath + ("next", m_), f"unknown node '{nxt}'{did_you_mean(nxt, node_ids)}")
-        for outcome in ("confirmed", "refuted", "inconclusive", "unobservable"):
+        for outcome in OUTCOMES:
             for m_, nxt in enumerate(getattr(node.on, outcome)):
                 if nxt not in node_ids:
                     nloc.error(base + ("on", outcome, m_), f"unknown node '{nxt}'{did_you_mean(nxt, node_ids)}")
+        for k, route in enumerate(node.route):
+            rpath = base + ("route", k)
+            e = compiled.get((k, "route"))
+            if e is not None:
+                lp.exprs[(nid, k, "route")] = e
+                if not broken:
+                    _check_refs(nloc, rpath + ("when",), e.references(), aliases, spec.vars)
+            for fmt, why in spec_problems(route.because):
+                _at(nloc, rpath + ("because",), ":" + fmt + "}", why)
+            if not broken:
+                for name, col in placeholders(route.because):
+                    _check_refs(nloc, rpath + ("because",), [(name, col)], aliases, spec.vars, template=True)
+            if not route.next:
+                nloc.error(rpath + ("next",), "a route needs at least one node to go to")
+            for m_, nxt in enumerate(route.next):
+                if nxt not in node_ids:
+                    nloc.error(rpath + ("next", m_), f"unknown node '{nxt}'{did_you_mean(nxt, node_ids)}")
     if not spec.nodes:
         loc.error(("nodes",), "a playbook needs at least one node (its own or imported)")
     # graph checks run on the valid part of the graph (unknown references are left out)
@@ -376,10 +397,9 @@ def _check_focus(loc: yamlpos.Located, path: tuple[Any, ...], nid: str, focus: A
     src = spec.nodes.get(focus.from_)
     if src is None:
         loc.error(path + ("from",), f"unknown node '{focus.from_}'{did_you_mean(focus.from_, node_ids)}")
-    elif not any(nid in r.next for r in src.conclude) and not any(
-            nid in getattr(src.on, o) for o in ("confirmed", "refuted", "inconclusive", "unobservable")):
+    elif nid not in {x for x, _ in src.successors()}:
         loc.error(path + ("from",), f"node '{focus.from_}' has no edge to '{nid}': a focus comes from a node "
-                                    "that leads here (its rule's next, or its on:)")
+                                    "that leads here (its rule's next, its on: or its route:)")
     if not focus.tasks:
         loc.error(path + ("tasks",), "a focus needs at least one role (victim, culprit, waiter, holder, bystander)")
 

@@ -83,6 +83,14 @@ class Edges:
 
 
 @dataclass
+class Route:
+    when: Expression = doc("CEL expression over the node's evidence: the route is taken when it holds, "
+                           "whichever rule concluded the node.")
+    next: list[str] = doc("Nodes to visit when it holds.")
+    because: Template = doc("Why, one sentence for the report; {path} fills in evidence values.", default="")
+
+
+@dataclass
 class Focus:
     from_: str = doc("The node whose finding aims this one: a node with an edge to it. The finding "
                      "is the `about` of the rule that concluded that node.", key="from")
@@ -102,6 +110,18 @@ class Node:
     max_visits: int = doc("How many times the node may run in one investigation (needed on cycles).", default=1)
     focus: Focus | None = doc("Aim this node at what an earlier node found: its probes watch only the "
                               "tasks of that node's finding in the given roles.", default=None)
+    route: list[Route] = doc("Edges taken on what was seen, not on the verdict: every route whose `when` "
+                             "holds is taken once the node concludes (a triage sending each finding to the "
+                             "node that looks into it).  A route that reads an optional probe that could "
+                             "not attach, or whose expression fails, is taken: the node could not rule it out.",
+                             default_factory=list)
+
+    def successors(self) -> list[tuple[str, str]]:
+        """Every edge out of this node, as (next node, what leads there: a verdict, an
+        outcome, or "route")."""
+        out = [(n, str(r.verdict)) for r in self.conclude for n in r.next]
+        out += [(n, o) for o in OUTCOMES for n in getattr(self.on, o)]
+        return out + [(n, "route") for r in self.route for n in r.next]
 
 
 @dataclass

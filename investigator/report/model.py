@@ -57,7 +57,8 @@ def node_dict(n: NodeResult) -> dict[str, Any]:
             "summary": n.summary, "hypothesis": n.hypothesis, "window_s": round(n.window_s, 3),
             "observed_s": round(max(0.0, n.observed_s), 3), "visit": n.visit,
             "interrupted": n.interrupted, "rule": n.rule, "probes": n.probes, "errors": n.errors,
-            "reached_from": n.reached_from, **({"focus": n.focus} if n.focus is not None else {})}
+            "reached_from": n.reached_from, **({"focus": n.focus} if n.focus is not None else {}),
+            **({"routes": n.routes} if n.routes else {})}
 
 
 def verdict_dict(n: NodeResult) -> dict[str, Any]:

@@ -223,6 +223,8 @@ def render_text(rep: dict[str, Any], bundle: str | None = None) -> str:
             out.append(f"       {pad}hypothesis: {n['hypothesis']}")
         if n["summary"] and n["status"] != "confirmed":
             out.append(f"       {pad}{n['summary']}")
+        for r in n.get("routes") or []:
+            out.append(f"       {pad}-> {', '.join(map(str, r.get('next', [])))}: {r.get('because', '')}")
         for e in n["errors"]:
             out.append(f"       {pad}note: {e}")
     if bundle:

@@ -42,6 +42,7 @@ class Conclusion:
     evidence: dict[str, Any] = field(default_factory=dict)   # values the rule read
     errors: list[str] = field(default_factory=list)     # rule errors, then notes on cut lists
     next: list[str] = field(default_factory=list)
+    routes: list[dict[str, Any]] = field(default_factory=list)   # routes taken: next, because
 
 
 def outcome_of(verdict: str) -> str:
@@ -77,10 +78,10 @@ def conclude(lp: LoadedPlaybook, node_id: str, env: dict[str, Any],
         notes.append(f"the wait-for graph lacks {dropped} wait(s) that its probes saw but could not "
                      "give as edges (a snapshot's record limit, a scan bound): a cycle among them is not found")
 
-    def evaluate(e: Expr, i: int) -> Any:
+    def evaluate(e: Expr, i: int, what: str = "rule") -> Any:
         for path, kept, total in cuts:
             if any(path == r or path.startswith(r + ".") or r.startswith(path + ".") for r, _ in e.references()):
-                note = f"rule {i + 1} saw the first {kept} of {total} entries of {path}"
+                note = f"{what} {i + 1} saw the first {kept} of {total} entries of {path}"
                 if note not in notes:
                     notes.append(note)
         left = deadline - time.monotonic()
@@ -119,14 +120,39 @@ def conclude(lp: LoadedPlaybook, node_id: str, env: dict[str, Any],
         status = outcome_of(rule.verdict)
         nxt = list(rule.next) + list(getattr(node.on, status))
         summary = render(rule.explain, {**env, "about": about} if about is not None else env)
-        return Conclusion(status=status, verdict=rule.verdict, rule=i, confidence=rule.confidence,
-                          summary=" ".join(summary.split()), about=about,
-                          evidence=values, errors=errors + notes, next=nxt)
-    status = outcome_of(node.otherwise)
-    if errors and status == "inconclusive":
-        status = "error"
-    return Conclusion(status=status, verdict=node.otherwise, errors=errors + notes,
-                      next=list(getattr(node.on, "inconclusive" if status == "error" else status)))
+        c = Conclusion(status=status, verdict=rule.verdict, rule=i, confidence=rule.confidence,
+                       summary=" ".join(summary.split()), about=about,
+                       evidence=values, errors=errors, next=nxt)
+        break
+    else:
+        status = outcome_of(node.otherwise)
+        if errors and status == "inconclusive":
+            status = "error"
+        c = Conclusion(status=status, verdict=node.otherwise, errors=errors,
+                       next=list(getattr(node.on, "inconclusive" if status == "error" else status)))
+    for k, route in enumerate(node.route):
+        unseen = [a for a in missing if re.search(rf"\b{re.escape(a)}\.", f"{route.when} {route.because}")]
+        because = ""
+        if unseen:
+            because = f"not ruled out: {', '.join(unseen)} could not be observed"
+        else:
+            try:
+                e = lp.exprs.get((node_id, k, "route")) or Expr(route.when)
+                if not truthy(evaluate(e, k, "route")):
+                    continue
+                because = " ".join(render(route.because, env).split()) if route.because else f"route {k + 1} holds"
+            except ExprError as e:
+                errors.append(f"route {k + 1}: {e}")
+                because = f"not ruled out: route {k + 1} could not be evaluated"
+        take(c, route.next, because)
+    c.errors = errors + notes
+    return c
+
+
+def take(c: Conclusion, nxt: list[str], because: str) -> None:
+    """Follow a route: its nodes join the conclusion's next ones, and the report says why."""
+    c.routes.append({"next": list(nxt), "because": because})
+    c.next += [n for n in nxt if n not in c.next]
 
 
 def probe_alias(lp: LoadedPlaybook, node_id: str, rec: dict[str, Any]) -> str:
@@ -172,7 +198,10 @@ def conclude_node(lp: LoadedPlaybook, node_id: str, env: dict[str, Any], probes:
     optional = {u.as_ or lp.alias_of(node_id, u.use) for u in node.probes if u.optional}
     errors, unobservable = attach_errors(lp, node_id, probes)
     if unobservable:
-        return Conclusion(status="unobservable", verdict=None, errors=errors, next=list(node.on.unobservable))
+        c = Conclusion(status="unobservable", verdict=None, errors=errors, next=list(node.on.unobservable))
+        for route in node.route:        # nothing seen, nothing ruled out
+            take(c, route.next, "not ruled out: the node could not observe")
+        return c
     failed = False
     for rec in probes:
         if rec.get("error") is None and rec.get("read_error"):
@@ -189,9 +218,12 @@ def conclude_node(lp: LoadedPlaybook, node_id: str, env: dict[str, Any], probes:
             errors.append(f"{rec['probe']} was detached by the overhead guard after {g.get('after_s')} s: "
                           f"{g.get('reason')}; concluded on what it gathered")
     if failed:                          # its rules would read partial evidence
-        return Conclusion(status="error", verdict=None, errors=errors)
+        c = Conclusion(status="error", verdict=None, errors=errors)
+        for route in node.route:
+            take(c, route.next, "not ruled out: a probe of the node could not be read")
+        return c
     c = conclude(lp, node_id, env, focus)
     c.errors = errors + c.errors
     if interrupted:
-        c.next = []
+        c.next, c.routes = [], []
     return c
