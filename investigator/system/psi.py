@@ -5,8 +5,8 @@ A file holds a ``some`` line (at least one task stalled) and, except for the sys
 cpu file on kernels before 5.13, a ``full`` line (every non-idle task stalled), each with
 running averages over 10, 60 and 300 s and ``total``, the stalled time in microseconds
 since boot.  Two reads' totals give the share of the time between them exactly.  A kernel
-booted with psi=0 (Debian's default: CONFIG_PSI_DEFAULT_DISABLED) has no /proc/pressure,
-and its cgroups have no pressure files.
+built without CONFIG_PSI, booted with psi=0, or built with CONFIG_PSI_DEFAULT_DISABLED and
+booted without psi=1 has no /proc/pressure, and its cgroups have no pressure files.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def system() -> dict[str, dict[str, Line]]:
 def why_unavailable() -> str:
     """Why system-wide PSI cannot be read here, or "" when it can."""
     if not os.path.isdir(PROC):
-        return "the kernel has no pressure stall information (CONFIG_PSI off, or booted with psi=0: boot with psi=1)"
+        return "the kernel has no pressure stall information (CONFIG_PSI off, or PSI off at boot: boot with psi=1)"
     try:
         with open(f"{PROC}/cpu") as f:
             f.read()

@@ -69,7 +69,8 @@ def guests() -> list[dict[str, object]]:
     import run as vm
     rows = []
     for k in sorted(vm.setup(), key=lambda k: [int(x) for x in k.series.split(".")]):
-        r = vm.boot(k, f"W=$PWD; cd {REPO} && {sys.executable} {HERE / 'matrix.py'} --here > $W/matrix.json")
+        r = vm.boot(k, f"W=$PWD; cd {REPO} && {sys.executable} {HERE / 'matrix.py'} --here > $W/matrix.json",
+                    accel=vm.TCG_SINGLE)
         f = r.workdir / "matrix.json"
         if r.rc != 0 or not f.exists():
             raise RuntimeError(f"{k.version}: the guest failed (rc {r.rc})\n{r.serial[-2000:]}")
