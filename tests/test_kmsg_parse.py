@@ -67,6 +67,24 @@ def test_each_report_is_told_apart_with_its_entities() -> None:
     assert got["workqueue-lockup"]["cpus"] == [0, 1] and got["workqueue-lockup"]["seconds"] == 31
 
 
+def test_a_report_takes_one_trace_and_only_the_lines_written_with_it() -> None:
+    lines = ["INFO: task w:7 blocked for more than 2 seconds.", "Call Trace:", " <TASK>",
+             " schedule+0x1/0x2", " </TASK>", "WARNING: CPU: 0 PID: 1 at x", "Call Trace:", " <TASK>",
+             " warn_here+0x1/0x2", " </TASK>"]
+    recs = [kmsg.Record(i, i, 3, line) for i, line in enumerate(lines)]
+    (hung,) = kmsg.reports(recs)
+    assert hung.stack == ["schedule+0x1/0x2"], hung.stack
+    late = [kmsg.Record(0, 0, 3, lines[0]), kmsg.Record(1, 5_000_000, 3, "INFO: task w:7 is blocked on a mutex "
+                                                                          "likely owned by task h:8.")]
+    assert kmsg.reports(late)[0].blocker is None
+    # an RCU stall: the detecting CPU's backtrace is not the stalled CPU's
+    rcu = ["rcu: INFO: rcu_sched detected stalls on CPUs/tasks:", "rcu: \t1-....: (1 ticks this GP)",
+           "NMI backtrace for cpu 0", "CPU: 0 PID: 0 Comm: swapper/0", "Call Trace:", " idle+0x1/0x2",
+           "NMI backtrace for cpu 1", "CPU: 1 PID: 55 Comm: spinner", "Call Trace:", " spin+0x1/0x2", " </TASK>"]
+    (r,) = kmsg.reports([kmsg.Record(i, i, 3, line.replace("\\t", "\t")) for i, line in enumerate(rcu)])
+    assert r.task == {"tid": 55, "comm": "spinner"} and r.stack == ["spin+0x1/0x2"], (r.task, r.stack)
+
+
 def test_a_kill_without_its_first_lines_and_times_relative_to_the_window() -> None:
     reps = _reports()
     last = reps[-1]

@@ -23,6 +23,7 @@ PATH = "/dev/kmsg"
 MAX_RECORD = 8192                   # the kernel's own record limit (CONSOLE_EXT_LOG_MAX)
 MAX_STACK = 32                      # call-trace frames kept per report
 MAX_TEXT = 240                      # characters of a report's first line kept
+CONTINUES_US = 2_000_000            # a report's lines come at once: later ones are not its
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ class Report:
     stack: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     _in_trace: bool = False
+    _traced: bool = False           # one call trace per report: the first after its head
 
     def evidence(self, t0_us: int) -> dict[str, Any]:
         tasks = []
@@ -206,7 +208,7 @@ def reports(records: Iterator[Record] | list[Record]) -> list[Report]:
                     out.pop()
             out.append(cur)
             continue
-        if cur is None:
+        if cur is None or r.ts_us - cur.ts_us > CONTINUES_US:
             continue
         # a line that continues the current report
         b = BLOCKER.search(line)
@@ -236,7 +238,10 @@ def reports(records: Iterator[Record] | list[Record]) -> list[Report]:
                 cur.cpu = int(cl.group("cpu"))
             continue
         if "Call Trace:" in line:
-            cur._in_trace = True
+            # an RCU stall's trace is the one of the stalled CPU's task (the detecting CPU's
+            # own backtrace may come first)
+            if not cur._traced and not (cur.kind == "rcu-stall" and cur.task is None):
+                cur._in_trace = cur._traced = True
             continue
         if cur._in_trace:
             f = FRAME.match(line)
