@@ -105,3 +105,46 @@ def test_pressure_lines_and_shares() -> None:
     assert a["some"].avg10 == 1.5 and psi.share(a["some"], b["some"], 1.0) == 50.0
     assert psi.share(a["full"], b["full"], 1.0) == 0.0 and psi.share(None, b["some"], 1.0) == 0.0
     assert psi.parse("some avg10=x total=1\n") == {}
+
+
+def _one(lines: list[str], step_us: int = 1000) -> list[kmsg.Report]:
+    return kmsg.reports([kmsg.Record(i, i * step_us, 3, line) for i, line in enumerate(lines)])
+
+
+def test_the_other_forms_the_kernel_prints() -> None:
+    # a semaphore's owner is "likely last held by"; an rw-semaphore's carries the modes
+    (h,) = _one(["INFO: task w:7 blocked for more than 120 seconds.",
+                 "INFO: task w:7 blocked on a semaphore likely last held by task h:8"])
+    assert (h.blocker["tid"], h.blocker["lock_kind"]) == (8, "semaphore")
+    (h,) = _one(["INFO: task w:7 blocked for more than 120 seconds.",
+                 "INFO: task w:7 <writer> blocked on an rw-semaphore likely owned by task h:9 <reader>"])
+    assert (h.blocker["tid"], h.blocker["lock_kind"]) == (9, "rw-semaphore")
+    (e,) = _one(["rcu: INFO: rcu_preempt detected expedited stalls on CPUs/tasks: { 1-... } 21002 jiffies"])
+    assert e.kind == "rcu-stall" and e.extra["flavor"] == "rcu_preempt"
+    (t,) = _one(["INFO: rcu_tasks detected stalls on tasks:"])
+    assert t.kind == "rcu-stall"
+    # "sleeping function called from invalid context": the task is on the next line
+    (a,) = _one(["BUG: sleeping function called from invalid context at kernel/locking/mutex.c:580",
+                 "in_atomic(): 1, irqs_disabled(): 0, non_block: 0, pid: 321, name: insmod"])
+    assert a.kind == "atomic-sleep" and a.task == {"tid": 321, "comm": "insmod"}
+    # a hard lockup names the task of its own CPU, not another CPU's backtrace
+    (hl,) = _one(["Watchdog detected hard LOCKUP on cpu 1", "CPU: 0 PID: 5 Comm: other", "CPU: 1 PID: 6 Comm: looper"])
+    assert hl.task == {"tid": 6, "comm": "looper"}
+
+
+def test_an_arm64_trace_ends_at_its_first_line_that_is_no_frame() -> None:
+    (s,) = _one(["watchdog: BUG: soft lockup - CPU#2 stuck for 26s! [spin:40]", "Call trace:",
+                 " spin_loop+0x10/0x20", " el0t_64_sync+0x190/0x198", "Kernel panic - not syncing: softlockup",
+                 " not_a_frame_of_it+0x1/0x2"])
+    assert s.stack == ["spin_loop+0x10/0x20", "el0t_64_sync+0x190/0x198"], s.stack
+
+
+def test_a_slow_console_spreads_a_report_but_a_gap_ends_it() -> None:
+    oom = ["a invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0"] + ["Mem-Info: ..."] * 5 + [
+        "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/x,task=a,pid=5,uid=0",
+        "Out of memory: Killed process 5 (a) total-vm:1kB"]
+    (k,) = _one(oom, step_us=900_000)          # 0.9 s between lines: 6 s in all, still one report
+    assert (k.kind, k.cgroup, k.extra["constraint"], k.extra["task_cgroup"]) == ("oom-kill", "/x", "CONSTRAINT_NONE", "/x")
+    (h,) = kmsg.reports([kmsg.Record(0, 0, 3, "INFO: task w:7 blocked for more than 2 seconds."),
+                         kmsg.Record(1, 3_000_000, 3, "INFO: task w:7 is blocked on a mutex likely owned by task h:8.")])
+    assert h.blocker is None

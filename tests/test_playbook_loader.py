@@ -470,3 +470,13 @@ def test_every_route_that_holds_is_taken_and_a_route_not_seen_is_not_ruled_out()
     c = conclude_node(lp, "look", stuck, rec + [{"probe": "system.pressure", "as": "pressure", "error": None}],
                       interrupted=True)
     assert c.next == [] and c.routes == []
+
+
+def test_a_route_that_cannot_be_evaluated_is_taken_and_says_so() -> None:
+    from investigator.rules.conclude import conclude_node
+    lp = load_playbook("t.yaml", text=ROUTED)
+    recs = [{"probe": "sched.blocked", "as": "blocked", "error": None},
+            {"probe": "system.pressure", "as": "pressure", "error": None}]
+    c = conclude_node(lp, "look", {"blocked": {"stuck_count": "many"}, "pressure": {"cpu": {"some_pct": 0.0}}}, recs)
+    assert c.routes == [{"next": ["stuck"], "because": "not ruled out: route 1 could not be evaluated"}], c.routes
+    assert any(e.startswith("route 1:") for e in c.errors), c.errors

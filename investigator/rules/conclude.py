@@ -131,7 +131,7 @@ def conclude(lp: LoadedPlaybook, node_id: str, env: dict[str, Any],
         c = Conclusion(status=status, verdict=node.otherwise, errors=errors,
                        next=list(getattr(node.on, "inconclusive" if status == "error" else status)))
     for k, route in enumerate(node.route):
-        unseen = [a for a in missing if re.search(rf"\b{re.escape(a)}\.", f"{route.when} {route.because}")]
+        unseen = [a for a in missing if re.search(rf"\b{re.escape(a)}\.", route.when)]
         because = ""
         if unseen:
             because = f"not ruled out: {', '.join(unseen)} could not be observed"

@@ -23,7 +23,7 @@ PATH = "/dev/kmsg"
 MAX_RECORD = 8192                   # the kernel's own record limit (CONSOLE_EXT_LOG_MAX)
 MAX_STACK = 32                      # call-trace frames kept per report
 MAX_TEXT = 240                      # characters of a report's first line kept
-CONTINUES_US = 2_000_000            # a report's lines come at once: later ones are not its
+CONTINUES_US = 2_000_000            # a report's lines come one after another: after a gap, not its
 
 
 @dataclass(frozen=True)
@@ -103,9 +103,11 @@ class Reader:
 
 
 def now_us() -> int:
-    """The kernel log's clock now (microseconds since boot)."""
+    """The kernel log's clock now (microseconds since boot).  The log's stamps are the
+    scheduler clock, which no NTP adjusts: CLOCK_MONOTONIC_RAW is the closer of the clocks
+    user space can read."""
     import time
-    return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW) // 1000
 
 
 # --- the reports ----------------------------------------------------------------------
@@ -115,23 +117,25 @@ HEADS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("hung-task", re.compile(r"INFO: task " + _TASK + r" blocked for more than (?P<seconds>\d+) seconds")),
     ("soft-lockup", re.compile(r"BUG: soft lockup - CPU#(?P<cpu>\d+) stuck for (?P<seconds>\d+)s! \[" + _TASK + r"\]")),
     ("hard-lockup", re.compile(r"[Ww]atchdog detected hard LOCKUP on cpu (?P<cpu>\d+)")),
-    ("rcu-stall", re.compile(r"rcu: INFO: (?P<flavor>\w+) (?:self-)?detected stalls? on CPUs?")),
+    ("rcu-stall", re.compile(r"INFO: (?P<flavor>\w+) (?:self-)?detected (?:expedited )?stalls? on (?:CPUs|CPU|tasks)")),
     ("workqueue-lockup", re.compile(r"BUG: workqueue lockup - pool cpus=(?P<cpus>[\d,-]+)\S* .*stuck for (?P<seconds>\d+)s")),
     ("rt-throttling", re.compile(r"sched: RT throttling activated")),
     ("oom-kill", re.compile(r"(?P<memcg>Memory cgroup )?[Oo]ut of memory(?:[^:]*)?: Killed process (?P<tid>\d+) \((?P<comm>[^)]*)\)")),
     ("atomic-sleep", re.compile(r"BUG: scheduling while atomic: (?P<comm>.{1,64}?)/(?P<tid>\d+)/")),
+    ("atomic-sleep", re.compile(r"BUG: sleeping function called from invalid context at ")),
     # the first line of an OOM report, from the task whose allocation failed; its kill follows
     ("oom-invoked", re.compile(r"(?P<comm>\S.{0,63}?) invoked oom-killer: ")),
 )
 # lines that add to the report before them
-BLOCKER = re.compile(r"INFO: task " + _TASK + r" (?:<\w+> )?(?:is )?blocked on an? (?P<kind>[\w-]+) likely owned by task "
-                     r"(?P<bcomm>.{1,64}?):(?P<btid>\d+)")
+BLOCKER = re.compile(r"INFO: task " + _TASK + r" (?:<\w+> )?(?:is )?blocked on an? (?P<kind>[\w-]+) likely "
+                     r"(?:owned|last held) by task (?P<bcomm>.{1,64}?):(?P<btid>\d+)")
 RCU_CPU = re.compile(r"rcu:\s+(?P<cpu>\d+)-")
-RCU_TASK = re.compile(r"rcu:\s+Tasks blocked on level-\d+ rcu_node|rcu:\s+\(detected by (?P<by>\d+),")
+INVALID_CTX = re.compile(r"in_atomic\(\): \d+, irqs_disabled\(\): \d+, .*pid: (?P<tid>\d+), name: (?P<comm>.{1,64})$")
 CPU_LINE = re.compile(r"CPU: (?P<cpu>\d+) (?:UID: \d+ )?PID: (?P<tid>\d+) Comm: (?P<comm>\S+)")
 OOM_DETAIL = re.compile(r"oom-kill:constraint=(?P<constraint>[^,]+),(?:.*?oom_memcg=(?P<memcg>[^,]*),)?"
                         r".*?task_memcg=(?P<task_memcg>[^,]*),task=(?P<comm>[^,]*),pid=(?P<tid>\d+)")
 FRAME = re.compile(r"^\s*(?:\? )?(?P<fn>[A-Za-z_][\w.]*\+0x[0-9a-f]+/0x[0-9a-f]+)")
+MARKER = re.compile(r"^\s*</?(?:TASK|IRQ|NMI|SOFTIRQ)>\s*$")
 
 
 @dataclass
@@ -150,6 +154,7 @@ class Report:
     extra: dict[str, Any] = field(default_factory=dict)
     _in_trace: bool = False
     _traced: bool = False           # one call trace per report: the first after its head
+    _last_us: int = 0               # the stamp of its latest line
 
     def evidence(self, t0_us: int) -> dict[str, Any]:
         tasks = []
@@ -185,7 +190,7 @@ def reports(records: Iterator[Record] | list[Record]) -> list[Report]:
         if head is not None:
             kind, m = head
             g = m.groupdict()
-            cur = Report(kind, r.seq, r.ts_us, line.strip())
+            cur = Report(kind, r.seq, r.ts_us, line.strip(), _last_us=r.ts_us)
             if g.get("tid"):
                 cur.task = _task(m)
             if g.get("cpu"):
@@ -205,12 +210,14 @@ def reports(records: Iterator[Record] | list[Record]) -> list[Report]:
                     cur.extra["invoked_by"] = prev.task
                     cur.cgroup = prev.cgroup
                     cur.stack = prev.stack
+                    cur.extra.update({k: prev.extra[k] for k in ("constraint", "task_cgroup") if k in prev.extra})
                     out.pop()
             out.append(cur)
             continue
-        if cur is None or r.ts_us - cur.ts_us > CONTINUES_US:
+        if cur is None or r.ts_us - cur._last_us > CONTINUES_US:
             continue
         # a line that continues the current report
+        cur._last_us = r.ts_us
         b = BLOCKER.search(line)
         if b and cur.task and int(b.group("tid")) == cur.task["tid"]:
             cur.blocker = {"tid": int(b.group("btid")), "comm": b.group("bcomm").strip(), "lock_kind": b.group("kind")}
@@ -222,22 +229,27 @@ def reports(records: Iterator[Record] | list[Record]) -> list[Report]:
                 continue
         d = OOM_DETAIL.search(line)
         if d:
-            if cur.kind == "oom-invoked":
-                cur.cgroup = d.group("memcg") or d.group("task_memcg") or ""
-                cur.extra["constraint"] = d.group("constraint")
-            elif cur.kind == "oom-kill":
+            if cur.kind in ("oom-invoked", "oom-kill"):
+                # the cgroup whose limit was hit (a memory cgroup OOM), else the victim's own
                 cur.cgroup = cur.cgroup or d.group("memcg") or d.group("task_memcg") or ""
+                cur.extra["constraint"] = d.group("constraint")
+                cur.extra["task_cgroup"] = d.group("task_memcg") or ""
+            continue
+        ic = INVALID_CTX.search(line)
+        if ic and cur.kind == "atomic-sleep" and cur.task is None:
+            cur.task = _task(ic)
             continue
         cl = CPU_LINE.search(line)
         # the task the report's backtrace names: on a stalled CPU, for an RCU stall
         if cl and (cur.task is None or cur.task["tid"] == 0) and \
-                cur.kind in ("rcu-stall", "hard-lockup", "atomic-sleep", "workqueue-lockup", "oom-invoked") and \
-                not (cur.kind == "rcu-stall" and cur.cpus and int(cl.group("cpu")) not in cur.cpus):
+                cur.kind in ("rcu-stall", "hard-lockup", "atomic-sleep", "oom-invoked") and \
+                not (cur.kind == "rcu-stall" and cur.cpus and int(cl.group("cpu")) not in cur.cpus) and \
+                not (cur.kind == "hard-lockup" and int(cl.group("cpu")) != cur.cpu):
             cur.task = _task(cl)
             if cur.cpu < 0:
                 cur.cpu = int(cl.group("cpu"))
             continue
-        if "Call Trace:" in line:
+        if line.lstrip().lower().startswith("call trace:"):      # x86 "Call Trace:", arm64 "Call trace:"
             # an RCU stall's trace is the one of the stalled CPU's task (the detecting CPU's
             # own backtrace may come first)
             if not cur._traced and not (cur.kind == "rcu-stall" and cur.task is None):
@@ -247,7 +259,8 @@ def reports(records: Iterator[Record] | list[Record]) -> list[Report]:
             f = FRAME.match(line)
             if f and len(cur.stack) < MAX_STACK and not line.lstrip().startswith("?"):
                 cur.stack.append(f.group("fn"))
-            if "</TASK>" in line:
+            # the trace ends at its </TASK> (x86) or at the first line that is no frame (arm64)
+            if "</TASK>" in line or not (f or MARKER.match(line)):
                 cur._in_trace = False
     for r in out:               # an OOM report whose kill line was not (yet) read
         if r.kind == "oom-invoked":

@@ -14,22 +14,51 @@ from ._common import ProbeCollector
 TOP = 20
 
 
+def _roots() -> list[str]:
+    """The cgroup2 mounts, each hierarchy once (a bind mount of the same folder is skipped)."""
+    seen: set[tuple[int, int]] = set()
+    out = []
+    for m in sorted(m for m, t in mounted_types().items() if t == "cgroup2"):
+        try:
+            st = os.stat(m)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            out.append(m)
+    return out
+
+
+def _read_cgroups(folders: list[str], seconds: float) -> tuple[dict[str, tuple[float, dict[str, Any]]], int]:
+    """Each folder's pressure files with the time they were read, within ``seconds``; and how
+    many folders were left unread when the time ran out."""
+    out: dict[str, tuple[float, dict[str, Any]]] = {}
+    end = time.monotonic() + seconds
+    for i, d in enumerate(folders):
+        if time.monotonic() > end:
+            return out, len(folders) - i
+        t = time.monotonic()
+        v = {r: x for r in psi.RESOURCES for x in [psi.read(f"{d}/{r}.pressure")] if x}
+        if v:
+            out[d] = (t, v)
+    return out, 0
+
+
 class Collector(ProbeCollector):
     def start(self, inst: Any) -> None:
         why = psi.why_unavailable()
         if why:
             raise OSError(why)
-        self.roots = sorted(m for m, t in mounted_types().items() if t == "cgroup2")
+        self.roots = _roots()
         self.walk = psi.Walk(self.roots, limit=inst.values.get("max_cgroups", 2000),
                              seconds=min(2.0, inst.values.get("scan_time", 5 * 10**8) / 1e9))
         self.t0 = time.monotonic()
         self.sys0 = psi.system()
-        folders = self.walk.run()
-        self.cg0 = {d: {r: v for r in psi.RESOURCES for v in [psi.read(f"{d}/{r}.pressure")] if v} for d in folders}
-        self.cg0 = {d: v for d, v in self.cg0.items() if v}
+        self.cg0, self.unread0 = _read_cgroups(self.walk.run(), self.walk.seconds)
 
     def finish(self, inst: Any) -> dict[str, Any]:
-        seconds = max(1e-3, time.monotonic() - self.t0)
+        t1 = time.monotonic()
+        seconds = max(1e-3, t1 - self.t0)
         sys1 = psi.system()
         out: dict[str, Any] = {}
         for r in psi.RESOURCES:
@@ -39,20 +68,25 @@ class Collector(ProbeCollector):
                       "avg10": b["some"].avg10 if "some" in b else 0.0,
                       "full_avg10": b["full"].avg10 if "full" in b else 0.0}
         worst = max(psi.RESOURCES, key=lambda r: (out[r]["some_pct"], out[r]["full_pct"]))
+        cg1, unread1 = _read_cgroups(list(self.cg0), self.walk.seconds)
         cgroups = []
-        deadline = time.monotonic() + self.walk.seconds
-        for d, before in self.cg0.items():
-            if time.monotonic() > deadline:
-                break
+        for d, (ta, before) in self.cg0.items():
+            if d not in cg1:
+                continue
+            tb, after = cg1[d]
+            span = max(1e-3, tb - ta)          # each cgroup's own pair of reads
             for r, b0 in before.items():
-                b1 = psi.read(f"{d}/{r}.pressure")
+                b1 = after.get(r)
                 if not b1:
                     continue
-                some, full = psi.share(b0.get("some"), b1.get("some"), seconds), psi.share(b0.get("full"), b1.get("full"), seconds)
+                some, full = psi.share(b0.get("some"), b1.get("some"), span), psi.share(b0.get("full"), b1.get("full"), span)
                 if some > 0:
                     cgroups.append({"path": _rel(d, self.roots), "resource": r, "some_pct": some, "full_pct": full,
                                     "avg10": b1["some"].avg10 if "some" in b1 else 0.0})
         cgroups.sort(key=lambda c: (-c["some_pct"], -c["full_pct"], c["path"]))
+        why = [f"the cgroup walk stopped at {self.walk.stopped}"] if self.walk.stopped else []
+        why += [f"{n} cgroup(s) left unread at the {which} ({self.walk.seconds:g} s)"
+                for n, which in ((self.unread0, "window's start"), (unread1, "window's end")) if n]
         return {
             **out,
             "worst": {"resource": worst, "some_pct": out[worst]["some_pct"], "full_pct": out[worst]["full_pct"]},
@@ -60,8 +94,8 @@ class Collector(ProbeCollector):
             "worst_cgroup": cgroups[0] if cgroups else {"path": "", "resource": "", "some_pct": 0.0, "full_pct": 0.0, "avg10": 0.0},
             "cgroups_count": len(self.cg0),
             "cgroup_psi": bool(self.cg0),
-            "partial": bool(self.walk.stopped),
-            "partial_reason": f"the cgroup walk stopped at {self.walk.stopped}" if self.walk.stopped else "",
+            "partial": bool(why),
+            "partial_reason": "; ".join(why),
             "observed_s": round(seconds, 3),
         }
 
