@@ -148,3 +148,19 @@ def test_a_slow_console_spreads_a_report_but_a_gap_ends_it() -> None:
     (h,) = kmsg.reports([kmsg.Record(0, 0, 3, "INFO: task w:7 blocked for more than 2 seconds."),
                          kmsg.Record(1, 3_000_000, 3, "INFO: task w:7 is blocked on a mutex likely owned by task h:8.")])
     assert h.blocker is None
+
+
+def test_each_cgroups_share_is_taken_over_its_own_reads(tmp_path) -> None:
+    from investigator.probes.collectors import pressure
+    line = "some avg10=0.00 avg60=0.00 avg300=0.00 total={}\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "cpu.pressure").write_text(line.format(1000))
+    (tmp_path / "a" / "cpu.pressure").unlink()
+    (tmp_path / "a" / "cpu.pressure").symlink_to(tmp_path / "b" / "cpu.pressure")   # never followed
+    got, unread = pressure._read_cgroups([str(tmp_path / "a"), str(tmp_path / "b")], 1.0)
+    assert list(got) == [str(tmp_path / "b")] and unread == 0
+    t, v = got[str(tmp_path / "b")]
+    assert v["cpu"]["some"].total_us == 1000
+    got, unread = pressure._read_cgroups([str(tmp_path / "b")] * 3, -1.0)       # out of time at once
+    assert got == {} and unread == 3
