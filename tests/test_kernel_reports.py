@@ -177,7 +177,6 @@ def _cgroup2_psi() -> Path | None:
 
 
 @pytest.mark.cpu_heavy
-@pytest.mark.second_kernel
 @pytest.mark.skipif(not os.path.exists("/proc/pressure/cpu"), reason="the kernel has no PSI (boot with psi=1)")
 def test_three_tasks_queued_on_one_cpu_are_cpu_pressure_and_name_their_cgroup(tmp_path: Path) -> None:
     root = _cgroup2_psi()
