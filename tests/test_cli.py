@@ -130,10 +130,12 @@ def test_json_report_contract_and_replay(tmp_path: Path) -> None:
 @pytest.mark.bpf
 def test_replay_with_an_edited_playbook_changes_the_verdict(tmp_path: Path) -> None:
     b = tmp_path / "bundle"
-    investigate("playbooks/freeze.yaml", "--window", "1", "--json", "--out", str(b))
+    investigate("playbooks/starvation.yaml", "--window", "1", "--json", "--out", str(b))
+    # starvation.yaml takes cpu-starvation from freeze.yaml: the edit is there, beside it
     edited = tmp_path / "edited.yaml"
-    shutil.copy(REPO / "playbooks/interrupts.yaml", tmp_path)      # what freeze.yaml imports
-    edited.write_text((REPO / "playbooks/freeze.yaml").read_text().replace(
+    shutil.copy(REPO / "playbooks/starvation.yaml", edited)
+    shutil.copy(REPO / "playbooks/interrupts.yaml", tmp_path)      # what both import
+    (tmp_path / "freeze.yaml").write_text((REPO / "playbooks/freeze.yaml").read_text().replace(
         "runqlat.starved.wait_ms >= 100.0 && runqlat.starved.culprit.tid != 0", "runqlat.max_ms >= 0.0").replace(
         "about: runqlat.starved", "about: runqlat.worst"))
     r = investigate("replay", str(b), "--playbook", str(edited), "--json")

@@ -70,7 +70,7 @@ def test_max_time_bounds_the_whole_run(tmp_path: Path) -> None:
 
 
 def test_an_optional_probe_unreadable_at_the_end_leaves_its_node_concluding(monkeypatch: pytest.MonkeyPatch) -> None:
-    """file.locks is optional in freeze.yaml's user-deadlock: when /proc/locks stops answering
+    """file.locks is optional in user-deadlock (deadlock.yaml): when /proc/locks stops answering
     after the window opened (its read waits for RCU), the node concludes on its other
     probes, skipping the file-lock rules, and says why -- instead of ending in error."""
     from investigator.engine.run import RunOptions, run_playbook
@@ -84,7 +84,7 @@ def test_an_optional_probe_unreadable_at_the_end_leaves_its_node_concluding(monk
             raise TimeoutError(f"reading {path} did not finish in {timeout:g} s")
         return real(path, timeout, limit=limit)
     monkeypatch.setattr(filelocks, "read_in_child", stalls_later)
-    lp = load_playbook(str(REPO / "playbooks" / "freeze.yaml"))
+    lp = load_playbook(str(REPO / "playbooks" / "deadlock.yaml"))
     res = run_playbook(lp, RunOptions(window_s=1.0))
     (ud,) = [n for n in res.nodes if n.id == "user-deadlock"]
     assert len(calls) == 2

@@ -71,8 +71,14 @@ def test_the_holder_of_a_lock_is_followed_to_why_it_does_not_let_go(tmp_path: Pa
     roles = {t["role"]: t["tid"] for t in chain["tasks"]}
     assert roles == {"waiter": tids["waiter"], "holder": tids["holder"]}, chain["tasks"]
     # the follow-up was started by that outcome and aimed at the holder alone
+    # the first look saw the waiter's lock wait and the holder queued for its CPU, and routed
+    # both on
+    look = _node(rep, "triage")
+    assert look["window_s"] == 1.0 and look["reached_from"] == []
+    sent = [n for r in look["routes"] for n in r["next"]]
+    assert "user-deadlock" in sent and "cpu-starvation" in sent, look["routes"]
     node = _node(rep, "holder-state")
-    assert node["reached_from"] == ["user-deadlock"] and _node(rep, "user-deadlock")["reached_from"] == []
+    assert node["reached_from"] == ["user-deadlock"] and _node(rep, "user-deadlock")["reached_from"] == ["triage"]
     assert node["focus"]["tids"] == [tids["holder"]] and node["focus"]["roles"] == ["holder"]
     ev = json.loads((tmp_path / "b" / "evidence.json").read_text())["holder-state"]
     assert {t["tid"] for t in ev["runqlat"]["tasks"]} == {tids["holder"]}, ev["runqlat"]["tasks"]

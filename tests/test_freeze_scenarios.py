@@ -232,12 +232,13 @@ def test_mildly_busy_healthy_machine_has_no_verdict(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stdout + p.stderr
     rep = json.loads(p.stdout)
     assert rep["verdicts"] == []
-    assert {n["id"]: n["status"] for n in rep["nodes"]} == {"cpu-starvation": "refuted",
-                                                          "blocked-tasks": "refuted",
-                                                          "workqueue-stall": "refuted",
-                                                          "user-deadlock": "refuted",
-                                                          "irq-overload": "refuted",
-                                                          "softirq-wrong-context": "refuted"}
+    status = {n["id"]: n["status"] for n in rep["nodes"]}
+    assert set(status.values()) == {"refuted"}, status
+    assert {"triage", "irq-overload", "softirq-wrong-context"} <= set(status), status
+    # the first look saw the busy run queues (a busy machine may send it on to
+    # cpu-starvation, which refutes it), and nothing stuck: nothing went to the blocked tasks
+    # or the lock waits
+    assert "blocked-tasks" not in status and "user-deadlock" not in status, rep["nodes"]
 
 
 def test_task_blocked_in_d_state_is_a_hung_task(tmp_path: Path) -> None:

@@ -36,10 +36,10 @@ def test_live_view_in_a_terminal(tmp_path: Path) -> None:
                         "-e", "TERM=xterm-256color", cmd], check=True)
         try:
             during = ""
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 40
             while time.monotonic() < deadline:
                 during = _screen(session)
-                if "s left" in during:
+                if "s left" in during and "sched.runqlat via" in during:
                     break
                 time.sleep(0.2)
             deadline = time.monotonic() + 30
@@ -51,8 +51,9 @@ def test_live_view_in_a_terminal(tmp_path: Path) -> None:
                 time.sleep(0.3)
         finally:
             subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
-    # while observing: the tree, the hooks, a countdown
-    assert "investigating: freeze" in during
+    # while observing: the tree (the first look, concluded, and the node it routed to), the
+    # hooks, a countdown
+    assert "investigating: freeze" in during and "triage" in during
     assert "observing," in during and "s left" in during
     assert "sched.runqlat via tp_btf" in during
     # at the end: the findings, then the report, and the exit code for a problem found

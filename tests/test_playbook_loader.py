@@ -35,9 +35,14 @@ def errors_of(text: str) -> list[str]:
 
 def test_freeze_is_valid() -> None:
     lp = load_playbook(REPO / "playbooks" / "freeze.yaml")
-    assert set(lp.spec.nodes) == {"cpu-starvation", "blocked-tasks", "workqueue-stall", "user-deadlock",
+    assert set(lp.spec.nodes) == {"triage", "cpu-starvation", "blocked-tasks", "workqueue-stall", "user-deadlock",
                                   "irq-overload", "softirq-wrong-context", "holder-state"}
+    assert lp.spec.start == ["triage", "irq-overload", "softirq-wrong-context"]
+    assert lp.window_ns(lp.spec.nodes["triage"]) == 1_000_000_000
     assert lp.window_ns(lp.spec.nodes["cpu-starvation"]) == 5_000_000_000
+    # every node is reached: from the first look's routes, or from a node they lead to
+    routed = {n for r in lp.spec.nodes["triage"].route for n in r.next}
+    assert routed == {"cpu-starvation", "blocked-tasks", "workqueue-stall", "user-deadlock"}
 
 
 def test_every_shipped_playbook_is_valid() -> None:
@@ -52,8 +57,9 @@ def test_yaml_1_1_booleans_are_plain_words() -> None:
 
 
 def test_unknown_key_points_at_the_key_with_a_hint() -> None:
+    line = [n for n, x in enumerate(FREEZE.split("\n"), 1) if x.startswith("    hypothesis: Runnable")][0]
     errs = errors_of(FREEZE.replace("    hypothesis: Runnable", "    hypotesis: Runnable"))
-    assert any(":20:5: unknown key 'hypotesis' (did you mean 'hypothesis'?)" in e for e in errs), errs
+    assert any(f":{line}:5: unknown key 'hypotesis' (did you mean 'hypothesis'?)" in e for e in errs), errs
 
 
 def test_wrong_api_version() -> None:

@@ -1,21 +1,18 @@
 """Routes: edges taken on what a node saw, not on its verdict.  A real D-state task (a
 vfork() parent waiting for its child) started before the run: the first look sees it
 stuck and routes to a node aimed at it; a look-alike that only sleeps (S state) sends
-nothing on, and the node it would route to never runs.  And triage.yaml on the priority
-inversion of tests/test_follow_findings.py: its first look routes the chain on to the same
-root cause as freeze.yaml."""
+nothing on, and the node it would route to never runs.  freeze.yaml's own first look, routing a
+priority inversion on to its root cause, is in tests/test_follow_findings.py."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from conftest import investigate
 from scenarios.build import c_helper
-from scenarios.procs import SCENARIO_S, processes, sysctl, wait_alive
-from test_follow_findings import CPU, _node, _start
+from scenarios.procs import SCENARIO_S, processes, wait_alive
 
 # the routes are the engine's, the same on every kernel: the probes they lead to are proven
 # in the second-kernel stage through freeze.yaml
@@ -103,30 +100,3 @@ def test_a_task_that_only_sleeps_routes_nowhere(tmp_path: Path) -> None:
     look = next(n for n in rep["nodes"] if n["id"] == "look")
     assert look["status"] == "refuted" and "routes" not in look, look
     assert [n["id"] for n in rep["nodes"]] == ["look"]
-
-
-@pytest.mark.cpu_heavy
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a second CPU to starve")
-def test_the_first_look_sends_the_chain_on_to_the_same_root_cause(tmp_path: Path) -> None:
-    """triage.yaml: freeze.yaml's nodes behind a one-second first look.  The first look sees
-    the waiter's lock wait and the holder queued for its CPU, and routes both on; the chain
-    and its follow-up reach the same priority inversion as freeze.yaml does."""
-    exe = c_helper("prio_inversion", tmp_path)
-    with sysctl("kernel.sched_rt_runtime_us", "950000"), processes() as ps:
-        proc, tids, mutex = _start(ps, exe, 20)
-        p = investigate("playbooks/triage.yaml", "--window", "2", "--json", "--out", str(tmp_path / "b"), timeout=240)
-        wait_alive(proc, 0)
-    assert p.returncode == 1, p.stdout + p.stderr
-    rep = json.loads(p.stdout)
-    look = _node(rep, "triage")
-    assert look["window_s"] == 1.0 and look["reached_from"] == []
-    sent = [n for r in look["routes"] for n in r["next"]]
-    assert "user-deadlock" in sent and "cpu-starvation" in sent, look["routes"]
-    assert _node(rep, "user-deadlock")["reached_from"] == ["triage"]
-    assert _node(rep, "holder-state")["reached_from"] == ["user-deadlock"]
-    (v,) = [v for v in rep["verdicts"] if v["node"] == "holder-state"]
-    assert v["verdict"] == "priority-inversion", v
-    roles = {t["role"]: t["tid"] for t in v["tasks"]}
-    assert roles == {"victim": tids["waiter"], "culprit": tids["middle"], "holder": tids["holder"]}, v["tasks"]
-    assert v["locks"][0]["addr"] == mutex and v["cpus"] == [CPU]
-    assert "holder-state" in rep["root_causes"], rep["root_causes"]

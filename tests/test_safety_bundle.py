@@ -247,7 +247,7 @@ def test_ctrl_c_while_a_load_is_held_still_gives_the_partial_report(tmp_path: Pa
     """The kernel can hold a BPF load for as long as it likes (synchronize_rcu under an RCU
     stall); the load cannot be cancelled.  The load is held here by the tool's own attach
     function replaced in a subprocess -- the rest is the real tool, loading real probes."""
-    p = subprocess.Popen([sys.executable, "-c", HELD_LOAD, "playbooks/freeze.yaml", "--window", "5", "--json",
+    p = subprocess.Popen([sys.executable, "-c", HELD_LOAD, "playbooks/starvation.yaml", "--window", "5", "--json",
                           "--out", str(tmp_path / "b")], cwd=REPO, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     try:

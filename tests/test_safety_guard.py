@@ -18,7 +18,7 @@ pytestmark = pytest.mark.bpf
 
 def test_guard_detaches_a_probe_over_budget_and_the_run_goes_on(tmp_path: Path) -> None:
     log = tmp_path / "b" / "events.jsonl"
-    p = subprocess.Popen([sys.executable, "-m", "investigator", "playbooks/freeze.yaml", "--window", "3",
+    p = subprocess.Popen([sys.executable, "-m", "investigator", "playbooks/starvation.yaml", "--window", "3",
                           "--max-overhead", "0.0001", "--json", "--out", str(tmp_path / "b")],
                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # the kernel's count of the tool's links once the guard has tripped and before any node
