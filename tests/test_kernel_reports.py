@@ -6,20 +6,18 @@ that only sleeps, a quiet machine)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from conftest import investigate
-from scenarios.procs import (NORMAL_HOG, SCENARIO_S, frozen_filesystem, processes, remove_cgroup, sysctl,
-                             wait_alive)
+from scenarios.procs import (NORMAL_HOG, SCENARIO_S, frozen_filesystem, limited_cgroup, processes, remove_cgroup,
+                             spawn_in_cgroup, sysctl, wait_alive)
 
 pytestmark = [pytest.mark.bpf]
 
@@ -112,46 +110,16 @@ def test_the_kernels_hung_task_report_names_the_writer_of_a_frozen_filesystem(tm
     assert all(t["tid"] != s.pid for t in ev["tasks"]), ev["tasks"]
 
 
-@contextlib.contextmanager
-def memory_cgroup(name: str, limit: int) -> Iterator[Path]:
-    """A memory cgroup of ``limit`` bytes (cgroup v2 memory.max, else v1
-    memory.limit_in_bytes); removed after, and the v2 root's memory controller switched
-    back off if the test switched it on."""
-    v2 = Path("/sys/fs/cgroup")
-    enabled_here = False
-    if (v2 / "cgroup.controllers").exists() and "memory" in (v2 / "cgroup.controllers").read_text().split():
-        if "memory" not in (v2 / "cgroup.subtree_control").read_text().split():
-            (v2 / "cgroup.subtree_control").write_text("+memory")
-            enabled_here = True
-        cg, knob = v2 / name, "memory.max"
-    elif Path("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists():
-        cg, knob = Path("/sys/fs/cgroup/memory") / name, "memory.limit_in_bytes"
-    else:
-        pytest.skip("no memory cgroup controller (v2 memory or v1 memory)")
-    try:
-        cg.mkdir()
-        (cg / knob).write_text(str(limit))
-        # no swap to escape to: the limit is the memory the cgroup has
-        for swap in ("memory.swap.max", "memory.memsw.limit_in_bytes"):
-            if (cg / swap).exists():
-                (cg / swap).write_text("0" if swap == "memory.swap.max" else str(limit))
-        yield cg
-    finally:
-        remove_cgroup(cg)
-        if enabled_here:
-            with contextlib.suppress(OSError):
-                (v2 / "cgroup.subtree_control").write_text("-memory")
-
-
 @pytest.mark.second_kernel
 def test_an_oom_kill_in_a_memory_cgroup_names_the_task_and_the_cgroup(tmp_path: Path) -> None:
     name = f"inv-oom-{os.getpid()}"
-    with memory_cgroup(name, 64 << 20) as cg, processes() as ps:
+    # no swap to escape to: the limit is the memory the cgroup has
+    limit = str(64 << 20)
+    with limited_cgroup(name, "memory", {"memory.max": limit, "memory.swap.max": "0"},
+                        {"memory.limit_in_bytes": limit, "memory.memsw.limit_in_bytes": limit}) as (cg, _), \
+            processes() as ps:
         def in_cgroup(code: str) -> subprocess.Popen[bytes]:
-            p = subprocess.Popen(["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$0" -c "$1"',
-                                  os.path.realpath(sys.executable), code], stdin=subprocess.DEVNULL)
-            ps.procs.append(p)
-            return p
+            return spawn_in_cgroup(ps, cg, code)
         # a look-alike in the same cgroup: listed in the kernel's OOM report, never its victim
         s = in_cgroup(SLEEPER.format(name="inv-bystander", seconds=SCENARIO_S))
         _wait_for("the bystander never joined the cgroup",

@@ -12,9 +12,9 @@ booted without psi=1 has no /proc/pressure, and its cgroups have no pressure fil
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import dataclass, field
-from typing import Iterator
+from dataclasses import dataclass
+
+from .cgroups import read_file
 
 RESOURCES = ("cpu", "memory", "io")
 PROC = "/proc/pressure"
@@ -42,16 +42,8 @@ def parse(text: str) -> dict[str, Line]:
 
 def read(path: str) -> dict[str, Line] | None:
     """One pressure file; None when it cannot be read (gone, or PSI off)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        return parse(os.read(fd, 4096).decode(errors="replace"))
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+    text = read_file(path, 4096)
+    return None if text is None else parse(text)
 
 
 def system() -> dict[str, dict[str, Line]]:
@@ -69,47 +61,6 @@ def why_unavailable() -> str:
     except OSError as e:
         return f"{PROC}/cpu cannot be read: {e.strerror} (PSI disabled at boot: boot with psi=1)"
     return ""
-
-
-@dataclass
-class Walk:
-    """The cgroup v2 folders with pressure files, at most ``limit`` of them and for at most
-    ``seconds``; ``stopped`` says which bound ended the walk early."""
-    roots: list[str]
-    limit: int = 2000
-    seconds: float = 0.5
-    stopped: str = ""
-    folders: list[str] = field(default_factory=list)
-
-    def run(self) -> list[str]:
-        end = time.monotonic() + self.seconds
-        for root in self.roots:
-            for d in _dirs(root):
-                if len(self.folders) >= self.limit:
-                    self.stopped = f"{self.limit} cgroups"
-                    return self.folders
-                if time.monotonic() > end:
-                    self.stopped = f"{self.seconds:g} s"
-                    return self.folders
-                self.folders.append(d)
-        return self.folders
-
-
-def _dirs(root: str) -> Iterator[str]:
-    """Every cgroup folder below ``root``, breadth first (the top of the tree before its
-    leaves, so that a bounded walk keeps the slices and their services); symbolic links are
-    not followed."""
-    queue = [root]
-    while queue:
-        d = queue.pop(0)
-        try:
-            with os.scandir(d) as it:
-                subs = [e.path for e in it if e.is_dir(follow_symlinks=False)]
-        except OSError:
-            continue
-        if d != root:
-            yield d
-        queue.extend(sorted(subs))
 
 
 def share(before: Line | None, after: Line | None, seconds: float) -> float:

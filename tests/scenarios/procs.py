@@ -303,6 +303,47 @@ def remove_cgroup(cg: str | os.PathLike[str]) -> None:
 
 
 @contextmanager
+def limited_cgroup(name: str, controller: str, v2_knobs: dict[str, str],
+                   v1_knobs: dict[str, str]) -> Iterator[tuple[object, int]]:
+    """A cgroup of the test's own with a controller's limits: on cgroup v2 (the root's
+    ``controller`` switched on for its children if needed, and back off after) its
+    ``v2_knobs``, else under the v1 controller's mount its ``v1_knobs``; yields (folder,
+    cgroup version) and removes it after.  A knob the kernel lacks is left out."""
+    import pytest
+    from pathlib import Path
+    v2 = Path("/sys/fs/cgroup")
+    enabled_here = False
+    if (v2 / "cgroup.controllers").exists() and controller in (v2 / "cgroup.controllers").read_text().split():
+        if controller not in (v2 / "cgroup.subtree_control").read_text().split():
+            (v2 / "cgroup.subtree_control").write_text(f"+{controller}")
+            enabled_here = True
+        cg, knobs, version = v2 / name, v2_knobs, 2
+    elif (Path("/sys/fs/cgroup") / controller / "cgroup.procs").exists():
+        cg, knobs, version = Path("/sys/fs/cgroup") / controller / name, v1_knobs, 1
+    else:
+        pytest.skip(f"no {controller} cgroup controller (v2 or v1)")
+    try:
+        cg.mkdir()
+        for knob, value in knobs.items():
+            if (cg / knob).exists():
+                (cg / knob).write_text(value)
+        yield cg, version
+    finally:
+        remove_cgroup(cg)
+        if enabled_here:
+            with contextlib.suppress(OSError):
+                (v2 / "cgroup.subtree_control").write_text(f"-{controller}")
+
+
+def spawn_in_cgroup(ps: Procs, cg: object, code: str) -> subprocess.Popen[bytes]:
+    """A scenario started inside cgroup ``cg`` (it joins before it runs any of its code)."""
+    p = subprocess.Popen(["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$0" -c "$1"',
+                          os.path.realpath(sys.executable), textwrap.dedent(code)], stdin=subprocess.DEVNULL)
+    ps.procs.append(p)
+    return p
+
+
+@contextmanager
 def rps_to(cpu: int, dev: str = "lo") -> Iterator[None]:
     """Receive packet steering: packets received on ``dev`` (loopback: every local send) are
     processed in the NET_RX softirq of ``cpu``, raised there by an IPI.  Restored after."""

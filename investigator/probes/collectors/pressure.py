@@ -3,30 +3,13 @@ system-wide and per cgroup v2 (investigator/system/psi.py)."""
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
-from ...system import psi
-from ...system.mounts import mounted_types
+from ...system import cgroups, psi
 from ._common import ProbeCollector
 
 TOP = 20
-
-
-def _roots() -> list[str]:
-    """The cgroup2 mounts, each hierarchy once (a bind mount of the same folder is skipped)."""
-    seen: set[tuple[int, int]] = set()
-    out = []
-    for m in sorted(m for m, t in mounted_types().items() if t == "cgroup2"):
-        try:
-            st = os.stat(m)
-        except OSError:
-            continue
-        if (st.st_dev, st.st_ino) not in seen:
-            seen.add((st.st_dev, st.st_ino))
-            out.append(m)
-    return out
 
 
 def _read_cgroups(folders: list[str], seconds: float) -> tuple[dict[str, tuple[float, dict[str, Any]]], int]:
@@ -49,8 +32,8 @@ class Collector(ProbeCollector):
         why = psi.why_unavailable()
         if why:
             raise OSError(why)
-        self.roots = _roots()
-        self.walk = psi.Walk(self.roots, limit=inst.values.get("max_cgroups", 2000),
+        self.roots = cgroups.v2_roots()
+        self.walk = cgroups.Walk(self.roots, limit=inst.values.get("max_cgroups", 2000),
                              seconds=min(2.0, inst.values.get("scan_time", 5 * 10**8) / 1e9))
         self.t0 = time.monotonic()
         self.sys0 = psi.system()
@@ -69,7 +52,7 @@ class Collector(ProbeCollector):
                       "full_avg10": b["full"].avg10 if "full" in b else 0.0}
         worst = max(psi.RESOURCES, key=lambda r: (out[r]["some_pct"], out[r]["full_pct"]))
         cg1, unread1 = _read_cgroups(list(self.cg0), self.walk.seconds)
-        cgroups = []
+        found = []
         for d, (ta, before) in self.cg0.items():
             if d not in cg1:
                 continue
@@ -81,17 +64,17 @@ class Collector(ProbeCollector):
                     continue
                 some, full = psi.share(b0.get("some"), b1.get("some"), span), psi.share(b0.get("full"), b1.get("full"), span)
                 if some > 0:
-                    cgroups.append({"path": _rel(d, self.roots), "resource": r, "some_pct": some, "full_pct": full,
+                    found.append({"path": cgroups.rel(d, self.roots), "resource": r, "some_pct": some, "full_pct": full,
                                     "avg10": b1["some"].avg10 if "some" in b1 else 0.0})
-        cgroups.sort(key=lambda c: (-c["some_pct"], -c["full_pct"], c["path"]))
+        found.sort(key=lambda c: (-c["some_pct"], -c["full_pct"], c["path"]))
         why = [f"the cgroup walk stopped at {self.walk.stopped}"] if self.walk.stopped else []
         why += [f"{n} cgroup(s) left unread at the {which} ({self.walk.seconds:g} s)"
                 for n, which in ((self.unread0, "window's start"), (unread1, "window's end")) if n]
         return {
             **out,
             "worst": {"resource": worst, "some_pct": out[worst]["some_pct"], "full_pct": out[worst]["full_pct"]},
-            "cgroups": cgroups[:TOP],
-            "worst_cgroup": cgroups[0] if cgroups else {"path": "", "resource": "", "some_pct": 0.0, "full_pct": 0.0, "avg10": 0.0},
+            "cgroups": found[:TOP],
+            "worst_cgroup": found[0] if found else {"path": "", "resource": "", "some_pct": 0.0, "full_pct": 0.0, "avg10": 0.0},
             "cgroups_count": len(self.cg0),
             "cgroup_psi": bool(self.cg0),
             "partial": bool(why),
@@ -99,10 +82,3 @@ class Collector(ProbeCollector):
             "observed_s": round(seconds, 3),
         }
 
-
-def _rel(d: str, roots: list[str]) -> str:
-    """A cgroup folder as the kernel names the cgroup (/proc/PID/cgroup's "0::/a/b")."""
-    for r in roots:
-        if d.startswith(r.rstrip("/") + "/"):
-            return "/" + os.path.relpath(d, r)
-    return d

@@ -1,0 +1,198 @@
+"""The cgroup hierarchies mounted here, bounded walks of their folders, and the files the
+tool reads in them: a folder's CPU bandwidth (its quota and how often it was throttled)
+and its threads.
+
+cgroup v2 has one hierarchy (type cgroup2), whose folders hold every controller's files:
+``cpu.max`` ("QUOTA PERIOD" in microseconds, QUOTA "max" for none) and ``cpu.stat``
+(``nr_periods``, ``nr_throttled``, ``throttled_usec``), ``cgroup.threads``.  cgroup v1 mounts
+each controller (type cgroup, the controller named in the mount's options): the cpu
+controller's folders hold ``cpu.cfs_quota_us`` (-1 for none), ``cpu.cfs_period_us`` and
+``cpu.stat`` (``nr_periods``, ``nr_throttled``, ``throttled_time`` in nanoseconds), ``tasks``.
+Every read is one bounded read of a file opened without following a symbolic link.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+MOUNTS = "/proc/self/mounts"
+READ_LIMIT = 1 << 16
+
+
+def _mounts() -> list[tuple[str, str, set[str]]]:
+    """(mount point, fs type, options) of every mount, from /proc/self/mounts."""
+    out = []
+    try:
+        with open(MOUNTS) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 4:
+                    out.append((parts[1], parts[2], set(parts[3].split(","))))
+    except OSError:
+        pass
+    return out
+
+
+def _once(points: list[str]) -> list[str]:
+    """Each hierarchy once: a bind mount of a folder already listed is skipped."""
+    seen: set[tuple[int, int]] = set()
+    out = []
+    for m in sorted(points):
+        try:
+            st = os.stat(m)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            out.append(m)
+    return out
+
+
+def v2_roots() -> list[str]:
+    """The cgroup2 mounts, each hierarchy once."""
+    return _once([m for m, t, _ in _mounts() if t == "cgroup2"])
+
+
+def v1_roots(controller: str) -> list[str]:
+    """The cgroup v1 mounts of one controller (``cpu``), each hierarchy once."""
+    return _once([m for m, t, opts in _mounts() if t == "cgroup" and controller in opts])
+
+
+def rel(d: str, roots: list[str]) -> str:
+    """A cgroup folder as the kernel names the cgroup (/proc/PID/cgroup's "0::/a/b")."""
+    for r in roots:
+        if d == r:
+            return "/"
+        if d.startswith(r.rstrip("/") + "/"):
+            return "/" + os.path.relpath(d, r)
+    return d
+
+
+@dataclass
+class Walk:
+    """The folders below ``roots``, at most ``limit`` of them and for at most ``seconds``;
+    ``stopped`` says which bound ended the walk early."""
+    roots: list[str]
+    limit: int = 2000
+    seconds: float = 0.5
+    stopped: str = ""
+    folders: list[str] = field(default_factory=list)
+    with_roots: bool = False          # the roots themselves too (the v1 root cgroup holds tasks)
+
+    def run(self) -> list[str]:
+        end = time.monotonic() + self.seconds
+        for root in self.roots:
+            for d in ([root] if self.with_roots else []) + list(_dirs(root, end)):
+                if len(self.folders) >= self.limit:
+                    self.stopped = f"{self.limit} cgroups"
+                    return self.folders
+                if time.monotonic() > end:
+                    self.stopped = f"{self.seconds:g} s"
+                    return self.folders
+                self.folders.append(d)
+        return self.folders
+
+
+def _dirs(root: str, end: float | None = None) -> Iterator[str]:
+    """Every cgroup folder below ``root``, breadth first (the top of the tree before its
+    leaves, so that a bounded walk keeps the slices and their services); symbolic links are
+    not followed."""
+    queue = [root]
+    while queue:
+        if end is not None and time.monotonic() > end:
+            return
+        d = queue.pop(0)
+        try:
+            with os.scandir(d) as it:
+                subs = [e.path for e in it if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue
+        if d != root:
+            yield d
+        queue.extend(sorted(subs))
+
+
+def read_file(path: str, limit: int = READ_LIMIT) -> str | None:
+    """One bounded read of a cgroup file, not following a symbolic link; None when it
+    cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        chunks, n = [], 0
+        while n < limit:
+            b = os.read(fd, min(65536, limit - n))
+            if not b:
+                break
+            chunks.append(b)
+            n += len(b)
+        return b"".join(chunks).decode(errors="replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Bandwidth:
+    """A cgroup's CPU quota and its throttling counters at one read."""
+    quota_us: int              # CPU time the cgroup may use per period, in microseconds
+    period_us: int
+    periods: int               # periods in which the cgroup had runnable tasks
+    throttled: int             # of those, periods that ended with it throttled
+    throttled_us: int          # time its run queues spent throttled, summed over CPUs
+
+
+def _stat(text: str) -> dict[str, int]:
+    out = {}
+    for line in text.splitlines():
+        k, _, v = line.partition(" ")
+        try:
+            out[k] = int(v)
+        except ValueError:
+            continue
+    return out
+
+
+def bandwidth(folder: str, v2: bool) -> Bandwidth | None:
+    """The folder's CPU bandwidth; None when it has no quota, or no cpu controller files."""
+    if v2:
+        text = read_file(f"{folder}/cpu.max")
+        parts = (text or "").split()
+        if len(parts) != 2 or parts[0] == "max":
+            return None
+        try:
+            quota, period = int(parts[0]), int(parts[1])
+        except ValueError:
+            return None
+        st = _stat(read_file(f"{folder}/cpu.stat") or "")
+        throttled_us = st.get("throttled_usec", 0)
+    else:
+        q, p = read_file(f"{folder}/cpu.cfs_quota_us"), read_file(f"{folder}/cpu.cfs_period_us")
+        try:
+            quota, period = int((q or "").strip()), int((p or "").strip())
+        except ValueError:
+            return None
+        if quota < 0:
+            return None
+        st = _stat(read_file(f"{folder}/cpu.stat") or "")
+        throttled_us = st.get("throttled_time", 0) // 1000
+    if period <= 0 or "nr_periods" not in st:
+        return None
+    return Bandwidth(quota, period, st["nr_periods"], st.get("nr_throttled", 0), throttled_us)
+
+
+def threads(folder: str, v2: bool, limit: int) -> list[int]:
+    """The threads in the folder's cgroup itself (not its children), at most ``limit``."""
+    text = read_file(f"{folder}/{'cgroup.threads' if v2 else 'tasks'}", limit=max(64, limit * 12))
+    out = []
+    for line in (text or "").splitlines():
+        if len(out) >= limit:
+            break
+        if line.strip().isdigit():
+            out.append(int(line))
+    return out
