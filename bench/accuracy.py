@@ -30,7 +30,8 @@ sys.path.insert(0, str(REPO / "tests"))
 from scenarios.build import c_helper  # noqa: E402
 from scenarios.procs import (FLOCK_ABBA, FUSE_RENAMER, NORMAL_HOG, PERIODIC, PIPE_RESIZER,  # noqa: E402
                              PTY_WRITERS, RT_HOG, STAT_REFRESH, frozen_filesystem, fuse_mount, processes,
-                             rps_to, start_abba, sysctl, threads_by_comm, wait_alive)
+                             limited_cgroup, rps_to, spawn_in_cgroup, start_abba, sysctl, threads_by_comm,
+                             wait_alive)
 
 @dataclass
 class Case:
@@ -202,6 +203,19 @@ def alloc_failures(tmp: Path) -> Iterator[dict]:
 
 
 @contextlib.contextmanager
+def cpu_quota(tmp: Path) -> Iterator[dict]:
+    name = f"inv-acc-thr-{os.getpid()}"
+    with limited_cgroup(name, "cpu", {"cpu.max": "30000 100000"},
+                        {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": "30000"}) as (cg, _), processes() as ps:
+        hog = spawn_in_cgroup(ps, cg, NORMAL_HOG.format(name="quota-hog", cpu=0, seconds=60))
+        victim = spawn_in_cgroup(ps, cg, PERIODIC.format(name="quota-victim", cpu=1, period=0.01, work=0.001,
+                                                         seconds=60))
+        wait_alive(hog, 1.0)
+        wait_alive(victim, 0)
+        yield {"roles": {hog.pid: "culprit", victim.pid: "victim"}}
+
+
+@contextlib.contextmanager
 def healthy(tmp: Path) -> Iterator[dict]:
     with processes() as ps:
         for cpu in range(os.cpu_count() or 1):
@@ -254,7 +268,7 @@ def priority_inversion(tmp: Path) -> Iterator[dict]:
 
 RESERVED = ("reserved_cpus=[1]", "reserved_for=[latency-app]")
 # freeze.yaml's questions: a reproducer of one of these is also run through freeze.yaml
-FREEZE_NODES = {"cpu-starvation", "workqueue-stall", "blocked-tasks", "user-deadlock", "holder-state",
+FREEZE_NODES = {"cpu-starvation", "cpu-throttled", "workqueue-stall", "blocked-tasks", "user-deadlock", "holder-state",
                 "irq-overload", "softirq-wrong-context"}
 WINDOW_S = 5.0      # the default window of every playbook's nodes
 CASES = [
@@ -264,6 +278,8 @@ CASES = [
          "starvation.yaml", "cpu-starvation", "starvation", rt_starves_rt),
     Case("rt-hog-unthrottled", "rt-hog with RT throttling off (sched_rt_runtime_us = -1)", "freeze.yaml",
          "cpu-starvation", "starvation", rt_hog_unthrottled),
+    Case("cpu-quota", "a busy loop and a periodic task in a cgroup with a CPU quota of 0.3 CPUs (30 ms per 100 ms)",
+         "starvation.yaml", "cpu-throttled", "throttled", cpu_quota, forbid=("starvation",)),
     Case("wq-starved", "per-CPU kernel work waits behind an RT hog on its CPU", "starvation.yaml",
          "workqueue-stall", "starvation", wq_starved),
     Case("frozen-fs", "a writer on a frozen ext4, in D state for 11 s", "freeze.yaml", "blocked-tasks",

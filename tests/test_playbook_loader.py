@@ -35,14 +35,14 @@ def errors_of(text: str) -> list[str]:
 
 def test_freeze_is_valid() -> None:
     lp = load_playbook(REPO / "playbooks" / "freeze.yaml")
-    assert set(lp.spec.nodes) == {"triage", "cpu-starvation", "blocked-tasks", "workqueue-stall", "user-deadlock",
-                                  "irq-overload", "softirq-wrong-context", "holder-state"}
+    assert set(lp.spec.nodes) == {"triage", "cpu-starvation", "cpu-throttled", "blocked-tasks", "workqueue-stall",
+                                  "user-deadlock", "irq-overload", "softirq-wrong-context", "holder-state"}
     assert lp.spec.start == ["triage", "irq-overload", "softirq-wrong-context"]
     assert lp.window_ns(lp.spec.nodes["triage"]) == 1_000_000_000
     assert lp.window_ns(lp.spec.nodes["cpu-starvation"]) == 5_000_000_000
     # every node is reached: from the first look's routes, or from a node they lead to
     routed = {n for r in lp.spec.nodes["triage"].route for n in r.next}
-    assert routed == {"cpu-starvation", "blocked-tasks", "workqueue-stall", "user-deadlock"}
+    assert routed == {"cpu-starvation", "cpu-throttled", "blocked-tasks", "workqueue-stall", "user-deadlock"}
 
 
 def test_every_shipped_playbook_is_valid() -> None:

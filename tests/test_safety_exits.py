@@ -61,7 +61,7 @@ def test_sigint_writes_a_partial_report(tmp_path: Path) -> None:
     assert p.returncode == 130, err
     rep = json.loads((tmp_path / "b" / "report.json").read_text())
     assert rep["complete"] is False and rep["interrupted_by"] == "SIGINT"
-    assert {n["id"] for n in rep["nodes"]} == {"cpu-starvation", "workqueue-stall", "irq-overload"}
+    assert {n["id"] for n in rep["nodes"]} == {"cpu-starvation", "workqueue-stall", "cpu-throttled", "irq-overload"}
     assert all(n["interrupted"] for n in rep["nodes"])
     assert set(started["nodes"]) == {n["id"] for n in rep["nodes"]}   # type: ignore[arg-type]
     assert all(0.5 < n["observed_s"] < 30 for n in rep["nodes"])   # cut short of the 30 s window

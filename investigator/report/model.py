@@ -32,13 +32,13 @@ REPORT_FRAMES = 16      # frames of a verdict task's stack in the report
 def _task(t: Task) -> dict[str, Any]:
     """A verdict's task as the report names it: who and its role, and for a wait-for cycle's
     or chain's task the lock it waits for, the one it holds, where it sleeps, its stack; its
-    priority and policy when the finding knows them."""
+    priority, policy and cgroup when the finding knows them."""
     e: dict[str, Any] = {"pid": t.pid, "tid": t.tid, "comm": t.comm, "role": t.role}
     if t.prio is not None:          # a priority inversion is told by these
         e["prio"], e["rt_priority"] = t.prio, rt_priority(t.prio)
     if t.policy:
         e["policy"] = t.policy
-    for k in ("waits_for", "holds", "wchan"):
+    for k in ("waits_for", "holds", "wchan", "cgroup"):
         if getattr(t, k):
             e[k] = getattr(t, k)
     if t.stack:
