@@ -228,8 +228,14 @@ def _finish(lp: Any, result: Any, writer: Any, as_json: bool) -> int:
         return exitcodes.INTERRUPTED
     if rep["verdicts"]:
         return exitcodes.PROBLEM
-    if result.nodes and all(n.status == "unobservable" for n in result.nodes):
-        _err("no node could observe anything on this machine; see 'investigate doctor'")
+    # the start nodes are the investigation's first look: when none of them could observe,
+    # what a node they routed to saw (a fail-open route) does not make the run a clean one
+    starts = [n for n in result.nodes if n.id in lp.spec.start]
+    if starts and all(n.status == "unobservable" for n in starts):
+        seen = sum(n.status != "unobservable" for n in result.nodes)
+        _err("no node could observe anything on this machine; see 'investigate doctor'" if not seen else
+             f"no start node could observe anything on this machine ({seen} of {len(result.nodes)} nodes "
+             "could); see 'investigate doctor'")
         return exitcodes.ENVIRONMENT
     return exitcodes.OK
 
