@@ -22,6 +22,8 @@ from ._common import ProbeCollector, ms, task_entity
 
 TOP = 20            # throttled cgroups reported
 TOP_TASKS = 16      # tasks reported per cgroup
+# the culprit or victim of a cgroup whose threads all left it before the window's end
+NOBODY = {"tid": 0, "pid": 0, "comm": "", "cpu_ms": 0.0, "wait_ms": 0.0}
 
 
 def _cpu_ticks() -> tuple[int, int] | None:
@@ -109,14 +111,14 @@ class Collector(ProbeCollector):
             for t in tasks:
                 t["cgroup"] = path
             tasks.sort(key=lambda t: (-t["cpu_ms"], t["tid"]))
-            culprit = tasks[0] if tasks else {}
+            culprit = tasks[0] if tasks else dict(NOBODY)
             # who waited for the quota: the tasks, other than the one that used the most of
             # it, by their run-queue wait (a cgroup of one task is its own quota's victim)
             waiting = sorted((t for t in tasks if t is not culprit), key=lambda t: (-t["wait_ms"], t["tid"])) \
                 or ([culprit] if culprit else [])
-            victim = waiting[0] if waiting else {}
-            roles = ([{**culprit, "role": "culprit"}] if culprit and culprit is not victim else []) + \
-                [{**t, "role": "victim"} for t in waiting[:TOP_TASKS] if t["wait_ms"] > 0 or t is victim]
+            victim = waiting[0] if waiting else culprit
+            roles = ([{**culprit, "role": "culprit"}] if tasks and culprit is not victim else []) + \
+                [{**t, "role": "victim"} for t in waiting[:TOP_TASKS] if tasks and (t["wait_ms"] > 0 or t is victim)]
             out.append({
                 "path": path, "cgroup_version": 2 if v2 else 1,
                 "quota_ms": round(b1.quota_us / 1000, 3), "period_ms": round(b1.period_us / 1000, 3),
@@ -131,7 +133,7 @@ class Collector(ProbeCollector):
         out.sort(key=lambda c: (-c["throttled_pct"], -c["throttled_ms"], c["path"]))
         none = {"path": "", "cgroup_version": 0, "quota_ms": 0.0, "period_ms": 0.0, "quota_cpus": 0.0,
                 "periods": 0, "throttled_periods": 0, "throttled_pct": 0.0, "throttled_ms": 0.0,
-                "used_ms": 0.0, "culprit": {}, "victim": {"tid": 0, "comm": "", "wait_ms": 0.0, "cpu_ms": 0.0},
+                "used_ms": 0.0, "culprit": dict(NOBODY), "victim": dict(NOBODY),
                 "tasks": [], "cgroups": []}
         return {
             "throttled": out[:TOP],
