@@ -11,7 +11,7 @@ Budgets:
   machine: run_time_ns / run_cnt of each program).
 
 A probe run by a helper process (a bpftrace program) has no in-kernel counters: its cost is
-the CPU time of that process and its children (``cpu_seconds()``, from /proc/PID/stat),
+the CPU time of that process and its children (``cpu_seconds()``: its threads' schedstat, to the ns),
 sampled the same way and counted against the same run budget; over it, the helper is
 stopped (its ``detach_for_guard``).  The cost of its BPF programs runs in the traced
 tasks' context and is not seen there.
