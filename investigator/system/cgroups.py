@@ -18,22 +18,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
-MOUNTS = "/proc/self/mounts"
+from .mounts import mount_table
+
 READ_LIMIT = 1 << 16
-
-
-def _mounts() -> list[tuple[str, str, set[str]]]:
-    """(mount point, fs type, options) of every mount, from /proc/self/mounts."""
-    out = []
-    try:
-        with open(MOUNTS) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 4:
-                    out.append((parts[1], parts[2], set(parts[3].split(","))))
-    except OSError:
-        pass
-    return out
 
 
 def _once(points: list[str]) -> list[str]:
@@ -53,12 +40,12 @@ def _once(points: list[str]) -> list[str]:
 
 def v2_roots() -> list[str]:
     """The cgroup2 mounts, each hierarchy once."""
-    return _once([m for m, t, _ in _mounts() if t == "cgroup2"])
+    return _once([m for m, t, _ in mount_table() if t == "cgroup2"])
 
 
 def v1_roots(controller: str) -> list[str]:
     """The cgroup v1 mounts of one controller (``cpu``), each hierarchy once."""
-    return _once([m for m, t, opts in _mounts() if t == "cgroup" and controller in opts])
+    return _once([m for m, t, opts in mount_table() if t == "cgroup" and controller in opts])
 
 
 def rel(d: str, roots: list[str]) -> str:

@@ -19,18 +19,23 @@ _made: list[tuple[str, str]] = []       # (fs type, mount point) this process mo
 MNT_DETACH = 2
 
 
-def mounted_types() -> dict[str, str]:
-    """mount point -> fs type, from /proc/self/mounts."""
-    out = {}
+def mount_table() -> list[tuple[str, str, set[str]]]:
+    """(mount point, fs type, options) of every mount, from /proc/self/mounts."""
+    out = []
     try:
         with open("/proc/self/mounts") as f:
             for line in f:
                 parts = line.split()
-                if len(parts) >= 3:
-                    out[parts[1]] = parts[2]
+                if len(parts) >= 4:
+                    out.append((parts[1], parts[2], set(parts[3].split(","))))
     except OSError:
         pass
     return out
+
+
+def mounted_types() -> dict[str, str]:
+    """mount point -> fs type, from /proc/self/mounts."""
+    return {point: fstype for point, fstype, _ in mount_table()}
 
 
 def is_mounted(name: str) -> bool:

@@ -123,6 +123,19 @@ def rt_throttling() -> dict[str, int | None]:
             "rt_period_us": num("kernel.sched_rt_period_us")}
 
 
+def cpu_ticks() -> tuple[int, int] | None:
+    """(idle + iowait, all) clock ticks summed over the CPUs since boot, from /proc/stat's
+    first line; None where it cannot be read."""
+    parts = (_read("/proc/stat") or "").split("\n", 1)[0].split()
+    if len(parts) < 6 or parts[0] != "cpu":
+        return None
+    try:
+        vals = [int(x) for x in parts[1:]]
+    except ValueError:
+        return None
+    return vals[3] + vals[4], sum(vals[:8])
+
+
 MAX_THREADS_READ = 256     # threads of one process summed by cpu_seconds
 
 

@@ -26,19 +26,6 @@ TOP_TASKS = 16      # tasks reported per cgroup
 NOBODY = {"tid": 0, "pid": 0, "comm": "", "cpu_ms": 0.0, "wait_ms": 0.0}
 
 
-def _cpu_ticks() -> tuple[int, int] | None:
-    """(idle + iowait, all) ticks summed over CPUs, from /proc/stat's first line."""
-    text = cgroups.read_file("/proc/stat", 4096) or ""
-    parts = text.split("\n", 1)[0].split()
-    if len(parts) < 6 or parts[0] != "cpu":
-        return None
-    try:
-        vals = [int(x) for x in parts[1:]]
-    except ValueError:
-        return None
-    return vals[3] + vals[4], sum(vals[:8])
-
-
 def _task(tid: int) -> dict[str, Any] | None:
     st = procfs.task_stat(tid)
     if st is None:
@@ -59,7 +46,7 @@ class Collector(ProbeCollector):
         self.seconds = min(2.0, inst.values.get("scan_time", 5 * 10**8) / 1e9)
         self.max_tasks = int(inst.values.get("max_tasks", 4096))
         self.t0 = time.monotonic()
-        self.ticks0 = _cpu_ticks()
+        self.ticks0 = procfs.cpu_ticks()
         self.kept: dict[str, tuple[bool, cgroups.Bandwidth]] = {}
         self.stopped: list[str] = []
         self.sched0: dict[int, tuple[int, int]] = {}
@@ -86,7 +73,7 @@ class Collector(ProbeCollector):
 
     def finish(self, inst: Any) -> dict[str, Any]:
         seconds = max(1e-3, time.monotonic() - self.t0)
-        ticks1 = _cpu_ticks()
+        ticks1 = procfs.cpu_ticks()
         idle_pct = 0.0
         if self.ticks0 and ticks1 and ticks1[1] > self.ticks0[1]:
             idle_pct = round(100.0 * (ticks1[0] - self.ticks0[0]) / (ticks1[1] - self.ticks0[1]), 1)
