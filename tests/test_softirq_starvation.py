@@ -15,7 +15,7 @@ from conftest import investigate
 from scenarios.faults import MISSING, MODULE, fault_module
 from scenarios.procs import PERIODIC, SCENARIO_S, processes, wait_alive
 
-pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel, pytest.mark.tcg_single, pytest.mark.cpu_heavy,
+pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel, pytest.mark.cpu_heavy,
               pytest.mark.skipif(not MODULE.exists(), reason=MISSING)]
 
 # a batch job at nice 19 that wakes every 10 ms for 2 ms of work, on CPU 1

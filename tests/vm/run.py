@@ -79,22 +79,21 @@ def setup() -> list[Kernel]:
     return kernels
 
 
-# Multi-threaded TCG (a host thread per vCPU) is the default.  When kernel text is patched
-# (a static key flipped as a tracepoint is attached or detached) while another vCPU runs it
-# in a tight loop, that vCPU can still execute the int3 the patch put there after the patch
-# is over: "Oops: int3" in __tasklet_schedule_common, 1 run in 3 of the softirq-storm test
-# on 6.12.  Real CPUs serialize on the IPI text_poke_sync() sends; emulated ones do not
-# always.  One host thread running every vCPU in turn does not show it (8 of 8 runs).
-# The probe matrix, which attaches every probe in turn, hit the same on 6.12 in 3 runs of 3
-# (an int3 in handle_softirqs, a jump into a patched jmp in try_to_wake_up): it boots
-# single-threaded.
+# Guests run every vCPU on one host thread (TCG thread=single).  With a host thread per
+# vCPU, kernel text patched while another vCPU runs it (a static key flipped as a tracepoint
+# is attached or detached, text_poke_bp's int3) can still be executed after the patch is
+# over: "Oops: int3" in __tasklet_schedule_common (the softirq storm, 1 run in 3 on 6.12),
+# in handle_softirqs and try_to_wake_up (the probe matrix, 3 runs of 3), and in __schedule
+# from a kworker (the whole suite on 6.12, 1 CI run of 3); another run hung with CPU0's
+# timer stopped.  Real CPUs serialize on the IPI text_poke_sync() sends; emulated ones do
+# not always.  One thread per guest did not show it; the stage boots its guests side by side.
 TCG_MULTI = "tcg"
 TCG_SINGLE = "tcg,thread=single"
 
 
 def boot(kernel: Kernel, script: str, *, timeout: float = 900, mem: str = "1G",
          cpus: int = 2, workdir: Path | None = None, files: dict[str, str] | None = None,
-         accel: str = TCG_MULTI) -> GuestRun:
+         accel: str = TCG_SINGLE) -> GuestRun:
     """Boot ``kernel``, run ``script`` (sh) as root in the work folder (which also holds
     ``files``; the guest's /tmp is its own tmpfs), power off."""
     # scripts/slow-machine.sh runs every guest on one host thread: a slower machine
