@@ -1,6 +1,6 @@
-"""Follow the findings: freeze.yaml's user-deadlock node finds a task stuck behind a lock
-holder, and its follow-up node holder-state, aimed at that holder alone (its TID in the
-kernel's filter), finds why the holder does not let go.
+"""Follow the findings: freeze.yaml's first look finds a task stuck behind a lock holder and
+sends it to user-deadlock and to the follow-up holder-state, aimed at that holder alone (its
+TID in the kernel's filter), which finds why the holder does not let go.
 
 The condition is real and set up before the investigation (tests/scenarios/prio_inversion.c,
 all on CPU 1, RT throttling at its default so the machine stays alive): a SCHED_OTHER holder
@@ -70,16 +70,20 @@ def test_the_holder_of_a_lock_is_followed_to_why_it_does_not_let_go(tmp_path: Pa
     assert chain["verdict"] == "hung-task"
     roles = {t["role"]: t["tid"] for t in chain["tasks"]}
     assert roles == {"waiter": tids["waiter"], "holder": tids["holder"]}, chain["tasks"]
-    # the follow-up was started by that outcome and aimed at the holder alone
     # the first look saw the waiter's lock wait and the holder queued for its CPU, and routed
     # both on
     look = _node(rep, "triage")
     assert look["window_s"] == 1.0 and look["reached_from"] == []
     sent = [n for r in look["routes"] for n in r["next"]]
     assert "user-deadlock" in sent and "cpu-starvation" in sent, look["routes"]
+    # and sent the stuck chain's holder straight on to holder-state, aimed by the route's finding
+    assert "holder-state" in sent, look["routes"]
+    (passed,) = [r["about"] for r in look["routes"] if "holder-state" in r["next"]]
+    assert {t["role"]: t["tid"] for t in passed["tasks"]} == {"waiter": tids["waiter"], "holder": tids["holder"]}
     node = _node(rep, "holder-state")
-    assert node["reached_from"] == ["user-deadlock"] and _node(rep, "user-deadlock")["reached_from"] == ["triage"]
+    assert node["reached_from"] == ["triage"] and _node(rep, "user-deadlock")["reached_from"] == ["triage"]
     assert node["focus"]["tids"] == [tids["holder"]] and node["focus"]["roles"] == ["holder"]
+    assert node["focus"]["from"] == "triage"
     ev = json.loads((tmp_path / "b" / "evidence.json").read_text())["holder-state"]
     assert {t["tid"] for t in ev["runqlat"]["tasks"]} == {tids["holder"]}, ev["runqlat"]["tasks"]
     (v,) = [v for v in rep["verdicts"] if v["node"] == "holder-state"]

@@ -1,6 +1,6 @@
-"""Follow a stuck chain into its holder: freeze.yaml's user-deadlock node finds a waiter
-stuck behind the holder of a process-shared pthread mutex, and holder-state, aimed at the
-holder alone, says why it does not let go (sched.progress: where its time went).
+"""Follow a stuck chain into its holder: freeze.yaml's first look finds a waiter stuck
+behind the holder of a process-shared pthread mutex and sends it on to user-deadlock and,
+aimed at the holder alone, to holder-state, which says why it does not let go (sched.progress: where its time went).
 
 Each condition is real and set up before the investigation (tests/scenarios/held.c): the
 holder spins with the lock held, sleeps with it while stopped by SIGSTOP or held under
@@ -63,7 +63,9 @@ def _chain_then_holder(rep: dict, tids: dict[str, int], mutex: str) -> dict:
     assert chain["verdict"] == "hung-task", chain
     assert {t["role"]: t["tid"] for t in chain["tasks"]} == {"waiter": tids["waiter"], "holder": tids["holder"]}
     (node,) = [n for n in rep["nodes"] if n["id"] == "holder-state"]
-    assert node["reached_from"] == ["user-deadlock"] and node["focus"]["tids"] == [tids["holder"]]
+    # sent by the first look's stuck chain, beside user-deadlock's own window
+    assert node["reached_from"] == ["triage"] and node["focus"]["tids"] == [tids["holder"]]
+    assert node["focus"]["from"] == "triage"
     (v,) = [v for v in rep["verdicts"] if v["node"] == "holder-state"]
     roles = {t["role"]: t["tid"] for t in v["tasks"]}
     assert roles["holder"] == tids["holder"] and roles["waiter"] == tids["waiter"], v["tasks"]

@@ -42,7 +42,12 @@ def test_freeze_is_valid() -> None:
     assert lp.window_ns(lp.spec.nodes["cpu-starvation"]) == 5_000_000_000
     # every node is reached: from the first look's routes, or from a node they lead to
     routed = {n for r in lp.spec.nodes["triage"].route for n in r.next}
-    assert routed == {"cpu-starvation", "cpu-throttled", "blocked-tasks", "workqueue-stall", "user-deadlock"}
+    assert routed == {"cpu-starvation", "cpu-throttled", "blocked-tasks", "workqueue-stall", "user-deadlock",
+                      "holder-state"}
+    # a stuck chain goes straight to its holder, aimed by the route's own finding
+    chain = next(r for r in lp.spec.nodes["triage"].route if "holder-state" in r.next)
+    assert chain.about == "waitfor.chain"
+    assert lp.spec.nodes["holder-state"].focus.sources() == ["triage", "user-deadlock"]
 
 
 def test_every_shipped_playbook_is_valid() -> None:
@@ -387,13 +392,32 @@ def test_a_focus_resolves_to_the_tids_of_its_roles() -> None:
     old = NodeResult("chain", "", 1.0, verdict="hung-task", about={"tasks": [{"tid": 1, "pid": 1, "comm": "x",
                                                                                "role": "holder"}]})
     new = NodeResult("chain", "", 1.0, verdict="hung-task", about=about)
-    f = focus.resolve(Focus(from_="chain", tasks=["holder"]), [old, new, NodeResult("other", "", 1.0)])
+    f = focus.resolve(Focus(from_="chain", tasks=["holder"]), [old, new, NodeResult("other", "", 1.0)], "next")
     assert f["tids"] == [9] and f["verdict"] == "hung-task" and f["finding"]["locks"][0]["addr"] == "0x1"
-    assert focus.resolve(None, [new]) is None
-    f = focus.resolve(Focus(from_="chain", tasks=["culprit"]), [new])
+    assert focus.resolve(None, [new], "next") is None
+    f = focus.resolve(Focus(from_="chain", tasks=["culprit"]), [new], "next")
     assert f["tids"] == [] and "names no culprit task" in focus.unresolved(f)
-    f = focus.resolve(Focus(from_="chain", tasks=["holder"]), [NodeResult("chain", "", 1.0, verdict="refuted")])
+    f = focus.resolve(Focus(from_="chain", tasks=["holder"]), [NodeResult("chain", "", 1.0, verdict="refuted")], "next")
     assert f["tids"] == [] and "reached no finding" in focus.unresolved(f)
+
+
+def test_a_focus_from_several_nodes_takes_the_latest_finding_and_a_route_s_own() -> None:
+    from investigator.playbook.schema import Focus
+    from investigator.result import NodeResult
+    from investigator.rules import focus
+    holder = {"tasks": [{"tid": 5, "pid": 5, "comm": "w", "role": "waiter"}, {"tid": 6, "pid": 6, "comm": "h", "role": "holder"}]}
+    look = NodeResult("look", "", 1.0, verdict="inconclusive",
+                      routes=[{"next": ["elsewhere"], "because": "x", "about": {"tasks": [{"tid": 1, "role": "holder"}]}},
+                              {"next": ["next"], "because": "y", "about": holder}])
+    f = focus.resolve(Focus(from_=["chain", "look"], tasks=["holder"]), [look], "next")
+    assert f["tids"] == [6] and f["from"] == "look" and f["finding"]["tasks"][0]["tid"] == 5
+    # the latest source with a finding wins; a route to another node passes nothing here
+    chain = NodeResult("chain", "", 5.0, verdict="hung-task", about={"tasks": [{"tid": 8, "role": "holder"}]})
+    assert focus.resolve(Focus(from_=["chain", "look"], tasks=["holder"]), [look, chain], "next")["tids"] == [8]
+    f = focus.resolve(Focus(from_=["look"], tasks=["holder"]), [look], "another")
+    assert f["tids"] == [] and f["from"] == "look"
+    assert focus.pending(Focus(from_=["chain", "look"], tasks=["holder"]), ["chain"])
+    assert not focus.pending(Focus(from_="look", tasks=["holder"]), ["chain"])
 
 
 def test_the_graph_shows_what_an_edge_passes_to_a_focused_node() -> None:

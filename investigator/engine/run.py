@@ -263,22 +263,31 @@ class _Walk:
         self.visits: dict[str, int] = {}
         self.ready: list[str] = list(dict.fromkeys(lp.spec.start))
         self.reached: dict[str, list[str]] = {}     # node -> the nodes whose outcomes started it
+        self.deferred: list[str] = []   # focused nodes reached before a source could aim them
         self.timings: dict[str, float] = {}
         self.guard = OverheadGuard(opts.max_overhead_percent)
 
     def run(self) -> None:
-        while self.ready or self.active:
-            self._preattach()
-            while self.ready:
-                self._start(self.ready.pop(0))
-            if "attached_s" not in self.timings and self.active:
-                self._first_attached()
-            if not self.active:
-                continue
-            nr = min(self.active, key=lambda n: n.started_at + n.window_s)
-            self._observe_until(nr.started_at + nr.window_s)
-            self.active.remove(nr)
-            self._conclude(nr)
+        while True:
+            while self.ready or self.active:
+                self._preattach()
+                while self.ready:
+                    self._start(self.ready.pop(0))
+                if "attached_s" not in self.timings and self.active:
+                    self._first_attached()
+                if not self.active:
+                    continue
+                nr = min(self.active, key=lambda n: n.started_at + n.window_s)
+                self._observe_until(nr.started_at + nr.window_s)
+                self.active.remove(nr)
+                self._conclude(nr)
+            # reached while the nodes that could aim them were still at work, which then did
+            # not lead there: started (or skipped for want of a finding) now
+            late = [nid for nid in self.deferred if not self.visits.get(nid)]
+            self.deferred.clear()
+            if not late:
+                return
+            self.ready.extend(late)
 
     def _preattach(self) -> None:
         wanted = []
@@ -288,7 +297,7 @@ class _Walk:
                 continue
             targets = self.pool.targets
             if node.focus is not None:      # aimed as _start will aim it, from the same nodes
-                f = focus.resolve(node.focus, list(self.done))
+                f = focus.resolve(node.focus, list(self.done), nid)
                 if not f or not f["tids"]:
                     continue
                 targets = targets.focused(f["tids"])
@@ -320,9 +329,16 @@ class _Walk:
         node = lp.spec.nodes[nid]
         if any(n.id == nid for n in self.active):
             return  # already observing: its conclusion serves both paths
+        if node.focus is not None and self.visits.get(nid, 0) < node.max_visits:
+            f = focus.resolve(node.focus, list(self.done), nid)
+            if not f["tids"] and focus.pending(node.focus, [n.id for n in self.active] + self.ready):
+                if nid not in self.deferred:    # a source still at work may aim it
+                    self.deferred.append(nid)
+                return
         self.visits[nid] = self.visits.get(nid, 0) + 1
         if self.visits[nid] > node.max_visits:
-            self.events.emit("node_skipped", node=nid, reason=f"max_visits {node.max_visits} reached")
+            self.events.emit("node_skipped", node=nid, reason=f"already visited {node.max_visits} time(s) "
+                                                              "(max_visits)")
             return
         left = self.deadline - time.monotonic()
         if left <= 0:
@@ -337,7 +353,7 @@ class _Walk:
                      reached_from=self.reached.pop(nid, []))
         targets = self.pool.targets
         if node.focus is not None:
-            nr.focus = focus.resolve(node.focus, list(self.done))
+            nr.focus = focus.resolve(node.focus, list(self.done), nid)
             if not nr.focus["tids"]:
                 nr.status, nr.errors = "skipped", [focus.unresolved(nr.focus)]
                 self.done.append(nr)
@@ -399,7 +415,9 @@ class _Walk:
             self.active.remove(nr)
             self._conclude(nr, interrupted=True)
         loading = ", ".join(self.pool.loading)
-        for nid in dict.fromkeys(self.ready):    # ready, but interrupted before they started
+        waiting = self.ready + [n for n in self.deferred if not self.visits.get(n)]
+        self.deferred.clear()
+        for nid in dict.fromkeys(waiting):      # ready, but interrupted before they started
             why = "interrupted before its probes were attached" + (f" ({loading} still loading)" if loading else "")
             self.done.append(NodeRun(nid, self.lp.spec.nodes[nid].hypothesis, 0, status="skipped",
                                      interrupted=True, errors=[why]))

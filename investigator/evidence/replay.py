@@ -82,7 +82,7 @@ def replay(b: dict[str, Any], playbook: Path | None, bundled_name: str,
         if n["id"] not in lp.spec.nodes or n["status"] == "skipped":
             continue                    # not concluded then, or not in this playbook
         env = _renamed(lp, n["id"], b["evidence"].get(n["id"]) or {})
-        nr.focus, notes = focus.resolve(lp.spec.nodes[n["id"]].focus, nodes[:-1]), []
+        nr.focus, notes = focus.resolve(lp.spec.nodes[n["id"]].focus, nodes[:-1], n["id"]), []
         if nr.focus is not None:
             ran = n.get("focus") if isinstance(n.get("focus"), dict) else {}
             ran_tids = ran.get("tids") if isinstance(ran.get("tids"), list) else []

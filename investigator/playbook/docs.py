@@ -17,7 +17,8 @@ def _type(tp: typing.Any) -> str:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, __import__("types").UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _type(args[0]) + " or null"
+        null = " or null" if len(args) < len(typing.get_args(tp)) else ""
+        return " or ".join(_type(a) for a in args) + null
     if origin is list:
         return f"list of {_type(typing.get_args(tp)[0])}"
     if origin is dict:

@@ -31,8 +31,11 @@ def build_graph(pb: Playbook) -> nx.DiGraph:
                 _add(g, nid, nxt, label)
     for nid, node in pb.nodes.items():     # what an edge passes to a focused node
         f = node.focus
-        if f is not None and g.has_edge(f.from_, nid):
-            g.edges[f.from_, nid]["label"] += f" (focus: its {'/'.join(f.tasks)})"
+        for src in f.sources() if f is not None else []:
+            if g.has_edge(src, nid):
+                passes = [r.about for r in pb.nodes[src].route if nid in r.next and r.about]
+                what = f"{passes[0].strip()}'s" if passes else "its"
+                g.edges[src, nid]["label"] += f" (focus: {what} {'/'.join(f.tasks)})"
     return g
 
 

@@ -280,9 +280,11 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
                     roots |= {name.split(".")[0] for name, _ in e.references()} if e is not None else set()
             roots |= {name.split(".")[0] for name, _ in placeholders(rule.explain)}
         for k, route in enumerate(node.route):
-            if route.when:
-                e = compiled[(k, "route")] = _compile(nloc, base + ("route", k, "when"), route.when)
-                roots |= {name.split(".")[0] for name, _ in e.references()} if e is not None else set()
+            for attr, key in (("when", "route"), ("about", "route_about")):
+                src = getattr(route, attr)
+                if src:
+                    e = compiled[(k, key)] = _compile(nloc, base + ("route", k, attr), src)
+                    roots |= {name.split(".")[0] for name, _ in e.references()} if e is not None else set()
             roots |= {name.split(".")[0] for name, _ in placeholders(route.because)}
         aliases: dict[str, ProbeManifest] = {}
         broken = False
@@ -332,7 +334,7 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
         if any("edges" in m.field_paths() for m in aliases.values()):
             aliases = {**aliases, WAITFOR: waitfor_manifest()}
         if node.focus is not None:
-            _check_focus(nloc, base + ("focus",), nid, node.focus, spec, node_ids)
+            _check_focus(nloc, base + ("focus",), nid, node.focus, spec, node_ids, nid in lp.origin)
             if FOCUS in aliases:
                 nloc.error(base + ("focus",), f"'{FOCUS}' names the node's focus: give the probe that uses it "
                                               "another evidence name (as:)")
@@ -362,11 +364,12 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
                     nloc.error(base + ("on", outcome, m_), f"unknown node '{nxt}'{did_you_mean(nxt, node_ids)}")
         for k, route in enumerate(node.route):
             rpath = base + ("route", k)
-            e = compiled.get((k, "route"))
-            if e is not None:
-                lp.exprs[(nid, k, "route")] = e
-                if not broken:
-                    _check_refs(nloc, rpath + ("when",), e.references(), aliases, spec.vars)
+            for attr, key in (("when", "route"), ("about", "route_about")):
+                e = compiled.get((k, key))
+                if e is not None:
+                    lp.exprs[(nid, k, key)] = e
+                    if not broken:
+                        _check_refs(nloc, rpath + (attr,), e.references(), aliases, spec.vars)
             for fmt, why in spec_problems(route.because):
                 _at(nloc, rpath + ("because",), ":" + fmt + "}", why)
             if not broken:
@@ -392,14 +395,27 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
 
 
 def _check_focus(loc: yamlpos.Located, path: tuple[Any, ...], nid: str, focus: Any, spec: Playbook,
-                 node_ids: set[str]) -> None:
-    """A focus names a node with an edge to this one, and at least one role."""
-    src = spec.nodes.get(focus.from_)
-    if src is None:
-        loc.error(path + ("from",), f"unknown node '{focus.from_}'{did_you_mean(focus.from_, node_ids)}")
-    elif nid not in {x for x, _ in src.successors()}:
-        loc.error(path + ("from",), f"node '{focus.from_}' has no edge to '{nid}': a focus comes from a node "
-                                    "that leads here (its rule's next, its on: or its route:)")
+                 node_ids: set[str], imported: bool) -> None:
+    """A focus names nodes with an edge to this one, and at least one role.  A node imported
+    into a playbook that lacks some of its sources is aimed by those it has (one at least)."""
+    sources = focus.sources()
+    if not sources:
+        loc.error(path + ("from",), "a focus needs the node whose finding aims this one")
+    present = 0
+    for j, src_id in enumerate(sources):
+        at = path + ("from",) + ((j,) if isinstance(focus.from_, list) else ())
+        src = spec.nodes.get(src_id)
+        if src is None:
+            if not imported:
+                loc.error(at, f"unknown node '{src_id}'{did_you_mean(src_id, node_ids)}")
+            continue
+        present += 1
+        if nid not in {x for x, _ in src.successors()}:
+            loc.error(at, f"node '{src_id}' has no edge to '{nid}': a focus comes from a node "
+                          "that leads here (its rule's next, its on: or its route:)")
+    if imported and sources and not present:
+        loc.error(path + ("from",), f"none of the nodes this focus comes from ({', '.join(sources)}) "
+                                    "is in the playbook that imports it")
     if not focus.tasks:
         loc.error(path + ("tasks",), "a focus needs at least one role (victim, culprit, waiter, holder, bystander)")
 

@@ -88,15 +88,26 @@ class Route:
                            "whichever rule concluded the node.")
     next: list[str] = doc("Nodes to visit when it holds.")
     because: Template = doc("Why, one sentence for the report; {path} fills in evidence values.", default="")
+    about: Expression | None = doc("CEL expression for the finding this route passes on (as a rule's `about`): "
+                                   "a node it leads to whose `focus` comes from this node is aimed at it.",
+                                   default=None)
 
 
 @dataclass
 class Focus:
-    from_: str = doc("The node whose finding aims this one: a node with an edge to it. The finding "
-                     "is the `about` of the rule that concluded that node.", key="from")
+    from_: str | list[str] = doc(
+        "The node whose finding aims this one, or a list of them (the latest of those that led here "
+        "with a finding wins): each a node with an edge to it.  The finding is the `about` of the route "
+        "that led here, else of the rule that concluded that node.  In a node imported into a playbook "
+        "that lacks some of them, those are left out.", key="from")
     tasks: list[Literal["victim", "culprit", "waiter", "holder", "bystander"]] = doc(
         "Roles of that finding's tasks: their TIDs are the only tasks this node's probes watch "
         "(in the kernel), and rules read the finding as `focus`.")
+
+    def sources(self) -> list[str]:
+        """The nodes whose findings may aim this one, in the order given."""
+        items = [self.from_] if isinstance(self.from_, str) else self.from_ if isinstance(self.from_, list) else []
+        return [x for x in items if isinstance(x, str) and x]
 
 
 @dataclass
@@ -189,6 +200,8 @@ def _type_name(tp: Any) -> str:
         return "a mapping"
     if origin is Literal:
         return "one of " + ", ".join(map(str, typing.get_args(tp)))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
     return str(tp)
 
 
@@ -198,9 +211,12 @@ def build(tp: Any, value: Any, path: Path, loc: Located) -> Any:
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
+        if value is None and len(args) < len(typing.get_args(tp)):
             return None
-        return build(args[0], value, path, loc)
+        lists = [a for a in args if typing.get_origin(a) is list]
+        if isinstance(value, list) and lists:
+            return build(lists[0], value, path, loc)
+        return build(next((a for a in args if a not in lists), args[0]), value, path, loc)
     if tp is Any:
         return value
     if dataclasses.is_dataclass(tp):
@@ -306,7 +322,8 @@ def json_schema() -> dict[str, Any]:
         origin = typing.get_origin(tp)
         if origin in (Union, types.UnionType):
             args = [a for a in typing.get_args(tp) if a is not type(None)]
-            return {"anyOf": [sch(args[0]), {"type": "null"}]}
+            null = [{"type": "null"}] if len(args) < len(typing.get_args(tp)) else []
+            return {"anyOf": [sch(a) for a in args] + null}
         if tp is Any:
             return {}
         if dataclasses.is_dataclass(tp):

@@ -82,10 +82,12 @@ def join(verdicts: list[dict[str, Any]], nodes: list[NodeResult]) -> list[str]:
 
     A verdict is a symptom of
 
-    - the verdict of a node aimed at its finding (``focus.from``): the follow-up says why
-      its tasks do not progress (a chain's waiter and the holder-state that explains it);
+    - the verdict of a node aimed at its finding (``focus.from``), or of any node whose
+      verdict names only tasks of the finding the follow-up was aimed at: the follow-up says
+      why its tasks do not progress (a chain's waiter and the holder-state that explains it);
     - a follow-up's verdict that names all of its tasks (the starvation of a lock holder
-      told again, with its waiters, as a priority inversion);
+      told again, with its waiters, as a priority inversion; a chain's waiter and holder,
+      found by a node beside the follow-up a first look sent to that holder);
     - a verdict of another kind that names all of its tasks, when it is a ``hung-task``:
       tasks stuck in a deadlock's cycle, or behind a starved or stopped holder, are the
       hung tasks of that incident (a FUSE self-deadlock is one deadlock, not also a hang).
@@ -115,11 +117,18 @@ def join(verdicts: list[dict[str, Any]], nodes: list[NodeResult]) -> list[str]:
         a = next((x for x in reversed(verdicts[:i]) if x["node"] == aimed_at[i]), None)
         if a is not None:
             link(a, b, f"{b['node']} followed its finding and found why: {b['verdict']}")
-    for i, b in enumerate(verdicts):    # a follow-up's verdict that names all of an earlier verdict's tasks
-        if aimed_at[i] is None:
-            continue
-        for a in verdicts[:i]:
-            if _tids(a) and _tids(a) <= _tids(b):
+        if aimed_at[i] is None:         # and every verdict that tells that same finding (the chain
+            continue                    # a first look passed on, found again by the node beside it)
+        aimed = {t.get("tid") for t in (nodes[i].focus.get("finding") or {}).get("tasks") or []
+                 if isinstance(t, dict) and type(t.get("tid")) is int and t["tid"] > 0}
+        for a in verdicts:
+            if a is not b and _tids(a) and _tids(a) <= aimed:
+                link(a, b, f"{b['node']} followed the same finding and found why: {b['verdict']}")
+    for i, b in enumerate(verdicts):    # a follow-up's verdict that names all of an earlier verdict's tasks,
+        if aimed_at[i] is None:         # or of a later one of a node no finding aimed (a follow-up sent by a
+            continue                    # first look can conclude before the node that found the same chain)
+        for j, a in enumerate(verdicts):
+            if j != i and (j < i or aimed_at[j] is None) and _tids(a) and _tids(a) <= _tids(b):
                 link(a, b, f"{b['node']} followed the incident further: its {b['verdict']} names all of these tasks")
     for a in verdicts:                  # hung tasks that another verdict explains
         mine = _tids(a)

@@ -131,8 +131,8 @@ def conclude(lp: LoadedPlaybook, node_id: str, env: dict[str, Any],
         c = Conclusion(status=status, verdict=node.otherwise, errors=errors,
                        next=list(getattr(node.on, "inconclusive" if status == "error" else status)))
     for k, route in enumerate(node.route):
-        unseen = [a for a in missing if re.search(rf"\b{re.escape(a)}\.", route.when)]
-        because = ""
+        unseen = [a for a in missing if re.search(rf"\b{re.escape(a)}\.", f"{route.when} {route.about or ''}")]
+        because, passed = "", None
         if unseen:
             because = f"not ruled out: {', '.join(unseen)} could not be observed"
         else:
@@ -144,14 +144,21 @@ def conclude(lp: LoadedPlaybook, node_id: str, env: dict[str, Any],
             except ExprError as e:
                 errors.append(f"route {k + 1}: {e}")
                 because = f"not ruled out: route {k + 1} could not be evaluated"
-        take(c, route.next, because)
+            else:
+                if route.about:
+                    try:
+                        passed = evaluate(lp.exprs.get((node_id, k, "route_about")) or Expr(route.about), k, "route")
+                    except ExprError as e:
+                        errors.append(f"route {k + 1} about: {e}")
+        take(c, route.next, because, passed)
     c.errors = errors + notes
     return c
 
 
-def take(c: Conclusion, nxt: list[str], because: str) -> None:
-    """Follow a route: its nodes join the conclusion's next ones, and the report says why."""
-    c.routes.append({"next": list(nxt), "because": because})
+def take(c: Conclusion, nxt: list[str], because: str, about: Any = None) -> None:
+    """Follow a route: its nodes join the conclusion's next ones, and the report says why
+    (and carries the finding it passes on, ``about``, when it has one)."""
+    c.routes.append({"next": list(nxt), "because": because, **({"about": about} if about is not None else {})})
     c.next += [n for n in nxt if n not in c.next]
 
 
