@@ -100,3 +100,70 @@ def test_a_task_that_only_sleeps_routes_nowhere(tmp_path: Path) -> None:
     look = next(n for n in rep["nodes"] if n["id"] == "look")
     assert look["status"] == "refuted" and "routes" not in look, look
     assert [n["id"] for n in rep["nodes"]] == ["look"]
+
+
+WAITING = """apiVersion: investigator/v1
+kind: Playbook
+metadata: {name: routes-wait, description: a focused node reached before its sources could aim it}
+vars: {tid: 0, hit: true}
+start: [look]
+nodes:
+  look:
+    hypothesis: a first look that passes no finding on
+    observe: {window: 1s}
+    probes: [{use: sched.blocked}]
+    conclude:
+      - when: "true"
+        verdict: inconclusive
+    route:
+      - when: "true"
+        next: [slow, why]
+        because: "always"
+  slow:
+    hypothesis: a longer look that finds the task
+    observe: {window: 2s}
+    probes: [{use: sched.blocked}]
+    conclude:
+      - when: vars.hit
+        verdict: hung-task
+        about: '{"tasks": [{"tid": vars.tid, "pid": vars.tid, "comm": "sleeper", "role": "waiter"}]}'
+        next: [why]
+        explain: "tid {vars.tid}"
+    otherwise: refuted
+  why:
+    hypothesis: where the task's time goes
+    focus: {from: [look, slow], tasks: [waiter]}
+    probes: [{use: sched.progress}]
+    conclude:
+      - when: progress.worst.task.tid != 0
+        verdict: inconclusive
+        explain: "{progress.worst.task.comm} {progress.worst.doing}"
+"""
+
+
+@pytest.mark.parametrize("hit", [True, False], ids=["aimed-by-the-later-source", "no-source-finds-it"])
+def test_a_focused_node_reached_first_waits_for_a_source_still_at_work(tmp_path: Path, hit: bool) -> None:
+    book = tmp_path / "wait.yaml"
+    book.write_text(WAITING)
+    with processes() as ps:
+        sleeper = ps.spawn_argv(SLEEPER)
+        p = investigate(str(book), "--window", "2", "--json", "--out", str(tmp_path / "b"),
+                        "--set", f"tid={sleeper.pid}", "--set", f"hit={'true' if hit else 'false'}")
+        wait_alive(sleeper, 0)
+    assert p.returncode in (0, 1), p.stderr
+    rep = json.loads((tmp_path / "b" / "report.json").read_text())
+    nodes = {n["id"]: n for n in rep["nodes"]}
+    why = nodes["why"]
+    if hit:
+        # reached from the first look, which passed nothing: it waited for slow, and slow's
+        # finding aimed it
+        assert why["status"] != "skipped", why
+        assert why["focus"]["from"] == "slow" and why["focus"]["tids"] == [sleeper.pid], why["focus"]
+        assert why["reached_from"] == ["look", "slow"], why["reached_from"]
+        ev = json.loads((tmp_path / "b" / "evidence.json").read_text())["why"]["progress"]
+        assert [t["tid"] for t in ev["tasks"]] == [sleeper.pid], ev["tasks"]
+    else:
+        # skipped only once slow concluded without a finding, and it says so
+        assert why["status"] == "skipped" and "reached no finding" in " ".join(why["errors"]), why
+        assert nodes["slow"]["verdict"] == "refuted"
+    assert sum(1 for n in rep["nodes"] if n["id"] == "why") == 1
