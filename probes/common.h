@@ -10,6 +10,7 @@
 #define TASK_UNINTERRUPTIBLE    0x0002
 #define TASK_NOLOAD             0x0400
 #define TASK_COMM_LEN           16
+#define PF_KTHREAD              0x00200000      /* task_struct::flags: a kernel thread */
 #define EEXIST                  17      /* include/uapi/asm-generic/errno-base.h */
 
 /* Linux 5.14 renamed task_struct::state to __state (commit 2f064a59a11f). */

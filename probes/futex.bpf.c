@@ -71,7 +71,7 @@ int dump_futex(struct bpf_iter__task *ctx)
 	state = get_task_state(task);
 	if (!(state & (TASK_INTERRUPTIBLE | TASK_UNINTERRUPTIBLE)))
 		return 0;
-	if (BPF_CORE_READ(task, flags) & 0x00200000)     /* PF_KTHREAD */
+	if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
 		return 0;
 	if (!task_selected(task))
 		return 0;

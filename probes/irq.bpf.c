@@ -12,7 +12,6 @@
 
 DEFINE_PROBE_STATS
 
-#define PF_KTHREAD 0x00200000
 #define IRQ_STACK_DEPTH 16
 
 /* Who raised a softirq: its kernel stack, counted per (task, vector, stack).  The collector

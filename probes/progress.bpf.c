@@ -189,17 +189,7 @@ static __always_inline int on_mm(bool begin, bool compact)
 	COUNT_EVENT();
 	if (!tid || !task_selected(t) || !(e = entry(t, tid, now, PS_RUNNING)))
 		return 0;
-	if (compact) {
-		if (begin)
-			e->compact_since = now;
-		else if (e->compact_since)
-			e->compact_ns += now - e->compact_since, e->compact_since = 0;
-	} else {
-		if (begin)
-			e->reclaim_since = now;
-		else if (e->reclaim_since)
-			e->reclaim_ns += now - e->reclaim_since, e->reclaim_since = 0;
-	}
+	mm_stall_mark(&e->mm, begin, compact, now);
 	return 0;
 }
 

@@ -3,6 +3,8 @@
 #ifndef __PROGRESS_H
 #define __PROGRESS_H
 
+#include "reclaim.h"
+
 #define PROGRESS_STACK_DEPTH 32
 
 /* Where a task's time goes (progress_task.ns[]), and the states it can be in. */
@@ -22,10 +24,7 @@ struct progress_task {                  /* one task: 192 bytes */
 	__u64 off_since;                /* when it left the CPU (0: it is on one) */
 	__u64 first_ts;                 /* its first event (0: seeded by user space) */
 	__u64 ns[PS_NSTATES];           /* time in each state */
-	__u64 reclaim_ns;               /* in direct or memory cgroup reclaim (overlaps ns[]) */
-	__u64 compact_ns;               /* in memory compaction (overlaps ns[]) */
-	__u64 reclaim_since;
-	__u64 compact_since;
+	struct mm_stall mm;             /* in reclaim and compaction (overlaps ns[]) */
 	__u64 longest_ns;               /* its longest stretch off the CPU that ended */
 	__s32 kstack;                   /* where it left the CPU for the current stretch */
 	__s32 ustack;

@@ -24,6 +24,19 @@ class ProbeCollector:
         raise NotImplementedError
 
 
+class MmStall(C.Structure):
+    """probes/reclaim.h's struct mm_stall: a task's time in reclaim and in compaction, and
+    when the one going on began (0: none)."""
+    _fields_ = [("reclaim_ns", C.c_uint64), ("compact_ns", C.c_uint64), ("reclaim_since", C.c_uint64),
+                ("compact_since", C.c_uint64)]
+
+    def upto(self, now: int) -> tuple[int, int]:
+        """The time in reclaim and in compaction until ``now`` (monotonic ns), the ones still
+        going on included."""
+        return (self.reclaim_ns + (now - self.reclaim_since if 0 < self.reclaim_since < now else 0),
+                self.compact_ns + (now - self.compact_since if 0 < self.compact_since < now else 0))
+
+
 def ms(ns: int) -> float:
     """Nanoseconds as milliseconds, to the microsecond."""
     return round(ns / 1e6, 3)

@@ -19,7 +19,7 @@ from typing import Any
 
 from ...finding import Finding, Task
 from ...system import procfs
-from ._common import ProbeCollector, cstr, kernel_stack, ms, task_entity
+from ._common import MmStall, ProbeCollector, cstr, kernel_stack, ms, task_entity
 from .blocked import diagnosis
 from .offcpu import UserMaps
 
@@ -35,14 +35,14 @@ WORDS = {"running": "ran on a CPU", "runq": "waited for a CPU", "sleep": "slept 
 
 class ProgressTask(C.Structure):
     _fields_ = [("since", u64), ("off_since", u64), ("first_ts", u64), ("ns", u64 * 7),
-                ("reclaim_ns", u64), ("compact_ns", u64), ("reclaim_since", u64), ("compact_since", u64),
+                ("mm", MmStall),
                 ("longest_ns", u64), ("kstack", s32), ("ustack", s32), ("long_kstack", s32), ("long_ustack", s32),
                 ("state", u32), ("off_state", u32), ("long_state", u32), ("tgid", u32), ("waker", u32),
                 ("long_waker", u32), ("switches", u32), ("preempted", u32), ("wakeups", u32), ("pad", u32),
                 ("comm", C.c_char * 16)]
 
 
-LAYOUTS = {"progress_task": ProgressTask}
+LAYOUTS = {"progress_task": ProgressTask, "mm_stall": MmStall}
 
 
 def _tgid(tid: int) -> int:
@@ -122,10 +122,7 @@ class Collector(ProbeCollector):
                 ran = ongoing
             ns["running"] += ran
             ns["runq"] += ongoing - ran
-        for k in ("reclaim", "compact"):
-            since = getattr(r, f"{k}_since")
-            if since and now > since:
-                setattr(r, f"{k}_ns", getattr(r, f"{k}_ns") + now - since)
+        reclaim, compact = r.mm.upto(now)
         observed = max(1, sum(ns.values()))
         pid = r.tgid or tid
         comm = cstr(r.comm) or (st or {}).get("comm", "")
@@ -154,8 +151,8 @@ class Collector(ProbeCollector):
         t: dict[str, Any] = {**task_entity(tid, pid, comm, (st or {}).get("prio"), (st or {}).get("policy")),
                              "state": st["state"] if st else "gone",
                              "observed_ms": ms(observed), **{f"{s}_ms": ms(v) for s, v in ns.items()},
-                             "unknown_ms": ms(unknown), "reclaim_ms": ms(r.reclaim_ns), "compaction_ms": ms(r.compact_ns),
-                             "pct": {**pct, "reclaim": round(100.0 * r.reclaim_ns / observed, 1)},
+                             "unknown_ms": ms(unknown), "reclaim_ms": ms(reclaim), "compaction_ms": ms(compact),
+                             "pct": {**pct, "reclaim": round(100.0 * reclaim / observed, 1)},
                              "dominant": dominant, "dominant_pct": pct[dominant],
                              "switches": r.switches, "preempted": r.preempted, "wakeups": r.wakeups,
                              "longest": longest, "tracer": task_entity(0, 0, "")}
