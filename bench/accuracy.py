@@ -28,10 +28,10 @@ sys.path.insert(0, str(REPO / "bench"))
 from docsplice import splice  # noqa: E402
 sys.path.insert(0, str(REPO / "tests"))
 from scenarios.build import c_helper  # noqa: E402
-from scenarios.procs import (FLOCK_ABBA, FUSE_RENAMER, NORMAL_HOG, PERIODIC, PIPE_RESIZER,  # noqa: E402
-                             PTY_WRITERS, RT_HOG, STAT_REFRESH, frozen_filesystem, fuse_mount, processes,
-                             limited_cgroup, rps_to, spawn_in_cgroup, start_abba, sysctl, threads_by_comm,
-                             wait_alive)
+from scenarios.procs import (FLOCK_ABBA, FUSE_RENAMER, NORMAL_HOG, PAGE_TOUCHER,  # noqa: E402
+                             PERIODIC, PIPE_RESIZER, PTY_WRITERS, RT_HOG, STAT_REFRESH, data_file, ext4_loop,
+                             frozen_filesystem, fuse_mount, limited_cgroup, memory_cgroup, memory_refaults,
+                             processes, rps_to, spawn_in_cgroup, start_abba, sysctl, threads_by_comm, wait_alive)
 
 @dataclass
 class Case:
@@ -216,6 +216,19 @@ def cpu_quota(tmp: Path) -> Iterator[dict]:
 
 
 @contextlib.contextmanager
+def memory_limit(tmp: Path) -> Iterator[dict]:
+    """A task touching every page of a file mapping three times its cgroup's 32 MiB memory
+    limit (on an ext4 of its own), again and again."""
+    with ext4_loop(str(tmp), mib=256) as mnt, memory_cgroup(f"inv-acc-mem-{os.getpid()}", 32) as (cg, version), \
+            processes() as ps:
+        p = spawn_in_cgroup(ps, cg, PAGE_TOUCHER.format(name="mem-toucher", path=data_file(f"{mnt}/big", 96),
+                                                        seconds=60))
+        while memory_refaults(cg, version) < 20000:
+            wait_alive(p, 0.05)
+        yield {"roles": {p.pid: "victim"}}
+
+
+@contextlib.contextmanager
 def healthy(tmp: Path) -> Iterator[dict]:
     with processes() as ps:
         for cpu in range(os.cpu_count() or 1):
@@ -269,7 +282,7 @@ def priority_inversion(tmp: Path) -> Iterator[dict]:
 RESERVED = ("reserved_cpus=[1]", "reserved_for=[latency-app]")
 # freeze.yaml's questions: a reproducer of one of these is also run through freeze.yaml
 FREEZE_NODES = {"cpu-starvation", "cpu-throttled", "workqueue-stall", "blocked-tasks", "user-deadlock", "holder-state",
-                "irq-overload", "softirq-wrong-context"}
+                "irq-overload", "softirq-wrong-context", "memory-pressure"}
 WINDOW_S = 5.0      # the default window of every playbook's nodes
 CASES = [
     Case("rt-hog", "an RT busy loop starves a normal task on its CPU", "starvation.yaml", "cpu-starvation",
@@ -317,6 +330,8 @@ CASES = [
          "reserved-cpus", "wrong-context", misplaced_application, sets=RESERVED),
     Case("alloc-failure", "kcalloc() beyond kmalloc's largest size, every 100 ms", "memory.yaml",
          "alloc-failures", "alloc-failure", alloc_failures),
+    Case("memory-limit", "a task touching a file mapping three times its cgroup's 32 MiB memory limit",
+         "memory.yaml", "memory-pressure", "memory-pressure", memory_limit),
     Case("holder-busy", "a waiter stuck on a mutex whose holder spins with it held", "freeze.yaml", "holder-state",
          "contention", _held("busy"), forbid=("deadlock",)),
     Case("holder-stopped", "a waiter stuck on a mutex whose holder was stopped with SIGSTOP", "freeze.yaml",
@@ -329,7 +344,8 @@ CASES = [
     Case("holder-lets-go", "a holder that takes the mutex 50 ms at a time and lets go in between", "freeze.yaml",
          None, None, _held("pulse"), forbid=("deadlock", "hung-task", "contention")),
     Case("healthy", "every CPU busy with normal hogs and periodic tasks", "freeze.yaml", None, None, healthy,
-         forbid=("deadlock", "starvation", "hung-task", "wrong-context", "overload", "alloc-failure", "contention")),
+         forbid=("deadlock", "starvation", "hung-task", "wrong-context", "overload", "alloc-failure", "contention",
+                 "memory-pressure", "throttled")),
 ]
 
 

@@ -75,3 +75,63 @@ def test_the_terminal_report_shows_stuck_tasks_and_pools_without_progress() -> N
     text = render_evidence({"cpu-starvation": {"runnable": runnable}, "workqueue-stall": {"wqpools": pools}})
     assert "1 through the whole window" in text and "kworker/1:1  SCHED_OTHER  1" in text and "rt-hog (122)" in text
     assert "1 of 6 took no item" in text and "refresh_vm_stats (events)" in text and "kworker/1:1 R queued" in text
+
+
+def _stall_task(tid: int, stall_ms: float, alloc_mib: float, comm: bytes, kthread: bool = False) -> tuple[bytes, bytes]:
+    from investigator.probes.collectors import memstall
+    r = memstall.MemstallTask(mm=memstall.MmStall(reclaim_ns=int(stall_ms * 1e6)), alloc_pages=int(alloc_mib * 256), reclaims=5,
+                              tgid=tid, kthread=int(kthread), comm=comm)
+    return tid.to_bytes(4, "little"), bytes(r)
+
+
+def _stall_evidence(monkeypatch: Any, rows: list[tuple[bytes, bytes]], cgroup_of: dict[int, str]) -> dict[str, Any]:
+    """mem.stall's evidence for hand-made task records over a 1 s window, the tasks living in
+    the v2 cgroups ``cgroup_of`` names, /lim the one limited cgroup (32 MiB, reached 50 times)."""
+    from investigator.probes.collectors import memstall
+    from investigator.system import cgroups
+    m0 = cgroups.Memory(32 << 20, 0, 30 << 20, 100, 0, 0, 10, 1, 0, 0)
+    m1 = cgroups.Memory(32 << 20, 0, 31 << 20, 150, 0, 0, 900, 40, 0, 0)
+    monkeypatch.setattr(cgroups, "task_paths", lambda tid: {"": cgroup_of[tid]} if tid in cgroup_of else {})
+    monkeypatch.setattr(cgroups, "memory", lambda folder, v2: m1)
+    c = memstall.Collector()
+    c.t0, c.vm0, c.kswapd0, c.stopped = time.monotonic_ns() - 10**9, memstall._vmstat(), {}, []
+    c.roots, c.limited = {True: [], False: []}, {(True, "/lim"): ("/sys/fs/cgroup/lim", m0)}
+    inst = SimpleNamespace(obj=SimpleNamespace(maps={"tasks": _Map(rows)}, read_global=lambda name: 3),
+                           values={"min_share": 10}, links=["tp_btf:sched_switch"])
+    inst.obj.maps["tasks"].lookup_batch = lambda limit: rows
+    return c.finish(inst)
+
+
+def test_memory_stalls_are_grouped_under_the_limit_that_ran_out(monkeypatch: Any) -> None:
+    """A task alone at its cgroup's limit is that limit's victim, with no culprit; a task that
+    brought in far more pages than the victims beside it is their culprit; the machine is the
+    cause of stalls outside any limited cgroup; kernel threads and the investigation itself
+    are never victims."""
+    ev = _stall_evidence(monkeypatch, [_stall_task(101, 600, 90, b"reader"), _stall_task(5, 700, 0, b"kcompactd0", True),
+                                       _stall_task(os.getpid(), 500, 1, b"investigate")],
+                         {101: "/lim/job", 5: "/", os.getpid(): "/"})
+    w = ev["worst"]
+    assert (w["scope"], w["path"], w["limit_mib"], w["limit_hits"], w["refaults"]) == ("cgroup", "/lim", 32.0, 50, 890)
+    assert [t["tid"] for t in w["victims"]] == [101] and w["victim"]["stall_pct"] >= 59.0 and w["culprit"]["tid"] == 0
+    assert {t["tid"]: t["role"] for t in w["tasks"]} == {101: "victim"} and w["cgroups"] == ["/lim"]
+    assert ev["stalled_count"] == 1 and len(ev["scopes"]) == 1 and ev["system"]["kswapd_wakes"] == 3
+    # a streamer beside its victims: 10 times the pages of any of them
+    ev = _stall_evidence(monkeypatch, [_stall_task(201, 300, 400, b"stream"), _stall_task(202, 500, 40, b"worker"),
+                                       _stall_task(203, 250, 20, b"other")],
+                         {201: "/lim", 202: "/lim", 203: "/lim/sub"})
+    w = ev["worst"]
+    assert w["culprit"]["tid"] == 201 and [t["tid"] for t in w["victims"]] == [202, 203]
+    assert {t["tid"]: t["role"] for t in w["tasks"]} == {201: "culprit", 202: "victim", 203: "victim"}
+    # ... but not when it brought in less than twice what a victim did: no culprit guessed
+    ev = _stall_evidence(monkeypatch, [_stall_task(201, 300, 60, b"stream"), _stall_task(202, 500, 40, b"worker")],
+                         {201: "/lim", 202: "/lim"})
+    assert ev["worst"]["culprit"]["tid"] == 0 and {t["tid"] for t in ev["worst"]["victims"]} == {201, 202}
+    # stalls outside any limited cgroup: the machine
+    ev = _stall_evidence(monkeypatch, [_stall_task(301, 400, 10, b"app"), _stall_task(302, 50, 5, b"calm")],
+                         {301: "/free", 302: "/free"})
+    w = ev["worst"]
+    assert (w["scope"], w["path"], w["cgroups"]) == ("system", "", []) and [t["tid"] for t in w["victims"]] == [301]
+    assert "the whole machine" in w["cause"]
+    # nothing stalled a tenth of the window
+    ev = _stall_evidence(monkeypatch, [_stall_task(302, 50, 5, b"calm")], {302: "/lim"})
+    assert ev["worst"]["scope"] == "" and ev["worst"]["victims_count"] == 0 and ev["stalled_count"] == 0

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import investigate
-from scenarios.procs import (NORMAL_HOG, SCENARIO_S, frozen_filesystem, limited_cgroup, processes, remove_cgroup,
+from scenarios.procs import (NORMAL_HOG, SCENARIO_S, frozen_filesystem, memory_cgroup, processes, remove_cgroup,
                              spawn_in_cgroup, sysctl, threads_by_comm, wait_alive)
 
 pytestmark = [pytest.mark.bpf]
@@ -114,10 +114,7 @@ def test_the_kernels_hung_task_report_names_the_writer_of_a_frozen_filesystem(tm
 def test_an_oom_kill_in_a_memory_cgroup_names_the_task_and_the_cgroup(tmp_path: Path) -> None:
     name = f"inv-oom-{os.getpid()}"
     # no swap to escape to: the limit is the memory the cgroup has
-    limit = str(64 << 20)
-    with limited_cgroup(name, "memory", {"memory.max": limit, "memory.swap.max": "0"},
-                        {"memory.limit_in_bytes": limit, "memory.memsw.limit_in_bytes": limit}) as (cg, _), \
-            processes() as ps:
+    with memory_cgroup(name, 64) as (cg, _), processes() as ps:
         def in_cgroup(code: str) -> subprocess.Popen[bytes]:
             return spawn_in_cgroup(ps, cg, code)
         # a look-alike in the same cgroup: listed in the kernel's OOM report, never its victim

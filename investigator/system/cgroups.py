@@ -1,6 +1,6 @@
 """The cgroup hierarchies mounted here, bounded walks of their folders, and the files the
-tool reads in them: a folder's CPU bandwidth (its quota and how often it was throttled)
-and its threads.
+tool reads in them: a folder's CPU bandwidth (its quota and how often it was throttled),
+its memory limit and what hitting it did, and its threads.
 
 cgroup v2 has one hierarchy (type cgroup2), whose folders hold every controller's files:
 ``cpu.max`` ("QUOTA PERIOD" in microseconds, QUOTA "max" for none) and ``cpu.stat``
@@ -8,6 +8,13 @@ cgroup v2 has one hierarchy (type cgroup2), whose folders hold every controller'
 each controller (type cgroup, the controller named in the mount's options): the cpu
 controller's folders hold ``cpu.cfs_quota_us`` (-1 for none), ``cpu.cfs_period_us`` and
 ``cpu.stat`` (``nr_periods``, ``nr_throttled``, ``throttled_time`` in nanoseconds), ``tasks``.
+Memory: on v2 ``memory.max`` / ``memory.high`` ("max" for none), ``memory.current``,
+``memory.events`` (``high``, ``max``: times the usage reached them; ``oom``, ``oom_kill``) and
+``memory.stat`` (``workingset_refault_anon/_file``, ``pgmajfault``, ``pgscan``, ``pgsteal``);
+on v1 ``memory.limit_in_bytes`` (a page-rounded 2^63 for none), ``memory.usage_in_bytes``,
+``memory.failcnt`` (charges that hit the limit; ``memory.memsw.*`` the same for memory and
+swap together, where swap is accounted), ``memory.oom_control`` (``oom_kill``) and
+``memory.stat``'s hierarchical ``total_*`` counters.
 Every read is one bounded read of a file opened without following a symbolic link.
 """
 
@@ -182,4 +189,74 @@ def threads(folder: str, v2: bool, limit: int) -> list[int]:
             break
         if line.strip().isdigit():
             out.append(int(line))
+    return out
+
+
+V1_NO_LIMIT = 1 << 62          # v1 reports "no limit" as PAGE_COUNTER_MAX pages in bytes, near 2^63
+
+
+@dataclass(frozen=True)
+class Memory:
+    """A memory cgroup's limit and its pressure counters at one read (bytes and counts)."""
+    limit: int                 # memory.max / memory.limit_in_bytes; 0 for none
+    high: int                  # memory.high (v2); 0 for none
+    usage: int
+    limit_hits: int            # memory.events max (v2), memory.failcnt + memsw.failcnt (v1)
+    high_hits: int             # memory.events high (v2)
+    oom_kills: int
+    refaults: int              # workingset refaults, anon and file
+    majfaults: int
+    scanned: int               # pages reclaim looked at (v2 only; 0 on v1)
+    reclaimed: int             # pages reclaim freed (v2 only)
+
+
+def _bytes(text: str | None) -> int | None:
+    """A limit file's value: 0 for "max" (or v1's no-limit value), None when unreadable."""
+    t = (text or "").strip()
+    if t == "max":
+        return 0
+    try:
+        v = int(t)
+    except ValueError:
+        return None
+    return 0 if v >= V1_NO_LIMIT else v
+
+
+def memory(folder: str, v2: bool) -> Memory | None:
+    """The folder's memory limit and counters; None when it has no memory controller files."""
+    if v2:
+        limit, high = _bytes(read_file(f"{folder}/memory.max")), _bytes(read_file(f"{folder}/memory.high"))
+        usage = _bytes(read_file(f"{folder}/memory.current"))
+        if limit is None or usage is None:
+            return None
+        ev = _stat(read_file(f"{folder}/memory.events") or "")
+        st = _stat(read_file(f"{folder}/memory.stat") or "")
+        return Memory(limit, high or 0, usage, ev.get("max", 0), ev.get("high", 0), ev.get("oom_kill", 0),
+                      st.get("workingset_refault_anon", 0) + st.get("workingset_refault_file", 0),
+                      st.get("pgmajfault", 0), st.get("pgscan", 0), st.get("pgsteal", 0))
+    limit, usage = _bytes(read_file(f"{folder}/memory.limit_in_bytes")), \
+        _bytes(read_file(f"{folder}/memory.usage_in_bytes"))
+    if limit is None or usage is None:
+        return None
+    # with swap accounting, a charge is tried against memory+swap first: one that fails
+    # there counts in memsw.failcnt only
+    memsw = _bytes(read_file(f"{folder}/memory.memsw.limit_in_bytes")) or 0
+    limit = min(x for x in (limit, memsw) if x) if limit or memsw else 0
+    fail = (_bytes(read_file(f"{folder}/memory.failcnt")) or 0) + \
+        (_bytes(read_file(f"{folder}/memory.memsw.failcnt")) or 0)
+    oom = _stat(read_file(f"{folder}/memory.oom_control") or "")
+    st = _stat(read_file(f"{folder}/memory.stat") or "")
+    return Memory(limit, 0, usage, fail, 0, oom.get("oom_kill", 0),
+                  st.get("total_workingset_refault_anon", 0) + st.get("total_workingset_refault_file", 0),
+                  st.get("total_pgmajfault", 0), 0, 0)
+
+
+def task_paths(tid: int) -> dict[str, str]:
+    """A task's cgroups from /proc/TID/cgroup: the v2 path under "", each v1 hierarchy's
+    under each of its controllers ("memory", "cpu"); empty once the task is gone."""
+    out: dict[str, str] = {}
+    for line in (read_file(f"/proc/{tid}/cgroup") or "").splitlines():
+        _, ctrls, path = (line.split(":", 2) + ["", ""])[:3]
+        for c in (ctrls.split(",") if ctrls else [""]):
+            out.setdefault(c, path)
     return out

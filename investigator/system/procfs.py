@@ -136,6 +136,28 @@ def cpu_ticks() -> tuple[int, int] | None:
     return vals[3] + vals[4], sum(vals[:8])
 
 
+def counters(path: str) -> dict[str, int]:
+    """A /proc file of "name value" lines (/proc/vmstat) or "Name: value kB" lines
+    (/proc/meminfo, values in kB) as name -> number; {} when it cannot be read."""
+    out = {}
+    for line in (_read(path) or "").splitlines():
+        parts = line.replace(":", " ").split()
+        if len(parts) >= 2 and parts[1].isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
+def kthreads(prefix: str, limit: int = 1024) -> list[int]:
+    """Kernel threads whose name starts with ``prefix`` (kswapd0, kcompactd0): the children
+    of kthreadd (PID 2), at most ``limit`` of them read."""
+    out = []
+    for tid in (_read("/proc/2/task/2/children") or "").split()[:limit]:
+        st = task_stat(tid)
+        if st and st["comm"].startswith(prefix):
+            out.append(int(tid))
+    return out
+
+
 MAX_THREADS_READ = 256     # threads of one process summed by cpu_seconds
 
 

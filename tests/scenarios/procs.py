@@ -335,6 +335,71 @@ def limited_cgroup(name: str, controller: str, v2_knobs: dict[str, str],
                 (v2 / "cgroup.subtree_control").write_text(f"-{controller}")
 
 
+def memory_cgroup(name: str, mib: int) -> Iterator[tuple[object, int]]:
+    """limited_cgroup with a memory limit of ``mib`` MiB and no swap to escape to."""
+    limit = str(mib << 20)
+    return limited_cgroup(name, "memory", {"memory.max": limit, "memory.swap.max": "0"},
+                          {"memory.limit_in_bytes": limit, "memory.memsw.limit_in_bytes": limit})
+
+
+def memory_refaults(cg: object, version: int) -> int:
+    """Refaults in a memory cgroup: pages read back soon after they were evicted."""
+    from pathlib import Path
+    st = dict(line.split() for line in (Path(str(cg)) / "memory.stat").read_text().splitlines())
+    pre = "" if version == 2 else "total_"
+    return int(st.get(f"{pre}workingset_refault_file", 0)) + int(st.get(f"{pre}workingset_refault_anon", 0))
+
+
+def memory_limit_hits(cg: object, version: int) -> int:
+    """How often a memory cgroup's usage reached its limit: memory.events max (v2),
+    memory.failcnt and memory.memsw.failcnt (v1: a charge that fails against memory and
+    swap together counts only there)."""
+    from pathlib import Path
+    d = Path(str(cg))
+    if version == 2:
+        ev = dict(line.split() for line in (d / "memory.events").read_text().splitlines())
+        return int(ev.get("max", 0))
+    return sum(int((d / f).read_text()) for f in ("memory.failcnt", "memory.memsw.failcnt") if (d / f).exists())
+
+
+def data_file(path: str, mib: int) -> str:
+    """A file of ``mib`` MiB of random bytes (nothing for a filesystem to compress or share),
+    written out and dropped from the page cache: its pages, cached while written, would stay
+    charged to the writer's cgroup, and a reader in another cgroup would never charge its own."""
+    with open(path, "wb") as f:
+        for _ in range(mib):
+            f.write(os.urandom(1 << 20))
+        f.flush()
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    return path
+
+
+# reads a file from its start to its end, again and again, 1 MiB at a time
+PAGE_READER = """
+import os, time
+open("/proc/self/comm", "w").write("{name}")
+fd = os.open("{path}", os.O_RDONLY)
+end = time.monotonic() + {seconds}
+while time.monotonic() < end:
+    os.lseek(fd, 0, 0)
+    while os.read(fd, 1 << 20):
+        pass
+"""
+
+# touches one byte of every page of a file mapping, again and again: a working set
+PAGE_TOUCHER = """
+import mmap, time
+open("/proc/self/comm", "w").write("{name}")
+f = open("{path}", "rb")
+m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+end = time.monotonic() + {seconds}
+while time.monotonic() < end:
+    for off in range(0, len(m), 4096):
+        m[off]
+"""
+
+
 def spawn_in_cgroup(ps: Procs, cg: object, code: str) -> subprocess.Popen[bytes]:
     """A scenario started inside cgroup ``cg`` (it joins before it runs any of its code)."""
     p = subprocess.Popen(["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$0" -c "$1"',
@@ -352,12 +417,14 @@ def rps_to(cpu: int, dev: str = "lo") -> Iterator[None]:
 
 
 @contextmanager
-def ext4_loop(workdir: str) -> Iterator[str]:
-    """A small ext4 filesystem on a loop device; yields its mount point.  Always thawed (a
-    test may freeze it with ``fsfreeze -f``), unmounted and removed afterwards."""
+def ext4_loop(workdir: str, mib: int = 32) -> Iterator[str]:
+    """An ext4 filesystem of ``mib`` MiB on a loop device (its image a sparse file in
+    ``workdir``); yields its mount point.  Always thawed (a test may freeze it with ``fsfreeze
+    -f``), unmounted and removed afterwards."""
     img, mnt = os.path.join(workdir, "frozen.img"), os.path.join(workdir, "frozen")
     os.makedirs(mnt, exist_ok=True)
-    subprocess.run(["dd", "if=/dev/zero", f"of={img}", "bs=1M", "count=32", "status=none"], check=True)
+    with open(img, "wb") as f:
+        f.truncate(mib << 20)
     subprocess.run(["mkfs.ext4", "-q", "-F", img], check=True)
     subprocess.run(["mount", "-o", "loop", img, mnt], check=True)
     try:

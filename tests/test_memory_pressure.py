@@ -1,0 +1,87 @@
+"""Memory pressure: a memory cgroup the test makes (cgroup v2 memory.max, or the v1 memory
+controller's limit_in_bytes; no swap to escape to), holding a task that keeps touching every
+page of a file mapping three times the limit, on an ext4 filesystem of its own -- every touch
+faults in a page the cgroup has no room for, so the task reclaims its own pages again and
+again (about half of its time here).  Started before the investigation; freeze.yaml's first
+look sees the machine's memory pressure and routes to memory-pressure, whose verdict names
+the task as victim with its share of the window, and the cgroup and its limit: one task
+stalling on its own pages has no culprit.
+
+Look-alikes that must never be named: a reader cycling through a file that fits its
+cgroup's generous limit (a cgroup whose limit is never reached) and a reader outside any
+limited cgroup with plenty of free memory (a busy machine that is not short of memory).
+Who is named culprit beside victims (the task that brought in at least twice their pages)
+is tested on records built by hand (test_collector_units.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import investigate
+from scenarios.procs import (PAGE_READER, PAGE_TOUCHER, SCENARIO_S, data_file, ext4_loop, memory_cgroup,
+                             memory_limit_hits, memory_refaults, processes, spawn_in_cgroup, wait_alive)
+
+pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel]
+
+def _wait_for_refaults(cg: Any, version: int, p: subprocess.Popen[bytes], n: int = 20000) -> None:
+    """The cgroup's pages evicted and read back again and again before the investigation
+    starts (its limit reached: v1 with memory+swap limited counts no failed charge)."""
+    deadline = time.monotonic() + 120
+    while memory_refaults(cg, version) < n:
+        assert time.monotonic() < deadline, f"{cg}: {memory_refaults(cg, version)} refaults"
+        wait_alive(p, 0.05)
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Any:
+    """A filesystem of the test's own backed by a block device (a loop device): its page
+    cache can be reclaimed and read back, where a tmpfs's could not without swap."""
+    with ext4_loop(str(tmp_path), mib=256) as mnt:
+        yield mnt
+
+
+def test_a_task_at_its_cgroups_memory_limit_is_its_victim(tmp_path: Path, disk: str) -> None:
+    name, calm_name = f"inv-mem-{os.getpid()}", f"inv-mem-ok-{os.getpid()}"
+    big, small = data_file(f"{disk}/big", 96), data_file(f"{disk}/small", 16)
+    free = data_file(f"{disk}/free", 64)
+    with memory_cgroup(name, 32) as (cg, version), memory_cgroup(calm_name, 512) as (ok, _), \
+            processes() as ps:
+        reader = spawn_in_cgroup(ps, cg, PAGE_TOUCHER.format(name="inv-mem-toucher", path=big, seconds=SCENARIO_S))
+        calm = spawn_in_cgroup(ps, ok, PAGE_READER.format(name="inv-mem-calm", path=small, seconds=SCENARIO_S))
+        outside = ps.spawn(PAGE_READER, name="inv-mem-free", path=free, seconds=SCENARIO_S)
+        _wait_for_refaults(cg, version, reader)
+        p = investigate("playbooks/freeze.yaml", "--window", "2", "--json", "--out", str(tmp_path / "b"),
+                        timeout=240)
+        calm_hits = memory_limit_hits(ok, version) + memory_refaults(ok, version)
+        for x in (reader, calm, outside):
+            wait_alive(x, 0)
+    assert p.returncode == 1, p.stdout + p.stderr
+    rep = json.loads(p.stdout)
+    (look,) = [n for n in rep["nodes"] if n["id"] == "triage"]
+    assert any("memory-pressure" in r["next"] for r in look["routes"]), look["routes"]
+    (v,) = [v for v in rep["verdicts"] if v["node"] == "memory-pressure"]
+    assert v["verdict"] == "memory-pressure", v
+    d = v["evidence"]["details"]
+    assert (d["scope"], d["path"], d["cgroup_version"]) == ("cgroup", f"/{name}", version), d
+    assert d["limit_mib"] == 32.0 and d["refaults"] > 0 and (version == 1 or d["limit_hits"] > 0), d
+    assert d["victim"]["tid"] == reader.pid and d["victim"]["stall_pct"] >= 20.0, d["victim"]
+    assert d["victim"]["reclaims"] > 0 and d["victim"]["cgroup"] == f"/{name}", d["victim"]
+    # one task stalling on its own pages: the victim of its limit, no culprit
+    assert d["culprit"]["tid"] == 0, d["culprit"]
+    assert {t["tid"]: t["role"] for t in v["tasks"]} == {reader.pid: "victim"}, v["tasks"]
+    assert [t["cgroup"] for t in v["tasks"]] == [f"/{name}"], v["tasks"]
+    assert f"/{name}" in v["summary"] and "32 MiB" in v["summary"], v["summary"]
+    # the look-alikes: never a victim, never in a verdict
+    assert calm_hits == 0
+    named = {t["tid"] for x in rep["verdicts"] for t in x["tasks"]}
+    assert not named & {calm.pid, outside.pid}, rep["verdicts"]
+    ev = json.loads((tmp_path / "b" / "evidence.json").read_text())["memory-pressure"]["memstall"]
+    quiet = {t["tid"]: t for t in ev["tasks"]}
+    for x in (calm, outside):
+        assert quiet.get(x.pid, {"stall_pct": 0.0})["stall_pct"] < 5.0, quiet.get(x.pid)
