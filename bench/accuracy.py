@@ -28,9 +28,10 @@ sys.path.insert(0, str(REPO / "bench"))
 from docsplice import splice  # noqa: E402
 sys.path.insert(0, str(REPO / "tests"))
 from scenarios.build import c_helper  # noqa: E402
-from scenarios.procs import (FLOCK_ABBA, FUSE_RENAMER, NORMAL_HOG, PAGE_TOUCHER,  # noqa: E402
+from scenarios.procs import (DIRECT_WRITER, FLOCK_ABBA, FUSE_RENAMER, NORMAL_HOG, PAGE_TOUCHER,  # noqa: E402
                              PERIODIC, PIPE_RESIZER, PTY_WRITERS, RT_HOG, STAT_REFRESH, data_file, ext4_loop,
-                             frozen_filesystem, fuse_mount, limited_cgroup, memory_cgroup, memory_refaults,
+                             frozen_filesystem, fuse_mount, io_limited_cgroup, limited_cgroup, loop_device,
+                             memory_cgroup, memory_refaults,
                              processes, rps_to, spawn_in_cgroup, start_abba, sysctl, threads_by_comm, wait_alive)
 
 @dataclass
@@ -229,6 +230,17 @@ def memory_limit(tmp: Path) -> Iterator[dict]:
 
 
 @contextlib.contextmanager
+def io_limit(tmp: Path) -> Iterator[dict]:
+    """A writer of 256 KiB O_DIRECT writes in a cgroup whose writes to its loop device are
+    limited to 1 MiB/s."""
+    with loop_device(str(tmp)) as (dev, mm), io_limited_cgroup(f"inv-acc-io-{os.getpid()}", mm, 1 << 20) as (cg, _), \
+            processes() as ps:
+        p = spawn_in_cgroup(ps, cg, DIRECT_WRITER.format(name="io-writer", dev=dev, seconds=60))
+        wait_alive(p, 1.0)
+        yield {"roles": {p.pid: "victim"}}
+
+
+@contextlib.contextmanager
 def healthy(tmp: Path) -> Iterator[dict]:
     with processes() as ps:
         for cpu in range(os.cpu_count() or 1):
@@ -282,7 +294,7 @@ def priority_inversion(tmp: Path) -> Iterator[dict]:
 RESERVED = ("reserved_cpus=[1]", "reserved_for=[latency-app]")
 # freeze.yaml's questions: a reproducer of one of these is also run through freeze.yaml
 FREEZE_NODES = {"cpu-starvation", "cpu-throttled", "workqueue-stall", "blocked-tasks", "user-deadlock", "holder-state",
-                "irq-overload", "softirq-wrong-context", "memory-pressure"}
+                "irq-overload", "softirq-wrong-context", "memory-pressure", "io-stall"}
 WINDOW_S = 5.0      # the default window of every playbook's nodes
 CASES = [
     Case("rt-hog", "an RT busy loop starves a normal task on its CPU", "starvation.yaml", "cpu-starvation",
@@ -332,6 +344,8 @@ CASES = [
          "alloc-failures", "alloc-failure", alloc_failures),
     Case("memory-limit", "a task touching a file mapping three times its cgroup's 32 MiB memory limit",
          "memory.yaml", "memory-pressure", "memory-pressure", memory_limit),
+    Case("io-limit", "a writer of O_DIRECT writes in a cgroup whose writes to its loop device are limited to 1 MiB/s",
+         "io.yaml", "io-stall", "io-stall", io_limit),
     Case("holder-busy", "a waiter stuck on a mutex whose holder spins with it held", "freeze.yaml", "holder-state",
          "contention", _held("busy"), forbid=("deadlock",)),
     Case("holder-stopped", "a waiter stuck on a mutex whose holder was stopped with SIGSTOP", "freeze.yaml",
@@ -345,7 +359,7 @@ CASES = [
          None, None, _held("pulse"), forbid=("deadlock", "hung-task", "contention")),
     Case("healthy", "every CPU busy with normal hogs and periodic tasks", "freeze.yaml", None, None, healthy,
          forbid=("deadlock", "starvation", "hung-task", "wrong-context", "overload", "alloc-failure", "contention",
-                 "memory-pressure", "throttled")),
+                 "memory-pressure", "io-stall", "throttled")),
 ]
 
 

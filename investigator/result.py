@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PROBLEM_VERDICTS = ("deadlock", "starvation", "wrong-context", "contention", "hung-task", "overload",
-                    "alloc-failure", "priority-inversion", "throttled", "memory-pressure")
+                    "alloc-failure", "priority-inversion", "throttled", "memory-pressure", "io-stall")
 """The verdicts that are findings (a node that reaches one is ``confirmed``)."""
 
 

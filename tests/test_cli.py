@@ -134,7 +134,8 @@ def test_replay_with_an_edited_playbook_changes_the_verdict(tmp_path: Path) -> N
     # starvation.yaml takes cpu-starvation from freeze.yaml: the edit is there, beside it
     edited = tmp_path / "edited.yaml"
     shutil.copy(REPO / "playbooks/starvation.yaml", edited)
-    shutil.copy(REPO / "playbooks/interrupts.yaml", tmp_path)      # what both import
+    for imported in ("interrupts.yaml", "memory.yaml", "io.yaml"):     # what both import
+        shutil.copy(REPO / "playbooks" / imported, tmp_path)
     (tmp_path / "freeze.yaml").write_text((REPO / "playbooks/freeze.yaml").read_text().replace(
         "runqlat.starved.wait_ms >= 100.0 && runqlat.starved.culprit.tid != 0", "runqlat.max_ms >= 0.0").replace(
         "about: runqlat.starved", "about: runqlat.worst"))
@@ -149,7 +150,8 @@ def test_playbook_fixtures_pass_and_catch_a_regression(tmp_path: Path) -> None:
     assert "PASS  rt-hog" in p.stdout and "PASS  vfork-d-state" in p.stdout and "PASS  healthy-busy" in p.stdout
     # the same fixtures against a playbook whose starvation threshold went wrong
     edited = tmp_path / "freeze.yaml"
-    shutil.copy(REPO / "playbooks/interrupts.yaml", tmp_path)
+    for imported in ("interrupts.yaml", "memory.yaml", "io.yaml"):     # the files freeze.yaml imports from
+        shutil.copy(REPO / "playbooks" / imported, tmp_path)
     edited.write_text((REPO / "playbooks/freeze.yaml").read_text().replace(
         "runqlat.starved.wait_ms >= 100.0", "runqlat.starved.wait_ms >= 2000.0"))
     p = investigate("test", str(edited), "--fixtures", str(REPO / "playbooks/tests/freeze"))
@@ -165,7 +167,7 @@ def test_recording_a_fixture_from_a_bundle(tmp_path: Path) -> None:
         (bundle / f).write_text((src / f).read_text())
     (bundle / "playbook.yaml").write_text((REPO / "playbooks/freeze.yaml").read_text())
     (bundle / "imports.json").write_text(json.dumps(
-        {"interrupts.yaml": (REPO / "playbooks/interrupts.yaml").read_text()}))
+        {f: (REPO / "playbooks" / f).read_text() for f in ("interrupts.yaml", "memory.yaml", "io.yaml")}))
     fx = tmp_path / "fx"
     p = investigate("test", "playbooks/freeze.yaml", "--fixtures", str(fx), "--record", str(bundle),
                     "--name", "again")

@@ -135,3 +135,55 @@ def test_memory_stalls_are_grouped_under_the_limit_that_ran_out(monkeypatch: Any
     # nothing stalled a tenth of the window
     ev = _stall_evidence(monkeypatch, [_stall_task(302, 50, 5, b"calm")], {302: "/lim"})
     assert ev["worst"]["scope"] == "" and ev["worst"]["victims_count"] == 0 and ev["stalled_count"] == 0
+
+
+def _io_evidence(monkeypatch: Any, tasks: list[tuple[int, float, float, int]], devs: dict[int, tuple[float, int]],
+                 inflight: list[tuple[int, float]], cgroup_of: dict[int, str]) -> dict[str, Any]:
+    """block.io's evidence over a 1 s window: ``tasks`` as (tid, iowait_ms, max_wait_ms, dev),
+    ``devs`` as dev -> (max_ms, count), requests still out as (dev, age_ms); the v2 cgroup
+    /lim limits writes to 7:1 (dev 7 << 20 | 1) to 1 MiB/s."""
+    from investigator.probes.collectors import blockio
+    from investigator.system import cgroups
+    monkeypatch.setattr(cgroups, "task_paths", lambda tid: {"": cgroup_of[tid]} if tid in cgroup_of else {})
+    now = time.monotonic_ns()
+    rows = [(tid.to_bytes(4, "little"), bytes(blockio.BlockioTask(iowait_ns=int(w * 1e6), max_wait_ns=int(m * 1e6),
+                                                                  waits=3, dev=dev, tgid=tid, comm=b"t")))
+            for tid, w, m, dev in tasks]
+    drows = [(d.to_bytes(4, "little"), bytes(blockio.BlockioDev(count=n, total_ns=int(mx * 1e6) * n // 2,
+                                                                max_ns=int(mx * 1e6))))
+             for d, (mx, n) in devs.items()]
+    reqs = [(i.to_bytes(8, "little"), bytes(blockio.BlockioReq(issue_ts=now - int(age * 1e6), dev=d)))
+            for i, (d, age) in enumerate(inflight, 1)]
+    maps = {"tasks": _Map(rows), "devs": _Map(drows), "reqs": _Map(reqs)}
+    for m in maps.values():
+        m.lookup_batch = (lambda rows: lambda limit: rows)(m.rows)  # type: ignore[attr-defined]
+    c = blockio.Collector()
+    c.t0, c.stopped, c.roots = now - 10**9, [], {True: [], False: []}
+    c.limited = {(True, "/lim"): {"7:1": {"wbps": 1 << 20}}}
+    inst = SimpleNamespace(obj=SimpleNamespace(maps=maps), values={"min_share": 20, "min_wait": 10**8})
+    return c.finish(inst)
+
+
+def test_io_stalls_are_told_apart_by_the_limit_or_the_device_behind_them(monkeypatch: Any) -> None:
+    """A task held by its cgroup's limit on a device (its own requests issued later by a
+    kworker: no device of its own) is that limit's victim; a task waiting on a device whose
+    requests take long is the device's; a task busy with a fast device (many short waits) is
+    never a victim, nor is the investigation itself."""
+    loop1, vda = 7 << 20 | 1, 254 << 20
+    ev = _io_evidence(monkeypatch, [(101, 900, 260, 0), (102, 950, 4, vda), (os.getpid(), 800, 300, vda)],
+                      {loop1: (0.3, 8), vda: (3.0, 5000)}, [], {101: "/lim/job", 102: "/", os.getpid(): "/"})
+    w = ev["worst"]
+    assert (w["kind"], w["dev"], w["cgroup"], w["limits"]) == ("limit", "7:1", "/lim", {"wbps": 1 << 20}), w
+    assert [t["tid"] for t in w["victims"]] == [101] and ev["stalled_count"] == 1 and "1 MiB/s" in w["cause"]
+    assert {t["tid"]: t["role"] for t in w["tasks"]} == {101: "victim"} and w["cgroups"] == ["/lim"]
+    # a device slow to answer: a request took 800 ms, another is out for 1.5 s
+    ev = _io_evidence(monkeypatch, [(201, 700, 800, vda)], {vda: (800.0, 20)}, [(vda, 1500.0)], {201: "/"})
+    w = ev["worst"]
+    assert (w["kind"], w["dev"], w["cgroup"]) == ("device", "254:0", "") and w["device_stats"]["inflight"] == 1
+    assert w["device_stats"]["oldest_inflight_ms"] >= 1500.0 and "slow to answer" in w["cause"]
+    # long waits that neither explains
+    ev = _io_evidence(monkeypatch, [(301, 500, 400, vda)], {vda: (2.0, 50)}, [], {301: "/"})
+    assert ev["worst"]["kind"] == "unknown" and ev["worst"]["victim"]["tid"] == 301
+    # nothing stalled
+    ev = _io_evidence(monkeypatch, [(102, 950, 4, vda)], {vda: (3.0, 5000)}, [], {102: "/"})
+    assert ev["worst"]["kind"] == "" and ev["worst"]["victims_count"] == 0 and ev["slowest"]["dev"] == "254:0"

@@ -23,7 +23,7 @@ Expression = NewType("Expression", str)    # a CEL expression
 Template = NewType("Template", str)        # text with {evidence.path} placeholders
 
 Verdict = Literal["deadlock", "starvation", "wrong-context", "contention", "hung-task", "overload",
-                  "alloc-failure", "priority-inversion", "throttled", "memory-pressure", "healthy", "refuted", "inconclusive"]
+                  "alloc-failure", "priority-inversion", "throttled", "memory-pressure", "io-stall", "healthy", "refuted", "inconclusive"]
 OUTCOMES = ("confirmed", "refuted", "inconclusive", "unobservable")
 
 

@@ -251,6 +251,20 @@ def memory(folder: str, v2: bool) -> Memory | None:
                   st.get("total_pgmajfault", 0), 0, 0)
 
 
+def ancestry(paths: dict[str, str], controller: str) -> tuple[bool, list[str]]:
+    """Where a task's ``controller`` limits live (``paths`` as task_paths gives them): its v1
+    hierarchy of that controller when there is one, else its v2 cgroup -- (v2, its path and
+    every ancestor's, nearest first, "/" last)."""
+    v2 = controller not in paths
+    path, out = paths.get(controller, paths.get("", "")), []
+    while path:
+        out.append(path)
+        if path == "/":
+            break
+        path = path.rsplit("/", 1)[0] or "/"
+    return v2, out
+
+
 def task_paths(tid: int) -> dict[str, str]:
     """A task's cgroups from /proc/TID/cgroup: the v2 path under "", each v1 hierarchy's
     under each of its controllers ("memory", "cpu"); empty once the task is gone."""
@@ -259,4 +273,29 @@ def task_paths(tid: int) -> dict[str, str]:
         _, ctrls, path = (line.split(":", 2) + ["", ""])[:3]
         for c in (ctrls.split(",") if ctrls else [""]):
             out.setdefault(c, path)
+    return out
+
+
+IO_KEYS = ("rbps", "wbps", "riops", "wiops")
+V1_IO_FILES = {"rbps": "blkio.throttle.read_bps_device", "wbps": "blkio.throttle.write_bps_device",
+               "riops": "blkio.throttle.read_iops_device", "wiops": "blkio.throttle.write_iops_device"}
+
+
+def io_limits(folder: str, v2: bool) -> dict[str, dict[str, int]]:
+    """The folder's block I/O limits by device ("MAJ:MIN"): bytes and I/Os per second for
+    reads and writes, those set only (v2 ``io.max``, v1 ``blkio.throttle.*_device``)."""
+    out: dict[str, dict[str, int]] = {}
+    if v2:
+        for line in (read_file(f"{folder}/io.max") or "").splitlines():
+            dev, *pairs = line.split()
+            for p in pairs:
+                k, _, v = p.partition("=")
+                if k in IO_KEYS and v.isdigit():
+                    out.setdefault(dev, {})[k] = int(v)
+        return out
+    for k, name in V1_IO_FILES.items():
+        for line in (read_file(f"{folder}/{name}") or "").splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                out.setdefault(parts[0], {})[k] = int(parts[1])
     return out

@@ -158,6 +158,15 @@ def kthreads(prefix: str, limit: int = 1024) -> list[int]:
     return out
 
 
+def block_device_name(dev: str) -> str:
+    """A block device's name ("loop0", "nvme0n1p2") from its "MAJ:MIN", as sysfs gives it;
+    the number itself when it cannot be read."""
+    for line in (_read(f"/sys/dev/block/{dev}/uevent") or "").splitlines():
+        if line.startswith("DEVNAME="):
+            return line[8:].strip()
+    return dev
+
+
 MAX_THREADS_READ = 256     # threads of one process summed by cpu_seconds
 
 

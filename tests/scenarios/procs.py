@@ -304,11 +304,12 @@ def remove_cgroup(cg: str | os.PathLike[str]) -> None:
 
 @contextmanager
 def limited_cgroup(name: str, controller: str, v2_knobs: dict[str, str],
-                   v1_knobs: dict[str, str]) -> Iterator[tuple[object, int]]:
+                   v1_knobs: dict[str, str], v1_controller: str = "") -> Iterator[tuple[object, int]]:
     """A cgroup of the test's own with a controller's limits: on cgroup v2 (the root's
     ``controller`` switched on for its children if needed, and back off after) its
-    ``v2_knobs``, else under the v1 controller's mount its ``v1_knobs``; yields (folder,
-    cgroup version) and removes it after.  A knob the kernel lacks is left out."""
+    ``v2_knobs``, else under the v1 controller's mount (``v1_controller`` where v1 names it
+    otherwise: blkio for io) its ``v1_knobs``; yields (folder, cgroup version) and removes
+    it after.  A knob the kernel lacks is left out."""
     import pytest
     from pathlib import Path
     v2 = Path("/sys/fs/cgroup")
@@ -318,8 +319,8 @@ def limited_cgroup(name: str, controller: str, v2_knobs: dict[str, str],
             (v2 / "cgroup.subtree_control").write_text(f"+{controller}")
             enabled_here = True
         cg, knobs, version = v2 / name, v2_knobs, 2
-    elif (Path("/sys/fs/cgroup") / controller / "cgroup.procs").exists():
-        cg, knobs, version = Path("/sys/fs/cgroup") / controller / name, v1_knobs, 1
+    elif (Path("/sys/fs/cgroup") / (v1_controller or controller) / "cgroup.procs").exists():
+        cg, knobs, version = Path("/sys/fs/cgroup") / (v1_controller or controller) / name, v1_knobs, 1
     else:
         pytest.skip(f"no {controller} cgroup controller (v2 or v1)")
     try:
@@ -397,6 +398,47 @@ end = time.monotonic() + {seconds}
 while time.monotonic() < end:
     for off in range(0, len(m), 4096):
         m[off]
+"""
+
+
+@contextmanager
+def loop_device(workdir: str, mib: int = 64) -> Iterator[tuple[str, str]]:
+    """A loop device over a sparse file of ``mib`` MiB in ``workdir``: yields its path and
+    its "MAJ:MIN"; detached and removed afterwards."""
+    img = os.path.join(workdir, "disk.img")
+    with open(img, "wb") as f:
+        f.truncate(mib << 20)
+    dev = subprocess.run(["losetup", "--find", "--show", img], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    try:
+        rdev = os.stat(dev).st_rdev
+        yield dev, f"{os.major(rdev)}:{os.minor(rdev)}"
+    finally:
+        subprocess.run(["losetup", "-d", dev], capture_output=True, check=False)
+        with contextlib.suppress(OSError):
+            os.remove(img)
+
+
+def io_limited_cgroup(name: str, dev: str, wbps: int) -> Iterator[tuple[object, int]]:
+    """limited_cgroup whose writes to the block device ``dev`` ("MAJ:MIN") are limited to
+    ``wbps`` bytes per second (v2 io.max, v1 blkio.throttle.write_bps_device)."""
+    return limited_cgroup(name, "io", {"io.max": f"{dev} wbps={wbps}"},
+                          {"blkio.throttle.write_bps_device": f"{dev} {wbps}"}, v1_controller="blkio")
+
+
+# writes 256 KiB at a time to a block device with O_DIRECT (no page cache between the task
+# and the device: each write waits for its own I/O), over its first 32 MiB again and again
+DIRECT_WRITER = """
+import mmap, os, time
+open("/proc/self/comm", "w").write("{name}")
+fd = os.open("{dev}", os.O_WRONLY | os.O_DIRECT)
+buf = mmap.mmap(-1, 256 << 10)          # page-aligned, as O_DIRECT needs
+buf.write(os.urandom(256 << 10))
+end = time.monotonic() + {seconds}
+off = 0
+while time.monotonic() < end:
+    os.pwrite(fd, buf, off)
+    off = (off + (256 << 10)) % (32 << 20)
 """
 
 

@@ -80,15 +80,8 @@ class Collector(ProbeCollector):
     def _group(self, paths: dict[str, str]) -> tuple[bool, str] | None:
         """The nearest limited memory cgroup at or above a task's (its v1 memory
         hierarchy's, else its v2 cgroup)."""
-        v2 = "memory" not in paths
-        path = paths.get("memory", paths.get(""))
-        while path:
-            if (v2, path) in self.limited:
-                return v2, path
-            if path == "/":
-                return None
-            path = path.rsplit("/", 1)[0] or "/"
-        return None
+        v2, chain = cgroups.ancestry(paths, "memory")
+        return next(((v2, p) for p in chain if (v2, p) in self.limited), None)
 
     def finish(self, inst: Any) -> dict[str, Any]:
         now = time.monotonic_ns()
