@@ -1,7 +1,7 @@
 #!/bin/sh
 # Second-kernel stage, one-time setup (as root, Debian 12): qemu, Debian's 6.1 and 6.12
 # kernel images (downloaded and unpacked, never installed), a static busybox, and one
-# initramfs per kernel holding the virtio/9p and fuse modules and tests/vm/init, and a
+# initramfs per kernel holding the virtio/9p, fuse, loop and ext4 modules and tests/vm/init, and a
 # fault module per kernel (tests/vm/faults/, built with its Debian headers and gcc).
 #   tests/vm/setup.sh [DIR]      DIR defaults to $INVESTIGATOR_VM_DIR or /var/cache/investigator-vm
 # Idempotent: what is already there is kept. Prints one line per kernel: VERSION DIR.
@@ -23,8 +23,9 @@ fi
 	(cd debs && apt-get download -qq busybox-static 2>/dev/null)
 	mkdir -p bb && dpkg-deb -x debs/busybox-static_*.deb bb
 }
-# Loaded at boot: the 9p share of the host's root, and fuse (its tests; a module on Debian).
-MODULES="virtio_pci 9pnet_virtio 9p fuse"
+# Loaded at boot: the 9p share of the host's root, fuse, and loop and ext4 (the tests'
+# own filesystems and block devices, ext4 with the crc32c it checksums with); modules on Debian.
+MODULES="virtio_pci 9pnet_virtio 9p fuse loop ext4 crc32c_generic"
 # The versioned package behind each meta-package (security updates rename it).
 for meta in linux-image-amd64 linux-image-6.12-amd64; do
 	KPKG=$(apt-cache depends "$meta" 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
