@@ -28,11 +28,11 @@ sys.path.insert(0, str(REPO / "bench"))
 from docsplice import splice  # noqa: E402
 sys.path.insert(0, str(REPO / "tests"))
 from scenarios.build import c_helper  # noqa: E402
-from scenarios.procs import (DIRECT_WRITER, FLOCK_ABBA, FUSE_RENAMER, NORMAL_HOG, PAGE_TOUCHER,  # noqa: E402
+from scenarios.procs import (DIRECT_WRITER, FILE_WRITERS, FLOCK_ABBA, FUSE_RENAMER, NORMAL_HOG, PAGE_TOUCHER,  # noqa: E402
                              PERIODIC, PIPE_RESIZER, PTY_WRITERS, RT_HOG, STAT_REFRESH, data_file, ext4_loop,
                              frozen_filesystem, fuse_mount, io_limited_cgroup, limited_cgroup, loop_device,
                              memory_cgroup, memory_refaults,
-                             processes, rps_to, spawn_in_cgroup, start_abba, sysctl, threads_by_comm, wait_alive)
+                             processes, rps_to, small_tmpfs, spawn_in_cgroup, start_abba, sysctl, threads_by_comm, wait_alive)
 
 @dataclass
 class Case:
@@ -44,6 +44,7 @@ class Case:
     setup: Callable[[Path], contextlib.AbstractContextManager[dict]]   # yields the expected entities
     forbid: tuple[str, ...] = ()   # verdicts that must not appear (look-alikes)
     sets: tuple[str, ...] = ()     # the playbook's vars for this machine (--set NAME=VALUE)
+    via_freeze: bool = True        # also through freeze.yaml when its node is one of freeze's
 
 
 @contextlib.contextmanager
@@ -129,6 +130,17 @@ def kernel_mutex_contention(tmp: Path) -> Iterator[dict]:
         parent, pids = ps.spawn_with_pids(PTY_WRITERS, str(tmp / "pids"), name="ptylock", drain=0.05, chunk=64 * 1024, seconds=60)
         wait_alive(parent, 1.0)
         yield {"any_of": set(pids), "kind": "mutex"}
+
+
+@contextlib.contextmanager
+def lock_crowd(tmp: Path) -> Iterator[dict]:
+    with small_tmpfs(str(tmp), "64m") as mnt, processes() as ps:
+        parent, pids = ps.spawn_with_pids(FILE_WRITERS, str(tmp / "pids"), name="crowd", path=f"{mnt}/shared",
+                                          writers=8, mib=1, shared=True, seconds=60)
+        _, alone = ps.spawn_with_pids(FILE_WRITERS, str(tmp / "own"), name="alone", path=f"{mnt}/own",
+                                      writers=4, mib=1, shared=False, seconds=60)
+        wait_alive(parent, 1.0)
+        yield {"roles": {pid: "waiter" for pid in pids}, "kind": "rwsem", "none_of": set(alone)}
 
 
 @contextlib.contextmanager
@@ -294,7 +306,7 @@ def priority_inversion(tmp: Path) -> Iterator[dict]:
 RESERVED = ("reserved_cpus=[1]", "reserved_for=[latency-app]")
 # freeze.yaml's questions: a reproducer of one of these is also run through freeze.yaml
 FREEZE_NODES = {"cpu-starvation", "cpu-throttled", "workqueue-stall", "blocked-tasks", "user-deadlock", "holder-state",
-                "irq-overload", "softirq-wrong-context", "memory-pressure", "io-stall"}
+                "irq-overload", "softirq-wrong-context", "memory-pressure", "io-stall", "kernel-locks"}
 WINDOW_S = 5.0      # the default window of every playbook's nodes
 CASES = [
     Case("rt-hog", "an RT busy loop starves a normal task on its CPU", "starvation.yaml", "cpu-starvation",
@@ -323,8 +335,11 @@ CASES = [
          "user-deadlock", "deadlock", flock_abba("ofd")),
     Case("pthread-contention", "8 threads fight over two mutexes in the same order", "deadlock.yaml", None,
          None, pthread_contention, forbid=("deadlock",)),
+    # one waiter at a time: no crowd for freeze.yaml's first look to route on (docs/limits.md)
     Case("kernel-mutex-contention", "two pty writers take turns on tty->atomic_write_lock", "deadlock.yaml",
-         "kernel-locks", "contention", kernel_mutex_contention, forbid=("deadlock",)),
+         "kernel-locks", "contention", kernel_mutex_contention, forbid=("deadlock",), via_freeze=False),
+    Case("lock-crowd", "eight processes rewrite the first MiB of one file (its i_rwsem); four more, a file each",
+         "deadlock.yaml", "kernel-locks", "contention", lock_crowd, forbid=("deadlock",)),
     Case("chain-to-reader", "a writer waits for the tty mutex held by a writer waiting for a reader that never reads",
          "deadlock.yaml", "user-deadlock", "hung-task", chain_to_reader, forbid=("deadlock",)),
     Case("chain-to-fuse-daemon", "a rename waits for the rename mutex held by a rename waiting for a FUSE daemon "
@@ -372,6 +387,8 @@ def entities_ok(v: dict, want: dict) -> tuple[bool, str]:
         return False, f"cpus {v.get('cpus')} != {want['cpus']}"
     if "any_of" in want and not (set(got) & want["any_of"]):
         return False, f"none of {sorted(want['any_of'])} in {sorted(got)}"
+    if want.get("none_of", set()) & set(got):
+        return False, f"look-alike(s) {sorted(want['none_of'] & set(got))} named"
     if "kind" in want and not any(lk.get("kind") == want["kind"] for lk in v.get("locks", [])):
         return False, f"no {want['kind']} among the locks"
     return True, ""
@@ -459,7 +476,7 @@ def render(rows: list[dict]) -> str:
 def through_freeze(c: Case) -> Case | None:
     """The same reproducer through the flagship, when its question is one of freeze.yaml's
     (the focused playbooks take their nodes from it): the same node, verdict and entities."""
-    if c.playbook == "freeze.yaml" or (c.node is not None and c.node not in FREEZE_NODES):
+    if c.playbook == "freeze.yaml" or not c.via_freeze or (c.node is not None and c.node not in FREEZE_NODES):
         return None
     return dataclasses.replace(c, playbook="freeze.yaml", sets=())
 

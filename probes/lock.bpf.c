@@ -14,6 +14,7 @@
 DEFINE_PROBE_STATS
 EXPORT_CONST(LOCK_SLOTS);
 EXPORT_CONST(LOCK_STACK_DEPTH);
+EXPORT_CONST(LOCK_WAITERS);
 
 const volatile __u64 min_wait_ns = 0;
 
@@ -22,6 +23,7 @@ const volatile __u64 min_wait_ns = 0;
  * wait whose lock found no room in `by_lock` (missing from the per-lock statistics). */
 __u64 waits_dropped = 0;
 __u64 ended_dropped = 0;
+__u64 waiters_dropped = 0;             /* ended waits whose (lock, waiter) pair found no room */
 
 /* Where a wait is kept while it lasts.  A task waits for one lock at a time, but a wait
  * can hold others inside it: a mutex or rwsem waiter spins on the lock's wait_lock in the
@@ -59,7 +61,17 @@ struct {
 	__type(value, struct lock_wait);
 } scratch SEC(".maps");                 /* a wait being recorded: too large for the BPF stack */
 
+/* Every contender of every lock: the summed waits of each (lock, waiter) pair, so a lock
+ * is judged by what all its waiters lost, not by its longest wait. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LOCK_WAITERS);
+	__type(key, struct lock_waiter_key);
+	__type(value, struct lock_waiter);
+} by_waiter SEC(".maps");
+
 struct lock_stat zero_stat = {};        /* never written */
+struct lock_waiter zero_waiter = {};    /* never written */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -164,6 +176,66 @@ static __always_inline int on_begin(void *ctx, void *lock, __u32 flags)
 	return 0;
 }
 
+/* What a sleeping rwsem is part of, told from its address by the objects' own pointers:
+ * the waiter's mmap_lock (current->mm), or an inode's i_rwsem (an inode's i_mapping points
+ * at its own i_data, whose host is the inode).  Tried on a lock's first few waits only. */
+static __always_inline void identify(struct lock_stat *s, __u64 lock, __u32 flags)
+{
+	struct task_struct *t;
+	struct mm_struct *mm;
+	struct inode *ino;
+	__u64 mapping;
+
+	if (s->obj || s->count > 4 || (flags & (LCB_F_SPIN | LCB_F_PERCPU | LCB_F_MUTEX | LCB_F_RT)) ||
+	    !(flags & (LCB_F_READ | LCB_F_WRITE)))
+		return;
+	t = (void *)bpf_get_current_task();
+	if (bpf_core_field_exists(struct mm_struct, mmap_lock)) {
+		mm = BPF_CORE_READ(t, mm);
+		if (mm && lock == (__u64)mm + bpf_core_field_offset(struct mm_struct, mmap_lock)) {
+			s->obj = LOCK_OBJ_MM;
+			s->obj_id = BPF_CORE_READ(t, tgid);
+			return;
+		}
+	}
+	ino = (void *)(lock - bpf_core_field_offset(struct inode, i_rwsem));
+	mapping = (__u64)BPF_CORE_READ(ino, i_mapping);
+	if (mapping && mapping == (__u64)ino + bpf_core_field_offset(struct inode, i_data) &&
+	    (__u64)BPF_CORE_READ(ino, i_data.host) == (__u64)ino) {
+		s->obj = LOCK_OBJ_INODE;
+		s->obj_id = BPF_CORE_READ(ino, i_ino);
+		s->obj_dev = BPF_CORE_READ(ino, i_sb, s_dev);
+	}
+}
+
+/* Add an ended wait to its waiter's sum for that lock. */
+static __always_inline void account_waiter(struct lock_wait *w, __u64 wait)
+{
+	struct lock_waiter_key k = {.lock = w->lock, .tid = w->tid};
+	struct lock_waiter *v;
+
+	v = bpf_map_lookup_elem(&by_waiter, &k);
+	if (!v) {
+		bpf_map_update_elem(&by_waiter, &k, &zero_waiter, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(&by_waiter, &k);
+		if (!v) {
+			__sync_fetch_and_add(&waiters_dropped, 1);
+			return;
+		}
+		v->tgid = w->tgid;
+		__builtin_memcpy(v->comm, w->comm, 16);
+	}
+	__sync_fetch_and_add(&v->count, 1);
+	__sync_fetch_and_add(&v->total_ns, wait);
+	if (wait > v->max_ns)
+		v->max_ns = wait;
+	if (w->owner_tid) {
+		v->owner_tid = w->owner_tid;
+		v->owner_tgid = w->owner_tgid;
+		__builtin_memcpy(v->owner_comm, w->owner_comm, 16);
+	}
+}
+
 /* Add an ended wait to its lock's statistics. */
 static __always_inline void account(struct lock_wait *w, int ret)
 {
@@ -186,6 +258,8 @@ static __always_inline void account(struct lock_wait *w, int ret)
 		__sync_fetch_and_add(&ended_dropped, 1);
 		return;
 	}
+	identify(s, key, w->flags);
+	account_waiter(w, wait);
 	__sync_fetch_and_add(&s->count, 1);
 	__sync_fetch_and_add(&s->total_ns, wait);
 	s->flags |= w->flags;

@@ -12,6 +12,11 @@
 #define LCB_F_MUTEX     (1U << 5)
 
 #define LOCK_SLOTS        32
+#define LOCK_WAITERS      8192    /* (lock, waiter) pairs with their summed waits */
+
+/* What a lock is part of, told from its address (lock_stat.obj) */
+#define LOCK_OBJ_INODE    1       /* an inode's i_rwsem */
+#define LOCK_OBJ_MM       2       /* a process's mmap_lock */
 #define LOCK_STACK_DEPTH  24      /* frames kept inline: a stack map loses stacks to hash collisions */
 
 struct lock_wait {                      /* a wait in progress: 80 + 8 * LOCK_STACK_DEPTH bytes */
@@ -30,7 +35,7 @@ struct lock_wait {                      /* a wait in progress: 80 + 8 * LOCK_STA
 	__u64 stack[LOCK_STACK_DEPTH];
 };
 
-struct lock_stat {                      /* per lock address: 96 + 8 * LOCK_STACK_DEPTH bytes */
+struct lock_stat {                      /* per lock address: 112 + 8 * LOCK_STACK_DEPTH bytes */
 	__u64 count;
 	__u64 total_ns;
 	__u64 max_ns;
@@ -42,9 +47,30 @@ struct lock_stat {                      /* per lock address: 96 + 8 * LOCK_STACK
 	__u32 worst_owner_tgid;
 	__u32 worst_frames;
 	__u32 nested;                   /* ended waits inside which the waiter waited for another lock */
+	__u32 obj;                      /* what the lock is part of: LOCK_OBJ_* (0: not known) */
+	__u32 obj_dev;                  /* LOCK_OBJ_INODE: its superblock's s_dev (kernel dev_t) */
+	__u64 obj_id;                   /* LOCK_OBJ_INODE: i_ino; LOCK_OBJ_MM: the process (tgid) */
 	char worst_comm[16];
 	char worst_owner_comm[16];
 	__u64 worst_stack[LOCK_STACK_DEPTH];
+};
+
+struct lock_waiter_key {
+	__u64 lock;
+	__u32 tid;
+	__u32 pad;
+};
+
+struct lock_waiter {                    /* one task's ended waits for one lock: 72 bytes */
+	__u64 count;
+	__u64 total_ns;
+	__u64 max_ns;
+	__u32 tgid;
+	__u32 owner_tid;                /* the owner of its latest wait that had one */
+	__u32 owner_tgid;
+	__u32 pad;
+	char comm[16];
+	char owner_comm[16];
 };
 
 #endif

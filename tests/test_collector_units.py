@@ -187,3 +187,29 @@ def test_io_stalls_are_told_apart_by_the_limit_or_the_device_behind_them(monkeyp
     # nothing stalled
     ev = _io_evidence(monkeypatch, [(102, 950, 4, vda)], {vda: (3.0, 5000)}, [], {102: "/"})
     assert ev["worst"]["kind"] == "" and ev["worst"]["victims_count"] == 0 and ev["slowest"]["dev"] == "254:0"
+
+
+def test_a_locks_contenders_are_named_by_their_share_of_the_window() -> None:
+    """Ten waiters of one lock: the eight who waited longest named with their share, the
+    other two counted; the holders ordered by how many waiters waited for them; a waiter
+    who also held it stays a waiter in the finding; an owner the lock never recorded (a
+    spinlock) is said so in words."""
+    from investigator.probes.collectors.lock import LockWaiter, contenders, worst_finding
+
+    def w(tgid: int, ms: int, owner: int) -> LockWaiter:
+        return LockWaiter(count=10, total_ns=ms * 10**6, max_ns=ms * 10**5, tgid=tgid, owner_tid=owner,
+                          owner_tgid=owner, comm=f"w{tgid}".encode(), owner_comm=f"w{owner}".encode())
+
+    pairs = [(100 + i, w(100 + i, 1000 - 50 * i, 999 if i % 3 else 100)) for i in range(10)]
+    who = contenders(pairs, 2 * 10**9)
+    assert who["waiters"] == 10 and who["others"] == 2 and who["others_wait_ms"] == 1150.0, who
+    assert [c["tid"] for c in who["contenders"]] == list(range(100, 108)), who["contenders"]
+    assert who["contenders"][0]["wait_pct"] == 50.0 and who["share_pct"] == 387.5, who
+    assert [(h["tid"], h["waited_by"]) for h in who["holders"]] == [(999, 6), (100, 4)], who["holders"]
+    assert who["who_waits"].startswith("w100 (tid 100) 50%, w101 (tid 101) 47.5%") and who["who_waits"].endswith(
+        "and 2 more"), who["who_waits"]
+    top = {"addr": "0x1", "name": "", "kind": "rwsem", "stack": [], "waiter": who["contenders"][0],
+           "owner": {"tid": 0, "pid": 0, "comm": ""}, **who}
+    roles = {t["tid"]: t["role"] for t in worst_finding(top).to_dict()["tasks"]}
+    assert roles == {**{t: "waiter" for t in range(100, 108)}, 999: "holder"}, roles
+    assert contenders([(5, w(5, 10, 0))], 10**9)["who_holds"] == "owners the lock does not record"

@@ -173,7 +173,8 @@ def _verdict_lines(i: int, v: dict[str, Any]) -> list[str]:
     if v["cpus"]:
         out.append(f"       cpu       {', '.join(map(str, v['cpus']))}")
     for lk in v["locks"]:
-        out.append(f"       lock      {lk.get('kind', '?')} {lk.get('addr', '')}")
+        out.append(f"       lock      {lk.get('kind', '?')} {lk.get('addr', '')}"
+                   + (f" ({lk['name']})" if isinstance(lk.get("name"), str) and lk["name"] else ""))
     details = v["evidence"].get("details")
     stack = details.get("stack") if isinstance(details, dict) else None
     if stack:
@@ -272,7 +273,8 @@ def render_markdown(rep: dict[str, Any]) -> str:
             out.append(f"CPUs: {', '.join(map(str, v['cpus']))}")
             out.append("")
         for lk in v["locks"]:
-            out.append(f"Lock: {lk.get('kind')} at {lk.get('addr')}")
+            out.append(f"Lock: {lk.get('kind')} at {lk.get('addr')}"
+                       + (f" ({lk['name']})" if isinstance(lk.get("name"), str) and lk["name"] else ""))
         details = v["evidence"].get("details")
         if isinstance(details, dict) and details.get("stack"):
             out.append("```")

@@ -28,6 +28,11 @@ def sysctl(name: str) -> str | None:
     return s.strip() if s is not None else None
 
 
+def comm(task: int | str) -> str:
+    """A task's name ("" when it is gone)."""
+    return (_read(f"/proc/{task}/comm") or "").strip()
+
+
 def status(task: int | str = "self") -> dict[str, str]:
     """/proc/TASK/status as name -> value ("self", a PID, or "PID/task/TID"); {} if gone."""
     text = _read(f"/proc/{task}/status") or ""

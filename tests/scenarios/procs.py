@@ -442,6 +442,31 @@ while time.monotonic() < end:
 """
 
 
+# {writers} processes rewriting {mib} MiB at the start of a file again and again: one file
+# for all of them (shared: each write holds the file's i_rwsem for writing, so the others
+# wait for it in turn) or a file each (path.N: no lock in common)
+FILE_WRITERS = """
+import os, time
+buf = b"w" * ({mib} << 20)
+pids = []
+for i in range({writers}):
+    pid = os.fork()
+    if pid == 0:
+        open("/proc/self/comm", "w").write("{name}"[:12] + "-" + str(i))
+        fd = os.open("{path}" if {shared} else "{path}." + str(i), os.O_WRONLY | os.O_CREAT, 0o600)
+        end = time.monotonic() + {seconds}
+        while time.monotonic() < end:
+            os.pwrite(fd, buf, 0)
+        os._exit(0)
+    pids.append(pid)
+with open("{pidfile}.tmp", "w") as f:
+    f.write(" ".join(map(str, pids)))
+os.rename("{pidfile}.tmp", "{pidfile}")
+for pid in pids:
+    os.waitpid(pid, 0)
+"""
+
+
 def spawn_in_cgroup(ps: Procs, cg: object, code: str) -> subprocess.Popen[bytes]:
     """A scenario started inside cgroup ``cg`` (it joins before it runs any of its code)."""
     p = subprocess.Popen(["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$0" -c "$1"',

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes as C
 import os
+from collections import Counter
 from typing import Any
 
 from ...finding import Finding, Lock, Task
@@ -214,6 +215,9 @@ class Collector(ProbeCollector):
                       bool(t["stuck"] or (t["state"] == "S" and t["tid"] in self.first and t["switches"] ==
                                           self.first[t["tid"]].nvcsw + self.first[t["tid"]].nivcsw)))
                  for t in tasks if t["blocker"] and t["blocker"]["owner"] and t["blocker"]["owner"]["tid"] != t["tid"]]
+        # the lock most tasks were blocked on at the closing snapshot: a crowd behind one lock
+        crowd = Counter((t["blocker"]["kind"], t["blocker"]["addr"]) for t in tasks if t["blocker"])
+        (kind, addr), n = crowd.most_common(1)[0] if crowd else (("", ""), 0)
         known = {t["tid"] for t in tasks}
         holders = holder_tasks((e.holder for e in edges), known, TOP_TASKS)
         rows = [task_row(t["tid"], t["pid"], t["comm"], t["state"], t["wchan"], t["stack"], t.get("prio")) for t in tasks]
@@ -224,6 +228,7 @@ class Collector(ProbeCollector):
             "edges_dropped": end_snap.dropped,
             "wait_tasks": wait_tasks(holders + rows, edges),
             "holders": holders,
+            "busiest_lock": {"kind": kind, "addr": addr, "waiters": n},
             "count": len(d_tasks),
             "stuck_count": len(stuck),
             "max_blocked_s": max((t["blocked_s"] for t in d_tasks), default=0.0),

@@ -17,7 +17,7 @@ from typing import Any
 
 from ...analyze.waitfor import Edge, wait_tasks
 from ... import syscalls
-from ...system.procfs import current_syscall, read_in_child
+from ...system.procfs import comm, current_syscall, read_in_child
 from ._common import ProbeCollector, holder_tasks, task_entity
 
 TOP = 20
@@ -84,14 +84,6 @@ def parse(text: str) -> list[dict[str, Any]]:
     return out
 
 
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
 def _switches(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -102,7 +94,7 @@ def _switches(pid: int) -> int | None:
         return None
 
 
-def _mount_devs() -> dict[int, str]:
+def mount_devs() -> dict[int, str]:
     """Mount id -> its device as /proc/locks prints it (major:minor in hex), for our mount
     namespace (/proc/self/mountinfo)."""
     out = {}
@@ -159,7 +151,7 @@ def _open_files(pid: int | str, mounts: dict[int, str], scan: Scan, limit: int =
             continue
 
 
-def _path(pid: int, dev: str, inode: int, mounts: dict[int, str], scan: Scan) -> str:
+def open_file_path(pid: int, dev: str, inode: int, mounts: dict[int, str], scan: Scan) -> str:
     """The file a lock is on, from the holder's open files."""
     return next((f.path for f in _open_files(pid, mounts, scan) if f.is_(dev, inode)), "")
 
@@ -250,7 +242,7 @@ def snapshot(seconds: float = SCAN_S) -> dict[str, Any]:
     holders = {e["id"]: e for e in entries if not e["waiting"]}
     edges = []
     ofd: dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]] = {}
-    mounts = _mount_devs() if any(e["waiting"] for e in entries) else {}
+    mounts = mount_devs() if any(e["waiting"] for e in entries) else {}
     for e in entries:
         h = holders.get(e["id"])
         if e["waiting"] and h and e["pid"] > 0 and h["pid"] > 0:
@@ -288,10 +280,10 @@ class Collector(ProbeCollector):
             ht = waiting_thread.get(h, h)
             sw0, sw1 = self.first["switches"].get(w), last["switches"].get(w)
             stuck = (w, h, e["dev"], e["inode"]) in before and sw0 is not None and sw0 == sw1
-            path = _path(h, he["dev"], he["inode"], mounts, last["scan"])
+            path = open_file_path(h, he["dev"], he["inode"], mounts, last["scan"])
             kind = KINDS.get(e["type"], e["type"].lower())
             lock = f"{kind} {path or e['dev'] + ':' + str(e['inode'])}"
-            waiters.append({**task_entity(w, wpid, _comm(w)), "lock": lock, "type": e["type"], "access": e["access"],
+            waiters.append({**task_entity(w, wpid, comm(w)), "lock": lock, "type": e["type"], "access": e["access"],
                             "path": path, "inode": e["inode"], "holder": task_entity(ht, h, _comm(ht)),
                             "stuck": stuck, "waited_s": window_s if stuck else 0.0})
             edges.append(Edge(w, ht, lock, kind, path or f"{e['dev']}:{e['inode']}", window_s if stuck else 0.0,
