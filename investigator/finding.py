@@ -6,7 +6,8 @@ A collector builds its ``worst`` (the finding a rule points at with ``about:``) 
 ``about`` back with :meth:`Finding.from_dict`, and a follow-up node takes its targets (the
 culprit task, the lock, the CPU, the cgroup) from the same fields.  ``to_dict()`` is the
 evidence contract: ``details`` first, then ``tasks``, ``locks``, ``cpus``, ``cgroups``,
-``files`` and ``stack``.  ``from_dict()`` reads untrusted input (a bundle): it never raises,
+``files`` and ``stack``.  :func:`workload` names what a task's cgroup path says of it (its
+systemd unit, container, pod).  ``from_dict()`` reads untrusted input (a bundle): it never raises,
 keeps only values of the right type and bounds every list and string.
 
 This module imports nothing of the project.
@@ -14,6 +15,7 @@ This module imports nothing of the project.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -208,3 +210,56 @@ class Finding:
                    files=[_str(f) for f in items("files") if isinstance(f, str)],
                    stack=_frames(d.get("stack")),
                    details={k: v for k, v in d.items() if k not in ENTITY_KEYS})
+
+
+MAX_DEPTH = 64           # folders of a cgroup path looked at
+_ID = re.compile(r"[0-9a-f]{64}")
+# systemd scopes that container runtimes create, by prefix: the container is the rest
+# (CRI's container id); "-conmon-" scopes hold the runtime's monitor, not the container
+_RUNTIME_SCOPES = (("docker-", "docker"), ("cri-containerd-", "containerd"), ("crio-", "cri-o"),
+                   ("libpod-", "podman"))
+_POD = re.compile(r"(?:kubepods-(?:besteffort-|burstable-|guaranteed-)?)?pod([0-9a-f_-]{32,36})(?:\.slice)?")
+
+
+def _container(p: str, parent: str, depth: int) -> str | None:
+    """The container one folder of a cgroup path names, if it names one."""
+    name = p[:-len(".scope")] if p.endswith(".scope") else p
+    for prefix, runtime in _RUNTIME_SCOPES:
+        if name.startswith(prefix) and _ID.fullmatch(name[len(prefix):]):
+            return f"{runtime}://{name[len(prefix):]}"
+    if _ID.fullmatch(p) and depth:              # cgroupfs drivers: the id under its runtime's folder
+        runtime = {"docker": "docker", "libpod_parent": "podman"}.get(parent)
+        return f"{runtime}://{p}" if runtime else p
+    if p.startswith("lxc.payload.") and len(p) > len("lxc.payload."):
+        return f"lxc://{p[len('lxc.payload.'):]}"
+    if parent == "lxc" and depth == 1:
+        return f"lxc://{p}"
+    if parent == "machine.slice" and p.startswith("machine-") and p.endswith(".scope"):
+        return f"machine://{p[len('machine-'):-len('.scope')]}"
+    if p.startswith("systemd-nspawn@") and p.endswith(".service"):
+        return f"machine://{p[len('systemd-nspawn@'):-len('.service')]}"
+    return None
+
+
+def workload(path: str) -> dict[str, str]:
+    """What a cgroup path says of the workload that runs in it, where it says so: the
+    systemd ``unit`` (the innermost .service or .scope), the ``container`` (RUNTIME://ID as
+    Kubernetes names container ids; an LXC or systemd-nspawn container by its name), the
+    Kubernetes ``pod`` (its UID).  Read from the path alone, in the layouts of systemd,
+    docker, containerd, CRI-O, podman, the kubelet with either cgroup driver, LXC and
+    machined: a folder named like theirs says the same."""
+    out: dict[str, str] = {}
+    parts = [p for p in (path or "").split("/") if p][:MAX_DEPTH]
+    for i in range(len(parts) - 1, -1, -1):
+        p, parent = parts[i], parts[i - 1] if i else ""
+        if "unit" not in out and p.endswith((".service", ".scope")):
+            out["unit"] = p
+        if "container" not in out:
+            c = _container(p, parent, i)
+            if c:
+                out["container"] = c
+        if "pod" not in out and any(x.startswith("kubepods") for x in parts[:i]):
+            m = _POD.fullmatch(p)
+            if m:
+                out["pod"] = m.group(1).replace("_", "-")
+    return out

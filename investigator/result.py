@@ -21,7 +21,9 @@ class NodeResult:
     """One node's outcome: how it was observed (its probes, window and errors) and what its
     rules concluded.  ``probes`` holds one record per probe of the node: ``probe``, ``as``,
     ``hook`` and either ``error`` (it could not attach) or how it was read at the end
-    (``read_error`` when reading it failed, ``guard`` when the overhead guard detached it)."""
+    (``read_error`` when reading it failed, ``guard`` when the overhead guard detached it).
+    ``task_cgroups`` are the cgroups of the verdict's tasks that its finding does not give,
+    read when the node concluded (a replay reads them from the bundle)."""
 
     id: str
     hypothesis: str
@@ -42,6 +44,7 @@ class NodeResult:
     focus: dict[str, Any] | None = None     # {from, roles, finding, tids}: what it was aimed at
     routes: list[dict[str, Any]] = field(default_factory=list)   # routes it took: next, because
     interrupted: bool = False
+    task_cgroups: dict[int, str] = field(default_factory=dict)   # tid -> cgroup, of its verdict's tasks
 
 
 @dataclass

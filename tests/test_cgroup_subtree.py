@@ -14,12 +14,10 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from scenarios.procs import SCENARIO_S, processes, remove_cgroup, wait_alive
+from scenarios.procs import NAPPER, processes, remove_cgroup, wait_alive
 
 pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel]
 
-# naps 0.1 s at a time, SCENARIO_S in all: off the CPU again and again within the window
-NAPPER = [sys.executable, "-c", f"import time\nfor _ in range({SCENARIO_S * 10}): time.sleep(0.1)"]
 
 BOOK = """apiVersion: investigator/v1
 kind: Playbook

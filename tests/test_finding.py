@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from investigator.finding import MAX_FRAMES, MAX_STR, MAX_TASKS, Finding, Lock, Task
+from investigator.finding import MAX_FRAMES, MAX_STR, MAX_TASKS, Finding, Lock, Task, workload
 from investigator.report.model import _entities
 
 
@@ -67,12 +68,67 @@ def test_sizes_are_clamped() -> None:
 
 
 def test_report_entities_read_the_finding() -> None:
-    tasks, locks, cpus = _entities(_sample().to_dict())
+    tasks, locks, cpus = _entities(_sample().to_dict(), {})
     assert [t["role"] for t in tasks] == ["victim", "culprit", "waiter"]
     assert tasks[1] == {"pid": 11, "tid": 11, "comm": "hog", "role": "culprit", "cgroup": "/a/b", "stack": ["f1", "f2"]}
     assert tasks[2]["waits_for"] == "mutex 0x1" and tasks[2]["holds"] == "mutex 0x2"
     assert locks[0]["holder_tid"] == 11 and cpus == [1]
-    assert _entities("junk") == ([], [], [])
+    assert _entities("junk", {}) == ([], [], [])
+
+
+def test_a_verdicts_tasks_carry_the_cgroup_read_at_conclusion_and_what_it_names() -> None:
+    pod = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1b2c3d4e_aaaa_bbbb_cccc_0123456789ab.slice"
+    tasks, _, _ = _entities(_sample().to_dict(), {10: f"{pod}/cri-containerd-{'c' * 64}.scope", 11: "/ignored"})
+    assert tasks[0]["cgroup"] == f"{pod}/cri-containerd-{'c' * 64}.scope"
+    assert tasks[0]["container"] == "containerd://" + "c" * 64
+    assert tasks[0]["pod"] == "1b2c3d4e-aaaa-bbbb-cccc-0123456789ab"
+    assert tasks[0]["unit"] == f"cri-containerd-{'c' * 64}.scope"
+    assert tasks[1]["cgroup"] == "/a/b" and "unit" not in tasks[1]      # the finding's own cgroup wins
+    assert "cgroup" not in tasks[2]
+
+
+ID = "0123456789abcdef" * 4
+POD = "1b2c3d4e-aaaa-bbbb-cccc-0123456789ab"
+
+
+@pytest.mark.parametrize("path, names", [
+    # systemd's own units, a user's session and services
+    ("/system.slice/nginx.service", {"unit": "nginx.service"}),
+    ("/user.slice/user-1000.slice/session-3.scope", {"unit": "session-3.scope"}),
+    ("/user.slice/user-1000.slice/user@1000.service/app.slice/app-gnome-x-12.scope", {"unit": "app-gnome-x-12.scope"}),
+    # docker with the systemd and the cgroupfs driver; the daemon's own unit is no container
+    (f"/system.slice/docker-{ID}.scope", {"unit": f"docker-{ID}.scope", "container": f"docker://{ID}"}),
+    (f"/docker/{ID}", {"container": f"docker://{ID}"}),
+    ("/system.slice/docker.service", {"unit": "docker.service"}),
+    # the kubelet with either driver, containerd and CRI-O; CRI-O's monitor is not the container
+    (f"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{POD.replace('-', '_')}.slice/cri-containerd-{ID}.scope",
+     {"unit": f"cri-containerd-{ID}.scope", "container": f"containerd://{ID}", "pod": POD}),
+    (f"/kubepods.slice/kubepods-pod{POD.replace('-', '_')}.slice/crio-{ID}.scope",
+     {"unit": f"crio-{ID}.scope", "container": f"cri-o://{ID}", "pod": POD}),
+    (f"/kubepods.slice/kubepods-pod{POD.replace('-', '_')}.slice/crio-conmon-{ID}.scope",
+     {"unit": f"crio-conmon-{ID}.scope", "pod": POD}),
+    (f"/kubepods/burstable/pod{POD}/{ID}", {"container": ID, "pod": POD}),
+    (f"/machine.slice/libpod-{ID}.scope/container", {"unit": f"libpod-{ID}.scope", "container": f"podman://{ID}"}),
+    # LXC and machined / systemd-nspawn containers, by name
+    ("/lxc.payload.web1/system.slice/sshd.service", {"unit": "sshd.service", "container": "lxc://web1"}),
+    ("/lxc/web2", {"container": "lxc://web2"}),
+    ("/machine.slice/machine-build\\x2d7.scope", {"unit": "machine-build\\x2d7.scope", "container": "machine://build\\x2d7"}),
+    # look-alikes: a pod folder outside kubepods, an id of the wrong length, the root, a plain folder
+    (f"/pod{POD}/x", {}),
+    (f"/docker/{ID[:63]}", {}),
+    ("/", {}),
+    ("", {}),
+    ("/process_api/74d5622b57976b35f145c9c452c9f46a", {}),
+])
+def test_a_cgroup_path_names_its_unit_container_and_pod(path: str, names: dict[str, str]) -> None:
+    assert workload(path) == names
+
+
+@given(st.text(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_any_cgroup_path_reads_without_error(path: str) -> None:
+    out = workload(path)
+    assert set(out) <= {"unit", "container", "pod"} and all(isinstance(v, str) and v for v in out.values())
 
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),

@@ -184,6 +184,25 @@ def test_a_fixture_replays_with_a_playbook_given() -> None:
     refused(investigate("replay", str(RECORDED)), "playbook.yaml: missing")
 
 
+def test_a_bundles_task_cgroups_are_read_as_data_bounded(tmp_path: Path) -> None:
+    """A node's task_cgroups from elsewhere: keys that are no TID and values that are no
+    string are left out, at most 64 are read, and a path is text the report escapes."""
+    rep = json.loads(BASE["report.json"])
+    (node,) = [n for n in rep["nodes"] if n["id"] == "cpu-starvation"]
+    (v,) = [v for v in rep["verdicts"] if v["node"] == "cpu-starvation"]
+    victim = v["tasks"][0]["tid"]
+    node["task_cgroups"] = {str(victim): "/system.slice/\x1b[31mevil.service", "x": "/a", "-1": "/b",
+                            "12": ["/c"], **{str(100000 + i): "/d" for i in range(500)}}
+    where = make_bundle(tmp_path / "b", {**BASE, "report.json": json.dumps(rep).encode()})
+    rc, out = _replay_in_process(where)
+    assert rc == 1 and "Traceback" not in out, out
+    assert "\x1b" not in out and "evil.service" in out, out
+    p = investigate("replay", str(where), "--json")
+    (again,) = [x for x in json.loads(p.stdout)["verdicts"] if x["node"] == "cpu-starvation"]
+    t = next(t for t in again["tasks"] if t["tid"] == victim)
+    assert t["cgroup"] == "/system.slice/\x1b[31mevil.service" and t["unit"] == "\x1b[31mevil.service"
+
+
 def test_nesting_within_the_limit_is_accepted(good: Path) -> None:
     (good / "evidence.json").write_bytes(_evidence_nested(60))
     p = investigate("replay", str(good))

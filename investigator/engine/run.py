@@ -300,7 +300,7 @@ class _Walk:
                 f = focus.resolve(node.focus, list(self.done), nid)
                 if not f or not f["tids"]:
                     continue
-                targets = targets.focused(f["tids"])
+                targets, _ = self._aim(f)
             for use in node.probes:
                 alias = use.as_ or self.lp.alias_of(nid, use.use)
                 wanted.append((self.lp.probes[nid][alias], use, targets))
@@ -359,10 +359,13 @@ class _Walk:
                 self.done.append(nr)
                 self.events.emit("node_skipped", node=nid, reason=nr.errors[0])
                 return
-            targets = targets.focused(nr.focus["tids"])
+            targets, why = self._aim(nr.focus)
+            if why:
+                nr.focus["cgroup_not_used"] = why
         self.events.emit("node_started", node=nid, hypothesis=nr.hypothesis, window_s=nr.window_s,
                          visit=nr.visit, reached_from=nr.reached_from,
-                         focus=nr.focus["tids"][:32] if nr.focus else None)
+                         focus=nr.focus["tids"][:32] if nr.focus else None,
+                         **({"focus_cgroup": nr.focus["cgroup"]} if nr.focus and nr.focus.get("cgroup") else {}))
         for use in node.probes:
             alias = use.as_ or lp.alias_of(nid, use.use)
             m = lp.probes[nid][alias]
@@ -387,6 +390,22 @@ class _Walk:
             return
         nr.status = "observing"
         self.active.append(nr)
+
+    def _aim(self, f: dict[str, Any]) -> tuple[Targets, str | None]:
+        """The targets of a node aimed at a focus (rules/focus.py): its tasks, or for a focus on
+        their cgroup that cgroup's subtree -- when it is a cgroup v2 folder inside the run's
+        --cgroup; else the tasks, and why not the cgroup."""
+        base = self.pool.targets
+        if "cgroup" not in f:
+            return base.focused(f["tids"]), None
+        if not f["cgroup"]:
+            return base.focused(f["tids"]), "none of the focus's tasks has a known cgroup"
+        from ..system.procfs import cgroup2_subtree
+        try:
+            cg_id, level = cgroup2_subtree(f["cgroup"], (base.cgroup_id, base.cgroup_level))
+        except (ValueError, OSError) as e:
+            return base.focused(f["tids"]), f"watching the tasks, not cgroup {f['cgroup']}: {e}"
+        return base.in_cgroup(cg_id, level), None
 
     def _release(self, nr: NodeRun) -> None:
         for _, inst in nr.insts:
@@ -496,6 +515,7 @@ def _conclude(lp: LoadedPlaybook, nr: NodeRun, events: EventLog) -> None:
     nr.status, nr.verdict, nr.rule, nr.confidence = c.status, c.verdict, c.rule, c.confidence
     nr.summary, nr.about, nr.values, nr.next, nr.errors = c.summary, c.about, c.evidence, c.next, c.errors
     nr.routes = c.routes
+    nr.task_cgroups = task_cgroups(c.about, *(r.get("about") for r in c.routes))
     if c.status == "unobservable":
         events.emit("node_concluded", node=nr.id, status="unobservable", reason="; ".join(nr.errors))
         return
@@ -506,3 +526,21 @@ def _conclude(lp: LoadedPlaybook, nr: NodeRun, events: EventLog) -> None:
         events.emit("rule_fired", node=nr.id, rule=c.rule, verdict=c.verdict, values=c.evidence)
     events.emit("node_concluded", node=nr.id, status=nr.status, verdict=nr.verdict,
                 summary=nr.summary, interrupted=nr.interrupted)
+
+
+def task_cgroups(*findings: Any) -> dict[int, str]:
+    """The cgroups of findings' tasks (a verdict's, a route's) that they do not name
+    themselves, read from /proc/TID/cgroup now (a task gone by then has none); at most
+    finding.MAX_TASKS of them."""
+    from ..finding import MAX_TASKS, Finding
+    from ..system.cgroups import task_cgroup
+    out: dict[int, str] = {}
+    for about in findings:
+        for t in Finding.from_dict(about).tasks:
+            if len(out) >= MAX_TASKS:
+                return out
+            if t.tid > 0 and not t.cgroup and t.tid not in out:
+                path = task_cgroup(t.tid)
+                if path is not None:
+                    out[t.tid] = path
+    return out

@@ -89,6 +89,12 @@ def replay(b: dict[str, Any], playbook: Path | None, bundled_name: str,
             if ran_tids != nr.focus["tids"]:
                 notes.append(f"focus: this playbook aims the node at tids {nr.focus['tids'][:16]}; "
                              f"its evidence was gathered for {ran_tids[:16]}")
+            if "cgroup" in nr.focus and ran.get("cgroup") == nr.focus["cgroup"] \
+                    and isinstance(ran.get("cgroup_not_used"), str):
+                nr.focus["cgroup_not_used"] = ran["cgroup_not_used"][:512]
+            elif nr.focus.get("cgroup", "") != ran.get("cgroup", nr.focus.get("cgroup", "")):
+                notes.append(f"focus: this playbook aims the node at cgroup {nr.focus.get('cgroup') or 'none'}; "
+                             f"its evidence was gathered for {str(ran.get('cgroup') or 'none')[:512]}")
         try:
             c = conclude_node(lp, n["id"], env, probe_records(n), nr.interrupted, nr.focus)
         except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
@@ -99,6 +105,23 @@ def replay(b: dict[str, Any], playbook: Path | None, bundled_name: str,
         nr.status, nr.verdict, nr.rule, nr.confidence = c.status, c.verdict, c.rule, c.confidence
         nr.summary, nr.about, nr.values, nr.errors = c.summary, c.about, c.evidence, notes + c.errors
         nr.routes = c.routes
+        nr.task_cgroups = _task_cgroups(n.get("task_cgroups"))
     return model.build(RunOutcome(lp.name, nodes, old["started_at"], old["duration_s"], old["complete"],
                                   old["kernel"], old.get("interrupted_by"), replayed=True,
                                   variables=dict(lp.spec.vars)))
+
+
+MAX_TASK_CGROUPS = 64       # a verdict's tasks (finding.MAX_TASKS)
+MAX_PATH = 4096             # characters of a cgroup path (the kernel's PATH_MAX)
+
+
+def _task_cgroups(x: Any) -> dict[int, str]:
+    """A bundle node's ``task_cgroups`` (tid -> cgroup path, as the run read them): those of
+    the right types, at most MAX_TASK_CGROUPS of them, each path clamped to MAX_PATH."""
+    out: dict[int, str] = {}
+    for k, v in (x.items() if isinstance(x, dict) else ()):
+        if len(out) >= MAX_TASK_CGROUPS:
+            break
+        if isinstance(k, str) and k.isdigit() and len(k) < 12 and isinstance(v, str):
+            out[int(k)] = v[:MAX_PATH]
+    return out

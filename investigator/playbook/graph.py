@@ -35,7 +35,8 @@ def build_graph(pb: Playbook) -> nx.DiGraph:
             if g.has_edge(src, nid):
                 passes = [r.about for r in pb.nodes[src].route if nid in r.next and r.about]
                 what = f"{passes[0].strip()}'s" if passes else "its"
-                g.edges[src, nid]["label"] += f" (focus: {what} {'/'.join(f.tasks)})"
+                whose = f"the cgroup of {what} {'/'.join(f.tasks)}" if f.cgroup else f"{what} {'/'.join(f.tasks)}"
+                g.edges[src, nid]["label"] += f" (focus: {whose})"
     return g
 
 

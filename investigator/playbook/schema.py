@@ -103,6 +103,12 @@ class Focus:
     tasks: list[Literal["victim", "culprit", "waiter", "holder", "bystander"]] = doc(
         "Roles of that finding's tasks: their TIDs are the only tasks this node's probes watch "
         "(in the kernel), and rules read the finding as `focus`.")
+    cgroup: bool = doc(
+        "Watch the cgroup subtree of the first of those tasks that has a cgroup (the finding's, else the "
+        "one read when the source node concluded) instead of the tasks alone: every task in that cgroup "
+        "and below it, in the kernel (the cgroup v2 filter of --cgroup).  Where that cgroup is no cgroup v2 "
+        "folder here, or lies outside the run's --cgroup, the node watches the tasks and says why.",
+        default=False)
 
     def sources(self) -> list[str]:
         """The nodes whose findings may aim this one, in the order given."""

@@ -50,6 +50,11 @@ class Targets:
                 "targ_cgroup": self.cgroup_id, "targ_cgroup_level": self.cgroup_level,
                 "targ_tids_on": int(bool(self.tids))}
 
+    def in_cgroup(self, cg_id: int, level: int) -> Targets:
+        """These targets narrowed to a node's focus on a cgroup subtree (inside the run's)."""
+        import dataclasses
+        return dataclasses.replace(self, cgroup_id=cg_id, cgroup_level=level, tids=())
+
     def focused(self, tids: Any) -> Targets:
         """These targets narrowed to a node's focus: ``tids``, sorted, each once, at most
         MAX_TARG_TIDS of them."""

@@ -172,7 +172,8 @@ def render_html(rep: dict[str, Any], evidence: dict[str, Any]) -> str:
             out.append(f'<p class=meta>A symptom of {e(v["symptom_of"])}: {e(v.get("joined", ""))}</p>')
         elif v.get("symptoms"):
             out.append(f'<p class=meta>Root cause; its symptoms: {e(", ".join(map(str, v["symptoms"])))}</p>')
-        out.append(_table(v["tasks"], [("role", "role"), ("tid", "tid"), ("pid", "pid"), ("comm", "comm")]))
+        where = [(k, k) for k in ("cgroup", "container", "pod", "unit") if any(t.get(k) for t in v["tasks"])]
+        out.append(_table(v["tasks"], [("role", "role"), ("tid", "tid"), ("pid", "pid"), ("comm", "comm")] + where))
         if v["cpus"]:
             out.append(f"<p>CPU: {e(', '.join(map(str, v['cpus'])))}</p>")
         for lk in v["locks"]:

@@ -5,7 +5,8 @@
                 "probes": [{"probe", "as", "hook", ...} + "error" (could not attach) or
                            "read_error", "guard" (null, or why it could not be read / was detached)]}],
      "verdicts": [{"id", "verdict", "node", "summary", "symptom_of", "symptoms", "joined",
-                   "tasks": [{"pid","tid","comm","role"} + optional "waits_for", "holds", "wchan", "stack"],
+                   "tasks": [{"pid","tid","comm","role"} + optional "waits_for", "holds", "wchan", "stack",
+                              "cgroup" and what it names: "unit", "container", "pod"],
                    "locks": [...], "cpus": [...], "evidence": {...}}],
      "root_causes": [id, ...],   (the verdicts that are no other's symptom: the headlines)
      "vars": {...},   (the playbook's vars, with --set overrides, when it has any)
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..finding import Finding, Task, rt_priority
+from ..finding import Finding, Task, rt_priority, workload
 from ..result import PROBLEM_VERDICTS, NodeResult, RunOutcome
 
 SCHEMA_VERSION = 1
@@ -29,27 +30,32 @@ SCHEMA_VERSION = 1
 REPORT_FRAMES = 16      # frames of a verdict task's stack in the report
 
 
-def _task(t: Task) -> dict[str, Any]:
+def _task(t: Task, cgroups: dict[int, str]) -> dict[str, Any]:
     """A verdict's task as the report names it: who and its role, and for a wait-for cycle's
     or chain's task the lock it waits for, the one it holds, where it sleeps, its stack; its
-    priority, policy and cgroup when the finding knows them."""
+    priority and policy when the finding knows them; its cgroup (the finding's, else the one
+    read when the node concluded, ``cgroups``) and the unit, container and pod that names."""
     e: dict[str, Any] = {"pid": t.pid, "tid": t.tid, "comm": t.comm, "role": t.role}
     if t.prio is not None:          # a priority inversion is told by these
         e["prio"], e["rt_priority"] = t.prio, rt_priority(t.prio)
     if t.policy:
         e["policy"] = t.policy
-    for k in ("waits_for", "holds", "wchan", "cgroup"):
+    for k in ("waits_for", "holds", "wchan"):
         if getattr(t, k):
             e[k] = getattr(t, k)
+    cgroup = t.cgroup or cgroups.get(t.tid)
+    if cgroup:
+        e["cgroup"] = cgroup
+        e.update(workload(cgroup))
     if t.stack:
         e["stack"] = t.stack[:REPORT_FRAMES]
     return e
 
 
-def _entities(about: Any) -> tuple[list[dict[str, Any]], list[Any], list[Any]]:
+def _entities(about: Any, cgroups: dict[int, str]) -> tuple[list[dict[str, Any]], list[Any], list[Any]]:
     """The tasks, locks and CPUs of a rule's ``about`` (a finding, from a bundle maybe)."""
     f = Finding.from_dict(about)
-    return [_task(t) for t in f.tasks], [lk.to_dict() for lk in f.locks], f.cpus
+    return [_task(t, cgroups) for t in f.tasks], [lk.to_dict() for lk in f.locks], f.cpus
 
 
 def node_dict(n: NodeResult) -> dict[str, Any]:
@@ -58,11 +64,12 @@ def node_dict(n: NodeResult) -> dict[str, Any]:
             "observed_s": round(max(0.0, n.observed_s), 3), "visit": n.visit,
             "interrupted": n.interrupted, "rule": n.rule, "probes": n.probes, "errors": n.errors,
             "reached_from": n.reached_from, **({"focus": n.focus} if n.focus is not None else {}),
-            **({"routes": n.routes} if n.routes else {})}
+            **({"routes": n.routes} if n.routes else {}),
+            **({"task_cgroups": {str(k): v for k, v in n.task_cgroups.items()}} if n.task_cgroups else {})}
 
 
 def verdict_dict(n: NodeResult) -> dict[str, Any]:
-    tasks, locks, cpus = _entities(n.about)
+    tasks, locks, cpus = _entities(n.about, n.task_cgroups)
     details = {k: v for k, v in n.about.items() if k not in ("tasks", "locks", "cpus")} \
         if isinstance(n.about, dict) else n.about
     return {"verdict": n.verdict, "node": n.id, "summary": n.summary, "confidence": n.confidence,

@@ -154,9 +154,27 @@ def _symptoms(v: dict[str, Any], by_id: dict[Any, dict[str, Any]]) -> list[dict[
     return out
 
 
+def where(t: dict[str, Any]) -> str:
+    """A task's cgroup as a line names it: the path, and the container, pod and unit it
+    says the task runs in (a container id cut to the 12 characters tools show; the unit
+    left out when it is the container's own scope)."""
+    names = []
+    c = t.get("container")
+    if isinstance(c, str) and c:
+        runtime, _, cid = c.rpartition("://")
+        names.append(f"container {runtime + ' ' if runtime else ''}{cid[:12]}")
+    names += [f"{k} {t[k]}" for k in ("pod", "unit") if isinstance(t.get(k), str) and t[k]
+              and not (k == "unit" and isinstance(c, str) and c.rpartition("://")[2] in t[k])]
+    return f"{t.get('cgroup')}" + (f" ({', '.join(names)})" if names else "")
+
+
 def _verdict_lines(i: int, v: dict[str, Any]) -> list[str]:
-    """One verdict as the terminal shows it: its headline, its tasks, CPUs, locks, stack."""
+    """One verdict as the terminal shows it: its headline, its tasks (each one's cgroup
+    when they are not all in the same one; else that one, once: the root cgroup is left
+    out), CPUs, locks, stack."""
     out = []
+    places = {where(t) for t in v["tasks"] if t.get("cgroup")}
+    one = len(places) == 1 and all(t.get("cgroup") for t in v["tasks"])
     part = " [partial window]" if v.get("partial") else ""
     out.append(f"  {i}. {v['verdict'].upper()}{part} ({v['node']}, confidence {v['confidence']}): "
                f"{v['summary']}")
@@ -170,6 +188,10 @@ def _verdict_lines(i: int, v: dict[str, Any]) -> list[str]:
                             f"holds {t['holds']}" if t.get("holds") else "") if x))
         if t.get("stack"):
             out.append("                 in " + " < ".join(f.split("+")[0] for f in t["stack"][:6]))
+        if t.get("cgroup") and not one:
+            out.append(f"                 cgroup {where(t)}")
+    if one and v["tasks"][0]["cgroup"] != "/":
+        out.append(f"       cgroup    {where(v['tasks'][0])}")
     if v["cpus"]:
         out.append(f"       cpu       {', '.join(map(str, v['cpus']))}")
     for lk in v["locks"]:
@@ -220,6 +242,10 @@ def render_text(rep: dict[str, Any], bundle: str | None = None) -> str:
                             for p in n["reached_from"])
             aim = f"; aimed at its {'/'.join(map(str, f.get('roles', [])))}: tid {', '.join(map(str, f.get('tids', [])[:8]))}" \
                 if f else ""
+            if f and f.get("cgroup") and not f.get("cgroup_not_used"):
+                aim += f", all of whose cgroup it watched: {f['cgroup']}"
+            elif f and f.get("cgroup_not_used"):
+                aim += f" ({f['cgroup_not_used']})"
             out.append(f"       {pad}reached from {why}{aim}")
             out.append(f"       {pad}hypothesis: {n['hypothesis']}")
         if n["summary"] and n["status"] != "confirmed":
@@ -255,10 +281,12 @@ def render_markdown(rep: dict[str, Any]) -> str:
             out.append(f"_A symptom of {v['symptom_of']}: {v.get('joined', '')}._")
             out.append("")
         if v["tasks"]:
-            out.append("| role | tid | pid | comm |")
-            out.append("|---|---|---|---|")
+            cg = any(t.get("cgroup") for t in v["tasks"])
+            out.append("| role | tid | pid | comm |" + (" cgroup |" if cg else ""))
+            out.append("|---|---|---|---|" + ("---|" if cg else ""))
             for t in v["tasks"]:
-                out.append(f"| {t['role']} | {t['tid']} | {t['pid']} | `{t['comm']}` |")
+                place = where(t).replace("|", "\\|") if t.get("cgroup") else ""
+                out.append(f"| {t['role']} | {t['tid']} | {t['pid']} | `{t['comm']}` |" + (f" {place} |" if cg else ""))
             out.append("")
             for t in v["tasks"]:
                 if t.get("waits_for") or t.get("stack"):

@@ -25,7 +25,9 @@ def resolve(focus: Any, before: list[NodeResult], node_id: str) -> dict[str, Any
     to ``node_id``, else of the rule that concluded it (read as a Finding: at most
     finding.MAX_TASKS tasks); ``from`` is that node (the first source when none has one).
     ``tids`` are the TIDs of its tasks in the focus's roles -- empty when no source reached a
-    finding or it names none of those roles."""
+    finding or it names none of those roles; for a focus on their ``cgroup``, ``cgroup`` is
+    the cgroup of the first of them that has one (the finding's, else the one the source
+    node read when it concluded: NodeResult.task_cgroups), "" for none."""
     if focus is None:
         return None
     sources = focus.sources()
@@ -40,8 +42,13 @@ def resolve(focus: Any, before: list[NodeResult], node_id: str) -> dict[str, Any
             break
     f = Finding.from_dict(about)
     tids = list(dict.fromkeys(t.tid for t in f.tasks if t.role in focus.tasks and t.tid > 0))
-    return {"from": src.id if src is not None else sources[0], "roles": list(focus.tasks), "tids": tids,
-            "finding": f.to_dict(), "verdict": src.verdict if src is not None else None}
+    out = {"from": src.id if src is not None else sources[0], "roles": list(focus.tasks), "tids": tids,
+           "finding": f.to_dict(), "verdict": src.verdict if src is not None else None}
+    if getattr(focus, "cgroup", False):
+        read = src.task_cgroups if src is not None else {}
+        out["cgroup"] = next((c for c in ((t.cgroup or read.get(t.tid)) for t in f.tasks
+                                          if t.role in focus.tasks and t.tid > 0) if c), "")
+    return out
 
 
 def pending(focus: Any, waiting: list[str]) -> bool:

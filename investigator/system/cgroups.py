@@ -276,6 +276,22 @@ def task_paths(tid: int) -> dict[str, str]:
     return out
 
 
+def task_cgroup(tid: int) -> str | None:
+    """The cgroup a verdict names a task by: its v2 path, or -- on a hybrid host whose v2
+    tree holds none of its tasks -- the first v1 one below the root, of name=systemd (the
+    unit tree), cpu, memory, pids, blkio; "/" for a task in every root; None once it is gone."""
+    paths = task_paths(tid)
+    if not paths:
+        return None
+    v2 = paths.get("")
+    if v2 not in (None, "/"):
+        return v2
+    for c in ("name=systemd", "cpu", "memory", "pids", "blkio"):
+        if paths.get(c) not in (None, "/"):
+            return paths[c]
+    return "/"
+
+
 IO_KEYS = ("rbps", "wbps", "riops", "wiops")
 V1_IO_FILES = {"rbps": "blkio.throttle.read_bps_device", "wbps": "blkio.throttle.write_bps_device",
                "riops": "blkio.throttle.read_iops_device", "wiops": "blkio.throttle.write_iops_device"}

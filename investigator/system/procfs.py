@@ -268,6 +268,30 @@ def cgroup2_node(path: str) -> tuple[int, int]:
     raise ValueError(f"{path}: not a cgroup v2 folder (cgroup2 is mounted at {', '.join(roots)})")
 
 
+def cgroup2_subtree(cgroup: str, within: tuple[int, int] = (0, 0)) -> tuple[int, int]:
+    """A cgroup as the kernel names it (/proc/PID/cgroup's "/a/b", below the cgroup v2 root)
+    -> its (id, level), as cgroup2_node gives them; ValueError when it is the root, no
+    cgroup v2 folder here, or outside the subtree ``within`` (an id and level, (0, 0) for
+    none)."""
+    from .mounts import mounted_types
+    parts = [p for p in cgroup.split("/") if p]
+    if not parts:
+        raise ValueError("the root cgroup holds every task")
+    if any(p in (".", "..") for p in parts):
+        raise ValueError(f"{cgroup}: not a cgroup path")
+    for root in [m for m, t in mounted_types().items() if t == "cgroup2"]:
+        folder = os.path.join(root, *parts)
+        if not os.path.isdir(folder) or os.path.islink(folder):
+            continue
+        cg_id, level = cgroup2_node(folder)
+        if within[0]:
+            anc = os.path.join(root, *parts[:within[1]])
+            if within[1] > len(parts) or os.stat(anc).st_ino != within[0]:
+                raise ValueError(f"{cgroup} lies outside the run's --cgroup")
+        return cg_id, level
+    raise ValueError(f"{cgroup}: no such cgroup v2 folder here")
+
+
 def pid_ns(pid: int | str) -> int | None:
     """The pid namespace of a process (its inode number), None once it is gone."""
     try:

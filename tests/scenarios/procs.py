@@ -17,6 +17,8 @@ from collections.abc import Iterator
 # so this is only a bound for a test that dies hard -- never what a test waits out.  A
 # scenario must outlive the investigation on any machine, however slow.
 SCENARIO_S = 300
+# naps 0.1 s at a time, SCENARIO_S in all: off the CPU again and again within any window
+NAPPER = [sys.executable, "-c", f"import time\nfor _ in range({SCENARIO_S * 10}): time.sleep(0.1)"]
 
 RT_HOG = """
 import os, time
