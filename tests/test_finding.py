@@ -70,7 +70,8 @@ def test_sizes_are_clamped() -> None:
 def test_report_entities_read_the_finding() -> None:
     tasks, locks, cpus = _entities(_sample().to_dict(), {})
     assert [t["role"] for t in tasks] == ["victim", "culprit", "waiter"]
-    assert tasks[1] == {"pid": 11, "tid": 11, "comm": "hog", "role": "culprit", "cgroup": "/a/b", "stack": ["f1", "f2"]}
+    assert tasks[1] == {"pid": 11, "tid": 11, "comm": "hog", "role": "culprit", "charged_ms": 1.5, "cgroup": "/a/b",
+                        "stack": ["f1", "f2"]}
     assert tasks[2]["waits_for"] == "mutex 0x1" and tasks[2]["holds"] == "mutex 0x2"
     assert locks[0]["holder_tid"] == 11 and cpus == [1]
     assert _entities("junk", {}) == ([], [], [])

@@ -6,7 +6,8 @@
                            "read_error", "guard" (null, or why it could not be read / was detached)]}],
      "verdicts": [{"id", "verdict", "node", "summary", "symptom_of", "symptoms", "joined",
                    "tasks": [{"pid","tid","comm","role"} + optional "waits_for", "holds", "wchan", "stack",
-                              "cgroup" and what it names: "unit", "container", "pod"],
+                              the probe's own scalars ("charged_ms", "as", ...), "cgroup" and what it names:
+                              "unit", "container", "pod"],
                    "locks": [...], "cpus": [...], "evidence": {...}}],
      "root_causes": [id, ...],   (the verdicts that are no other's symptom: the headlines)
      "vars": {...},   (the playbook's vars, with --set overrides, when it has any)
@@ -33,8 +34,9 @@ REPORT_FRAMES = 16      # frames of a verdict task's stack in the report
 def _task(t: Task, cgroups: dict[int, str]) -> dict[str, Any]:
     """A verdict's task as the report names it: who and its role, and for a wait-for cycle's
     or chain's task the lock it waits for, the one it holds, where it sleeps, its stack; its
-    priority and policy when the finding knows them; its cgroup (the finding's, else the one
-    read when the node concluded, ``cgroups``) and the unit, container and pod that names."""
+    priority and policy when the finding knows them; the probe's own scalars of it (at most
+    finding.MAX_EXTRA: its share, what it did); its cgroup (the finding's, else the one read
+    when the node concluded, ``cgroups``) and the unit, container and pod that names."""
     e: dict[str, Any] = {"pid": t.pid, "tid": t.tid, "comm": t.comm, "role": t.role}
     if t.prio is not None:          # a priority inversion is told by these
         e["prio"], e["rt_priority"] = t.prio, rt_priority(t.prio)
@@ -43,6 +45,7 @@ def _task(t: Task, cgroups: dict[int, str]) -> dict[str, Any]:
     for k in ("waits_for", "holds", "wchan"):
         if getattr(t, k):
             e[k] = getattr(t, k)
+    e.update({k: v for k, v in t.extra.items() if k not in e})     # the probe's own (charged_ms, as, ...)
     cgroup = t.cgroup or cgroups.get(t.tid)
     if cgroup:
         e["cgroup"] = cgroup

@@ -170,8 +170,8 @@ def where(t: dict[str, Any]) -> str:
 
 def _verdict_lines(i: int, v: dict[str, Any]) -> list[str]:
     """One verdict as the terminal shows it: its headline, its tasks (each one's cgroup
-    when they are not all in the same one; else that one, once: the root cgroup is left
-    out), CPUs, locks, stack."""
+    when they are not all in the same one; else that one, once: the root cgroup is never
+    shown), CPUs, locks, stack."""
     out = []
     places = {where(t) for t in v["tasks"] if t.get("cgroup")}
     one = len(places) == 1 and all(t.get("cgroup") for t in v["tasks"])
@@ -188,7 +188,7 @@ def _verdict_lines(i: int, v: dict[str, Any]) -> list[str]:
                             f"holds {t['holds']}" if t.get("holds") else "") if x))
         if t.get("stack"):
             out.append("                 in " + " < ".join(f.split("+")[0] for f in t["stack"][:6]))
-        if t.get("cgroup") and not one:
+        if t.get("cgroup") and t["cgroup"] != "/" and not one:
             out.append(f"                 cgroup {where(t)}")
     if one and v["tasks"][0]["cgroup"] != "/":
         out.append(f"       cgroup    {where(v['tasks'][0])}")
