@@ -29,10 +29,11 @@ from docsplice import splice  # noqa: E402
 sys.path.insert(0, str(REPO / "tests"))
 from scenarios.build import c_helper  # noqa: E402
 from scenarios.procs import (DIRECT_WRITER, FILE_WRITERS, FLOCK_ABBA, FUSE_RENAMER, NORMAL_HOG, PAGE_TOUCHER,  # noqa: E402
-                             PERIODIC, PIPE_RESIZER, PTY_WRITERS, RT_HOG, STAT_REFRESH, data_file, ext4_loop,
+                             PERIODIC, PIPE_RESIZER, PTY_WRITERS, RT_HOG, STAT_REFRESH, UDP_READER, data_file, ext4_loop,
                              frozen_filesystem, fuse_mount, io_limited_cgroup, limited_cgroup, loop_device,
                              memory_cgroup, memory_refaults,
-                             processes, rps_to, small_tmpfs, spawn_in_cgroup, start_abba, sysctl, threads_by_comm, wait_alive)
+                             processes, rps_to, small_tmpfs, spawn_in_cgroup, start_abba, sysctl, threads_by_comm, wait_alive,
+                             wait_file)
 
 @dataclass
 class Case:
@@ -208,6 +209,17 @@ def softirq_wrong_context(tmp: Path) -> Iterator[dict]:
 
 
 @contextlib.contextmanager
+def softirq_whose_packets(tmp: Path) -> Iterator[dict]:
+    exe, portfile = c_helper("udp_flood", tmp), str(tmp / "port")
+    with rps_to(1), processes() as ps:
+        reader = ps.spawn(UDP_READER, name="udp-reader", cpu=0, portfile=portfile, seconds=60)
+        s = ps.spawn_argv([str(exe), "0", "60", "udp-sender", wait_file(portfile, reader)])
+        hog = ps.spawn(NORMAL_HOG, name="busy-hog", cpu=1, seconds=60)
+        wait_alive(s, 1.0)
+        yield {"roles": {hog.pid: "victim", s.pid: "culprit", reader.pid: "culprit"}}
+
+
+@contextlib.contextmanager
 def alloc_failures(tmp: Path) -> Iterator[dict]:
     with sysctl("fs.pipe-max-size", str(1 << 31)), processes() as ps:
         p = ps.spawn(PIPE_RESIZER, name="pipe-resizer", period=0.1, seconds=60)
@@ -306,7 +318,8 @@ def priority_inversion(tmp: Path) -> Iterator[dict]:
 RESERVED = ("reserved_cpus=[1]", "reserved_for=[latency-app]")
 # freeze.yaml's questions: a reproducer of one of these is also run through freeze.yaml
 FREEZE_NODES = {"cpu-starvation", "cpu-throttled", "workqueue-stall", "blocked-tasks", "user-deadlock", "holder-state",
-                "irq-overload", "softirq-wrong-context", "memory-pressure", "io-stall", "kernel-locks"}
+                "irq-overload", "softirq-wrong-context", "memory-pressure", "io-stall", "kernel-locks",
+                "softirq-whose-work"}
 WINDOW_S = 5.0      # the default window of every playbook's nodes
 CASES = [
     Case("rt-hog", "an RT busy loop starves a normal task on its CPU", "starvation.yaml", "cpu-starvation",
@@ -351,6 +364,8 @@ CASES = [
          "overload", softirq_flood),
     Case("softirq-wrong-context", "NET_RX for another CPU's sender runs in a CPU hog", "interrupts.yaml",
          "softirq-wrong-context", "wrong-context", softirq_wrong_context),
+    Case("softirq-whose-packets", "softirq-wrong-context, the sender flooding a reader's socket: whose packets were they",
+         "interrupts.yaml", "softirq-whose-work", "wrong-context", softirq_whose_packets),
     Case("reserved-cpu-intruder", "a batch job busy on the CPU reserved for latency-app", "placement.yaml",
          "reserved-cpus", "wrong-context", reserved_cpu_intruder, sets=RESERVED),
     Case("misplaced-application", "latency-app busy on CPU 0, outside its reserved CPU 1", "placement.yaml",

@@ -213,3 +213,32 @@ def test_a_locks_contenders_are_named_by_their_share_of_the_window() -> None:
     roles = {t["tid"]: t["role"] for t in worst_finding(top).to_dict()["tasks"]}
     assert roles == {**{t: "waiter" for t in range(100, 108)}, 999: "holder"}, roles
     assert contenders([(5, w(5, 10, 0))], 10**9)["who_holds"] == "owners the lock does not record"
+
+
+def _pair(charged: int, other: int, n: int, charged_comm: bytes = b"busy-hog", other_comm: bytes = b"x") -> tuple[Any, Any]:
+    from investigator.probes.collectors.net import NetrxCount, NetrxKey
+    return NetrxKey(charged, other), NetrxCount(n, n * 92, charged, other, charged_comm, other_comm)
+
+
+def test_whose_packets_names_senders_by_share_and_the_tasks_their_delivery_woke() -> None:
+    """net.rx's record of one busy context: two senders, packets from a device, the
+    reader its NET_RX work woke thousands of times, and a task a timer woke inside the
+    softirq twice -- listed and named by what they did, the stray wakeup left out."""
+    from investigator.probes.collectors.net import contexts, worst_finding
+    senders = [_pair(50, 7, 900, other_comm=b"udp-sender"), _pair(50, 8, 50, other_comm=b"other-sender"),
+               _pair(50, 0, 50), _pair(60, 7, 10, charged_comm=b"quiet", other_comm=b"udp-sender")]
+    woken = [_pair(50, 9, 400, other_comm=b"udp-reader"), _pair(50, 11, 2, other_comm=b"python"),
+             _pair(50, 50, 99, other_comm=b"busy-hog")]
+    ctx = contexts(senders, woken)
+    assert [c["tid"] for c in ctx] == [50, 60]
+    c = ctx[0]
+    assert (c["packets"], c["from_device"], c["from_tasks_pct"]) == (1000, 50, 95.0)
+    assert [(t["tid"], t["share_pct"]) for t in c["senders"]] == [(7, 90.0), (8, 5.0)]
+    assert [(t["tid"], t["wakeups"]) for t in c["woken"]] == [(9, 400)]      # not the stray, not itself
+    assert c["who_sent"] == "udp-sender (tid 7, 90.0% of the packets), other-sender (tid 8, 5.0% of the packets)"
+    assert c["who_woken"] == "udp-reader (tid 9, 400 wakeups)"
+    f = worst_finding(c).to_dict()
+    assert [(t["tid"], t["role"], t.get("as")) for t in f["tasks"]] == \
+        [(50, "victim", None), (7, "culprit", "sender"), (8, "culprit", "sender"), (9, "culprit", "woken")]
+    none = worst_finding(None).to_dict()
+    assert none["tasks"] == [] and none["packets"] == 0 and none["who_sent"] == ""

@@ -19,7 +19,7 @@ from scenarios.procs import NAPPER, processes, remove_cgroup, start_abba, wait_a
 from investigator.finding import workload
 from investigator.system.cgroups import task_cgroup, task_paths, v1_roots, v2_roots
 
-pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel]
+pytestmark = [pytest.mark.bpf]
 
 ID = "5eed" * 16
 POD = "0c0ffee0-1234-4abc-8def-00000000cafe"
@@ -32,6 +32,7 @@ def _pod_cgroup(root: Path) -> tuple[Path, Path]:
     return top, top / "kubepods.slice" / "kubepods-burstable.slice" / pod / f"cri-containerd-{ID}.scope"
 
 
+@pytest.mark.second_kernel
 @pytest.mark.skipif(not v2_roots(), reason="needs a cgroup2 mount")
 def test_a_deadlock_in_a_pods_container_names_the_container_and_the_pod(tmp_path: Path) -> None:
     top, box = _pod_cgroup(Path(v2_roots()[0]))
@@ -62,6 +63,7 @@ def test_a_deadlock_in_a_pods_container_names_the_container_and_the_pod(tmp_path
     assert f"(container containerd {ID[:12]}, pod {POD})" in text.stdout, text.stdout
 
 
+# the guests boot with cgroup v2 only: this host's own layout, not marked second_kernel
 @pytest.mark.skipif(not v1_roots("cpu") or not v2_roots(), reason="needs a hybrid host: a cgroup v1 cpu hierarchy")
 def test_on_a_hybrid_host_a_task_only_v1_places_is_named_by_its_v1_path() -> None:
     with processes() as ps:
@@ -116,6 +118,7 @@ nodes:
 """
 
 
+@pytest.mark.second_kernel
 @pytest.mark.skipif(not v2_roots(), reason="needs a cgroup2 mount")
 @pytest.mark.parametrize("whole", [True, False])
 def test_a_focus_on_a_findings_cgroup_watches_that_subtree_and_nothing_beside_it(tmp_path: Path, whole: bool) -> None:
@@ -156,6 +159,7 @@ def test_a_focus_on_a_findings_cgroup_watches_that_subtree_and_nothing_beside_it
     assert v["tasks"][0]["cgroup"] == f"/{top.name}/box"
 
 
+@pytest.mark.second_kernel
 @pytest.mark.skipif(not v2_roots(), reason="needs a cgroup2 mount")
 def test_a_focus_on_a_cgroup_that_is_no_v2_folder_watches_the_tasks_and_says_why(tmp_path: Path) -> None:
     """A task in the root of the v2 tree (on a hybrid host, maybe in a v1 cgroup that has no

@@ -37,7 +37,7 @@ def test_freeze_is_valid() -> None:
     lp = load_playbook(REPO / "playbooks" / "freeze.yaml")
     assert set(lp.spec.nodes) == {"triage", "cpu-starvation", "cpu-throttled", "blocked-tasks", "workqueue-stall",
                                   "user-deadlock", "irq-overload", "softirq-wrong-context", "holder-state",
-                                  "memory-pressure", "io-stall", "kernel-locks"}
+                                  "memory-pressure", "io-stall", "kernel-locks", "softirq-whose-work"}
     assert lp.spec.start == ["triage", "irq-overload", "softirq-wrong-context"]
     assert lp.window_ns(lp.spec.nodes["triage"]) == 1_000_000_000
     assert lp.window_ns(lp.spec.nodes["cpu-starvation"]) == 5_000_000_000

@@ -160,6 +160,38 @@ while time.monotonic() < end:
     x += 1
 """
 
+# A UDP server on loopback pinned to a CPU: writes its port to PORTFILE, then reads
+# datagrams until it is killed (or SECONDS pass); it sleeps in recv whenever its socket
+# is empty, so the NET_RX work that delivers to it wakes it.
+UDP_READER = """
+import os, socket, time
+open("/proc/self/comm", "w").write("{name}")
+os.sched_setaffinity(0, {{{cpu}}})
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+s.settimeout(1.0)
+with open("{portfile}.tmp", "w") as f:
+    f.write(str(s.getsockname()[1]))
+os.rename("{portfile}.tmp", "{portfile}")
+end = time.monotonic() + {seconds}
+while time.monotonic() < end:
+    try:
+        s.recv(2048)
+    except socket.timeout:
+        pass
+"""
+
+
+def wait_file(path: str, p: subprocess.Popen[bytes], timeout: float = 60.0) -> str:
+    """The text a scenario writes to ``path`` once it is ready (it renames it into place)."""
+    end = time.monotonic() + timeout
+    while not os.path.exists(path):
+        assert p.poll() is None, f"the scenario exited ({p.returncode}) before writing {path}"
+        assert time.monotonic() < end, f"{path} was not written within {timeout} s"
+        time.sleep(0.02)
+    with open(path) as f:
+        return f.read()
+
 
 class Procs:
     def __init__(self) -> None:
@@ -178,11 +210,7 @@ class Procs:
         """Spawn a scenario that forks workers and writes their PIDs to ``pidfile``; wait
         for the file (10 s at most) and return the parent and the workers' PIDs."""
         parent = self.spawn(code, name=name, pidfile=pidfile, **fmt)
-        end = time.monotonic() + 10
-        while not os.path.exists(pidfile) and time.monotonic() < end:
-            wait_alive(parent, 0.05)
-        with open(pidfile) as f:
-            return parent, [int(x) for x in f.read().split()]
+        return parent, [int(x) for x in wait_file(pidfile, parent, 10).split()]
 
     def spawn_argv(self, argv: list[str]) -> subprocess.Popen[bytes]:
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL)

@@ -1,6 +1,7 @@
 /* A loopback UDP flood, bounded in time: sendmmsg() batches of 64-byte datagrams to a
  * socket of its own on 127.0.0.1 that it never reads (the receive path still runs, in the
- * NET_RX softirq, and drops).  usage: udp_flood CPU SECONDS [NAME] */
+ * NET_RX softirq, and drops), or to 127.0.0.1:PORT, another process's socket.
+ * usage: udp_flood CPU SECONDS [NAME [PORT]] */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -37,6 +38,8 @@ int main(int argc, char **argv)
 	socklen_t al = sizeof(a);
 	if (r < 0 || s < 0 || bind(r, (void *)&a, sizeof(a)) || getsockname(r, (void *)&a, &al))
 		return 1;
+	if (argc > 4)
+		a.sin_port = htons(atoi(argv[4]));
 	char payload[64];
 	memset(payload, 'x', sizeof(payload));
 	struct iovec iov = {payload, sizeof(payload)};

@@ -54,6 +54,19 @@ def from_interrupt(frames: list[str]) -> bool:
     return any(f.startswith(IRQ_FRAMES) for f in frames)
 
 
+# The frames of a raise stack that say nothing of who raised it: the raise itself and the
+# tracing of it.
+RAISE_FRAMES = ("raise_softirq", "__raise_softirq", "trace_softirq_raise", "__traceiter_", "bpf_",
+                "__bpf_", "perf_", "stack_trace", "arch_stack")
+
+
+def raised_by(frames: list[str], depth: int = 4) -> list[str]:
+    """What raised a softirq, from its raise stack: the first ``depth`` frames below the
+    raise (the driver's completion, the IPI that steered a packet, the timer), innermost
+    first."""
+    return [f for f in frames if not f.startswith(RAISE_FRAMES)][:depth]
+
+
 def context_of(tid: int, comm: str, kthread: bool) -> str:
     """Whose time a softirq took: the idle task's (free), ksoftirqd's (deferred, accounted
     as such), or a task's it interrupted (charged to it)."""
@@ -114,15 +127,25 @@ class Collector(ProbeCollector):
         # is unknown, and a task is never called foreign on raises of unknown origin)
         origin: dict[tuple[int, int], list[int]] = {}
         kinds: dict[int, int] = {}
+        stacks: dict[int, list[str]] = {}
+        by_stack: dict[tuple[int, int], dict[int, int]] = {}     # interrupt raises per stack
         for k, v in maps["raises"].lookup_batch(limit=4096):
             rk = RaiseKey.from_buffer_copy(k)
             if rk.stack_id not in kinds:
-                frames = [f.split("+")[0] for f in kernel_stack(maps["raise_stacks"], rk.stack_id, depth=16)]
-                kinds[rk.stack_id] = (1 if from_interrupt(frames) else 0) if frames else 2
+                stacks[rk.stack_id] = [f.split("+")[0] for f in kernel_stack(maps["raise_stacks"], rk.stack_id, depth=16)]
+                kinds[rk.stack_id] = (1 if from_interrupt(stacks[rk.stack_id]) else 0) if stacks[rk.stack_id] else 2
             o = origin.setdefault((rk.tid, rk.vec), [0, 0, 0])
-            o[kinds[rk.stack_id]] += int.from_bytes(v, "little")
+            n = int.from_bytes(v, "little")
+            o[kinds[rk.stack_id]] += n
+            if kinds[rk.stack_id] == 1:
+                per = by_stack.setdefault((rk.tid, rk.vec), {})
+                per[rk.stack_id] = per.get(rk.stack_id, 0) + n
         for c in charged:
-            c["raised_self"], c["raised_irq"], c["raised_unknown"] = origin.get((c["tid"], c.pop("_vec")), [0, 0, 0])
+            key = (c["tid"], c.pop("_vec"))
+            c["raised_self"], c["raised_irq"], c["raised_unknown"] = origin.get(key, [0, 0, 0])
+            per = by_stack.get(key) or {}
+            top = max(per.items(), key=lambda kv: kv[1], default=(None, 0))[0]
+            c["raised_by"] = raised_by(stacks.get(top, [])) if top is not None else []
         charged.sort(key=lambda c: -c["charged_ms"])
         cpus = []
         for cpu, c in sorted(per_cpu.items()):
@@ -142,9 +165,11 @@ class Collector(ProbeCollector):
         own_pct = inst.values.get("own_raises_pct", OWN_RAISES_PCT)
         foreign = [c for c in in_tasks if (c["raised_self"] + c["raised_unknown"]) * 100 < own_pct * c["count"]]
         worst_charged = Finding.empty(**task_entity(0, 0, ""), vector="", cpu=-1, count=0, charged_ms=0.0,
-                                      share_pct=0.0, raised_self=0, raised_irq=0, raised_unknown=0, context="")
+                                      share_pct=0.0, raised_self=0, raised_irq=0, raised_unknown=0, context="",
+                                      raised_by=[], raised_from="")
         if foreign:
             w = foreign[0]
+            w["raised_from"] = " < ".join(w["raised_by"]) or "an interrupt whose stack was not kept"
             worst_charged = Finding(tasks=[Task.of(w, "victim")], cpus=[w["cpu"]], details=w)
         return {
             "softirq_ms": ms(sum(c["softirq_ns"] for c in per_cpu.values())),
