@@ -180,3 +180,45 @@ def test_three_tasks_queued_on_one_cpu_are_cpu_pressure_and_name_their_cgroup(tm
     mine = {c["path"]: c for c in ev["cgroups"] if c["resource"] == "cpu"}
     assert mine[f"/{tag}"]["some_pct"] >= 60.0 and ev["worst_cgroup"]["resource"] == "cpu", ev["cgroups"]
     assert mine.get(f"/{tag}-idle", {"some_pct": 0.0})["some_pct"] < 10.0, ev["cgroups"]
+
+
+SPINNER = """
+import os
+open("/proc/self/comm", "w").write("{name}")
+os.sched_setaffinity(0, {{{cpu}}})
+with open("/proc/investigator_faults", "w") as f:     # in the kernel, preemption off, on CPU {cpu}
+    f.write("cpu-spin {ms}")
+"""
+
+
+@pytest.mark.second_kernel
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a second CPU to keep running")
+def test_a_soft_lockup_the_kernel_reports_is_a_starvation_of_its_cpu_by_its_task(tmp_path: Path) -> None:
+    """The fault module loops 5 s with preemption off in a task on CPU 1 (a kernel path that
+    never reschedules); with kernel.watchdog_thresh at 1 the soft-lockup watchdog reports it
+    after 2 s.  The report is written before the investigation starts; freeze.yaml's first
+    look routes to kernel-stall, whose starvation verdict names CPU 1 and the task -- and a
+    busy user-space hog beside it, on CPU 0, which the kernel does not report, is not named."""
+    from scenarios.faults import MISSING, MODULE, fault_module
+    if not MODULE.exists():
+        pytest.skip(MISSING)
+    if Path("/proc/sys/kernel/softlockup_panic").read_text().strip() != "0":
+        pytest.skip("kernel.softlockup_panic is set: a soft lockup would panic this machine")
+    with fault_module(), processes() as ps, sysctl("kernel.watchdog_thresh", "1"):
+        hog = ps.spawn(NORMAL_HOG, name="inv-user-hog", cpu=0, seconds=SCENARIO_S)
+        spin = ps.spawn(SPINNER, name="inv-spinner", cpu=1, ms=5000)
+        _wait_for("the watchdog never reported the spinner",
+                  lambda: _dmesg_has("soft lockup - CPU#1 stuck for") and _dmesg_has(f"[inv-spinner:{spin.pid}]"))
+        spin.wait(timeout=120)
+        p = investigate("playbooks/freeze.yaml", "--window", "2", "--json", "--out", str(tmp_path / "b"))
+        wait_alive(hog, 0)
+    assert p.returncode == 1, p.stderr
+    rep = json.loads(p.stdout)
+    nodes = {n["id"]: n for n in rep["nodes"]}
+    assert any("kernel-stall" in r["next"] for r in nodes["triage"]["routes"]), nodes["triage"]
+    (v,) = [v for v in rep["verdicts"] if v["node"] == "kernel-stall"]
+    assert v["verdict"] == "starvation" and v["cpus"] == [1], v
+    assert [(t["tid"], t["role"]) for t in v["tasks"]] == [(spin.pid, "culprit")], v["tasks"]
+    assert "soft lockup - CPU#1" in v["summary"], v["summary"]
+    # nothing else explains it (the spin ended before the window): the kernel's word is a root cause
+    assert v["id"] in rep["root_causes"], rep["root_causes"]

@@ -37,14 +37,14 @@ def test_freeze_is_valid() -> None:
     lp = load_playbook(REPO / "playbooks" / "freeze.yaml")
     assert set(lp.spec.nodes) == {"triage", "cpu-starvation", "cpu-throttled", "blocked-tasks", "workqueue-stall",
                                   "user-deadlock", "irq-overload", "softirq-wrong-context", "holder-state",
-                                  "memory-pressure", "io-stall", "kernel-locks", "softirq-whose-work"}
+                                  "memory-pressure", "io-stall", "kernel-locks", "softirq-whose-work", "kernel-stall"}
     assert lp.spec.start == ["triage", "irq-overload", "softirq-wrong-context"]
     assert lp.window_ns(lp.spec.nodes["triage"]) == 1_000_000_000
     assert lp.window_ns(lp.spec.nodes["cpu-starvation"]) == 5_000_000_000
     # every node is reached: from the first look's routes, or from a node they lead to
     routed = {n for r in lp.spec.nodes["triage"].route for n in r.next}
     assert routed == {"cpu-starvation", "cpu-throttled", "blocked-tasks", "workqueue-stall", "user-deadlock",
-                      "holder-state", "memory-pressure", "io-stall", "kernel-locks"}
+                      "holder-state", "memory-pressure", "io-stall", "kernel-locks", "kernel-stall"}
     # a stuck chain goes straight to its holder, aimed by the route's own finding
     chain = next(r for r in lp.spec.nodes["triage"].route if "holder-state" in r.next)
     assert chain.about == "waitfor.chain"

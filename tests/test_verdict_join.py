@@ -58,3 +58,17 @@ def test_a_node_visited_twice_has_one_id_per_visit() -> None:
                                                                   visit=2))
     assert [v["id"] for v in rep["verdicts"]] == ["n", "n#2"]
     assert rep["verdicts"][0]["symptom_of"] == "n#2"
+
+
+def test_the_kernels_own_report_joins_a_verdict_that_explains_it_and_stands_alone_otherwise() -> None:
+    """A soft lockup the kernel reported names the task on the stuck CPU: a starvation that
+    names that task as its culprit explains it; a report of another task stays a root cause."""
+    report = _node("kernel-stall", "starvation", [(30, "culprit")])
+    report.about["kernel_report"] = True
+    lonely = _node("kernel-stall", "starvation", [(50, "culprit")], visit=2)
+    lonely.about["kernel_report"] = True
+    rep = _report(report, _node("cpu-starvation", "starvation", [(20, "victim"), (30, "culprit")]), lonely)
+    told, starv, alone = rep["verdicts"]
+    assert told["symptom_of"] == "cpu-starvation" and "kernel reported" in told["joined"], told
+    assert starv["symptoms"] == ["kernel-stall"] and alone["symptom_of"] is None
+    assert rep["root_causes"] == ["cpu-starvation", "kernel-stall#2"]

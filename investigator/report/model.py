@@ -100,7 +100,11 @@ def join(verdicts: list[dict[str, Any]], nodes: list[NodeResult]) -> list[str]:
       found by a node beside the follow-up a first look sent to that holder);
     - a verdict of another kind that names all of its tasks, when it is a ``hung-task``:
       tasks stuck in a deadlock's cycle, or behind a starved or stopped holder, are the
-      hung tasks of that incident (a FUSE self-deadlock is one deadlock, not also a hang).
+      hung tasks of that incident (a FUSE self-deadlock is one deadlock, not also a hang);
+    - any other verdict that names all of its tasks, when it is one on the kernel's own
+      report (its finding says ``kernel_report``: an RCU stall, a lockup): the kernel's
+      word corroborates what the tool found, and is a root cause only where nothing
+      else explains it.
 
     Each verdict gets ``id`` (its node, ``#visit`` after the first), ``symptom_of`` (an id
     or None), ``symptoms`` (ids) and, for a symptom, ``joined`` (why, in words)."""
@@ -147,6 +151,15 @@ def join(verdicts: list[dict[str, Any]], nodes: list[NodeResult]) -> list[str]:
         b = next((x for x in verdicts if x is not a and x["verdict"] != "hung-task" and mine <= _tids(x)), None)
         if b is not None:
             link(a, b, f"its tasks are those of the {b['verdict']} found by {b['node']}")
+    for a in verdicts:                  # the kernel's reports that another verdict explains
+        details = a["evidence"].get("details")
+        mine = _tids(a)
+        if not (isinstance(details, dict) and details.get("kernel_report") is True) or not mine:
+            continue
+        b = next((x for x in verdicts if x is not a and mine <= _tids(x) and not
+                  (isinstance(x["evidence"].get("details"), dict) and x["evidence"]["details"].get("kernel_report"))), None)
+        if b is not None:
+            link(a, b, f"the kernel reported the task {b['node']} names: {b['verdict']}")
     return [v["id"] for v in verdicts if not v["symptom_of"]]
 
 

@@ -54,6 +54,8 @@ class Collector(ProbeCollector):
             "latest": ev[-1] if ev else _none(),
             "hung": hung[-TOP:],
             "stalls": stalls[-TOP:],
+            # the latest RCU stall or lockup: the kernel's own word that a CPU made no progress
+            "worst_stall": {**stalls[-1], "kernel_report": True} if stalls else {**_none(), "kernel_report": True},
             "ooms": ooms[-TOP:],
             "tasks": list(tasks.values()),
             "since_s": self.since_s,

@@ -17,6 +17,10 @@
  *                       bpf_copy_from_user_task does) waits -- as behind a task stuck in
  *                       mmap() on a hung filesystem.  Reading the file says
  *                       "mmap-held PID" while the hold is in force.
+ *   "cpu-spin MS"       busy-wait MS ms (10 s at most) with preemption disabled, in the
+ *                       writer's context on its CPU: a kernel path that loops without
+ *                       rescheduling, which the soft-lockup watchdog and RCU's stall
+ *                       detector report with that CPU and that task.
  * Built against Debian's headers by tests/vm/setup.sh; loaded by tests/vm/kmod.py. */
 #include <linux/module.h>
 #include <linux/mm.h>
@@ -41,6 +45,16 @@ static noinline void fault_atomic_sleep(unsigned int ms)
 	 * leave it negative and every later schedule of this task would be reported */
 	if (preempt_count())
 		preempt_enable();
+}
+
+static noinline void fault_cpu_spin(unsigned int ms)
+{
+	unsigned int i;
+
+	preempt_disable();
+	for (i = 0; i < ms; i++)
+		mdelay(1);
+	preempt_enable();
 }
 
 static DEFINE_MUTEX(fault_mutex_0);
@@ -120,6 +134,10 @@ static ssize_t faults_write(struct file *f, const char __user *ubuf, size_t n, l
 		return -EINVAL;
 	if (sscanf(buf, "atomic-sleep %u", &ms) == 1 && ms <= 1000) {
 		fault_atomic_sleep(ms);
+		return n;
+	}
+	if (sscanf(buf, "cpu-spin %u", &ms) == 1 && ms <= 10000) {
+		fault_cpu_spin(ms);
 		return n;
 	}
 	if (sscanf(buf, "softirq-storm %u %u", &a, &ms) == 2 && ms <= 600000 && a < nr_cpu_ids && cpu_online(a)) {
