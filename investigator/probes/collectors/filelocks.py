@@ -284,7 +284,7 @@ class Collector(ProbeCollector):
             kind = KINDS.get(e["type"], e["type"].lower())
             lock = f"{kind} {path or e['dev'] + ':' + str(e['inode'])}"
             waiters.append({**task_entity(w, wpid, comm(w)), "lock": lock, "type": e["type"], "access": e["access"],
-                            "path": path, "inode": e["inode"], "holder": task_entity(ht, h, _comm(ht)),
+                            "path": path, "inode": e["inode"], "holder": task_entity(ht, h, comm(ht)),
                             "stuck": stuck, "waited_s": window_s if stuck else 0.0})
             edges.append(Edge(w, ht, lock, kind, path or f"{e['dev']}:{e['inode']}", window_s if stuck else 0.0,
                               stuck))
