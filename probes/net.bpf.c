@@ -52,18 +52,20 @@ struct {
 	__type(value, struct netrx_cpu);
 } nesting SEC(".maps");
 
+/* Whether a handler that began at `since` (0: none) is still running: its exit may have
+ * been missed before the probe attached it (NETRX_NEST_NS). */
+static __always_inline bool running(__u64 since)
+{
+	return since && bpf_ktime_get_ns() - since < NETRX_NEST_NS;
+}
+
 /* Whether this CPU runs a softirq or an IRQ handler now (not a task's own code). */
 static __always_inline bool in_interrupt_now(void)
 {
 	__u32 zero = 0;
 	struct netrx_cpu *st = bpf_map_lookup_elem(&nesting, &zero);
-	__u64 now;
 
-	if (!st || (!st->softirq_ns && !st->hardirq_ns))
-		return false;
-	now = bpf_ktime_get_ns();
-	return (st->softirq_ns && now - st->softirq_ns < NETRX_NEST_NS) ||
-	       (st->hardirq_ns && now - st->hardirq_ns < NETRX_NEST_NS);
+	return st && (running(st->softirq_ns) || running(st->hardirq_ns));
 }
 
 static __always_inline void count(void *map, __u32 charged_tid, __u32 charged_tgid, const char *charged_comm,
@@ -144,7 +146,7 @@ static __always_inline int on_waking(struct task_struct *p)
 	char comm[16] = {}, wcomm[16] = {};
 
 	COUNT_EVENT();
-	if (!st || !st->softirq_ns || st->vec != NETRX_NET_RX || bpf_ktime_get_ns() - st->softirq_ns >= NETRX_NEST_NS)
+	if (!st || st->vec != NETRX_NET_RX || !running(st->softirq_ns))
 		return 0;
 	t = (void *)bpf_get_current_task();
 	if (!task_selected(t))
