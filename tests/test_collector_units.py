@@ -84,9 +84,11 @@ def _stall_task(tid: int, stall_ms: float, alloc_mib: float, comm: bytes, kthrea
     return tid.to_bytes(4, "little"), bytes(r)
 
 
-def _stall_evidence(monkeypatch: Any, rows: list[tuple[bytes, bytes]], cgroup_of: dict[int, str]) -> dict[str, Any]:
-    """mem.stall's evidence for hand-made task records over a 1 s window, the tasks living in
-    the v2 cgroups ``cgroup_of`` names, /lim the one limited cgroup (32 MiB, reached 50 times)."""
+def _stall_evidence(monkeypatch: Any, rows: list[tuple[bytes, bytes]], cgroup_of: dict[int, str],
+                    t0: int = 0, until: int = 0) -> dict[str, Any]:
+    """mem.stall's evidence for hand-made task records over a 1 s window (or from ``t0`` to
+    ``until``, the probe's observed end), the tasks living in the v2 cgroups ``cgroup_of``
+    names, /lim the one limited cgroup (32 MiB, reached 50 times)."""
     from investigator.probes.collectors import memstall
     from investigator.system import cgroups
     m0 = cgroups.Memory(32 << 20, 0, 30 << 20, 100, 0, 0, 10, 1, 0, 0)
@@ -94,12 +96,28 @@ def _stall_evidence(monkeypatch: Any, rows: list[tuple[bytes, bytes]], cgroup_of
     monkeypatch.setattr(cgroups, "task_paths", lambda tid: {"": cgroup_of[tid]} if tid in cgroup_of else {})
     monkeypatch.setattr(cgroups, "memory", lambda folder, v2: m1)
     c = memstall.Collector()
-    c.t0, c.vm0, c.kswapd0, c.stopped = time.monotonic_ns() - 10**9, memstall._vmstat(), {}, []
+    c.t0, c.vm0, c.kswapd0, c.stopped = t0 or time.monotonic_ns() - 10**9, memstall._vmstat(), {}, []
     c.roots, c.limited = {True: [], False: []}, {(True, "/lim"): ("/sys/fs/cgroup/lim", m0)}
     inst = SimpleNamespace(obj=SimpleNamespace(maps={"tasks": _Map(rows)}, read_global=lambda name: 3),
-                           values={"min_share": 10}, links=["tp_btf:sched_switch"])
+                           values={"min_share": 10}, links=["tp_btf:sched_switch"],
+                           observed_until_ns=(lambda: until) if until else time.monotonic_ns)
     inst.obj.maps["tasks"].lookup_batch = lambda limit: rows
     return c.finish(inst)
+
+
+def test_a_probe_cut_by_the_overhead_guard_gives_shares_of_what_it_observed(monkeypatch: Any) -> None:
+    """Detached 1 s after its start and read 9 s later, mem.stall's window is that second:
+    a task that reclaimed 400 ms of it and was asleep in a stall for its last 200 ms (its
+    wake never seen) lost 60% -- not 6% of ten seconds, nor a stall running on unseen."""
+    from investigator.probes.collectors import memstall
+    detached = time.monotonic_ns() - 9 * 10**9
+    r = memstall.MemstallTask(mm=memstall.MmStall(reclaim_ns=400 * 10**6), sleep_since=detached - 200 * 10**6,
+                              alloc_pages=256, reclaims=5, tgid=101, comm=b"reader")
+    ev = _stall_evidence(monkeypatch, [((101).to_bytes(4, "little"), bytes(r))], {101: "/lim"},
+                         t0=detached - 10**9, until=detached)
+    (t,) = [t for t in ev["tasks"] if t["tid"] == 101]
+    assert ev["window_ms"] == 1000.0 and (t["stall_ms"], t["stall_pct"], t["stall_sleep_ms"]) == (600.0, 60.0, 200.0), t
+    assert ev["worst"]["victim"]["tid"] == 101
 
 
 def test_memory_stalls_are_grouped_under_the_limit_that_ran_out(monkeypatch: Any) -> None:
@@ -160,7 +178,8 @@ def _io_evidence(monkeypatch: Any, tasks: list[tuple[int, float, float, int]], d
     c = blockio.Collector()
     c.t0, c.stopped, c.roots = now - 10**9, [], {True: [], False: []}
     c.limited = {(True, "/lim"): {"7:1": {"wbps": 1 << 20}}}
-    inst = SimpleNamespace(obj=SimpleNamespace(maps=maps), values={"min_share": 20, "min_wait": 10**8})
+    inst = SimpleNamespace(obj=SimpleNamespace(maps=maps), values={"min_share": 20, "min_wait": 10**8},
+                           observed_until_ns=time.monotonic_ns)
     return c.finish(inst)
 
 

@@ -173,7 +173,8 @@ def test_waits_the_maps_have_no_room_for_are_counted_and_reach_the_evidence() ->
             end(o, WAIT_LOCK)
             assert set(stats(o)) == {OTHER_SPIN} and o.read_global("ended_dropped") == 1
             assert o.read_global("waits_dropped") == 2 and tid not in waiting(o)
-            ev = Collector().finish(SimpleNamespace(obj=o, attached_at=time.monotonic(), values={}))
+            ev = Collector().finish(SimpleNamespace(obj=o, values={}, observed_until_ns=time.monotonic_ns,
+                                                    observed_s=lambda: 0.0))
     finally:
         os.sched_setaffinity(0, before)
     assert ev["edges_dropped"] == 2 and ev["ended_dropped"] == 1

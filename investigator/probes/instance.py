@@ -143,6 +143,7 @@ class ProbeInstance:
     symbols: dict[str, str] = field(default_factory=dict)   # symbol parameters (attach targets)
     notes: list[str] = field(default_factory=list)      # what was done on the way (mounts)
     guard: dict[str, Any] | None = None                 # set when the overhead guard detached it
+    detached_ns: int = 0                                # when it did (CLOCK_MONOTONIC, ns)
 
     @property
     def name(self) -> str:
@@ -282,14 +283,25 @@ class ProbeInstance:
         evidence gathered so far can still be read."""
         if self.obj is not None:
             self.obj.detach()
-        self.guard = {**why, "after_s": round(time.monotonic() - self.attached_at, 3)}
+        self.detached_ns = time.monotonic_ns()
+        self.guard = {**why, "after_s": round(self.observed_s(), 3)}
+
+    def observed_until_ns(self) -> int:
+        """The end of what this probe saw (CLOCK_MONOTONIC ns, the clock of bpf_ktime_get_ns):
+        now, or the moment the overhead guard detached it -- a share of the window is a share
+        of that, and an interval still open then was last seen open then."""
+        return self.detached_ns or time.monotonic_ns()
+
+    def observed_s(self) -> float:
+        """How long this probe observed: from its attach to ``observed_until_ns``."""
+        return max(0.0, self.observed_until_ns() / 1e9 - self.attached_at)
 
     def collect(self) -> dict[str, Any]:
         """The evidence gathered since attach, as plain JSON-able data."""
         assert self.collector is not None and (self.obj is not None or self.manifest.userspace)
         ev = self.collector.finish(self)
         ev["probe"] = {"name": self.name, "hook": self.hook, "attempts": list(self.attempts),
-                       "observed_s": round(time.monotonic() - self.attached_at, 3), **self.stats(),
+                       "observed_s": round(self.observed_s(), 3), **self.stats(),
                        "detached_by_guard": self.guard}
         return ev
 

@@ -92,7 +92,7 @@ class Collector(ProbeCollector):
         return None
 
     def finish(self, inst: Any) -> dict[str, Any]:
-        now = time.monotonic_ns()
+        now = inst.observed_until_ns()
         window = max(1, now - self.t0)
         min_share, min_wait = float(inst.values.get("min_share", 20)), inst.values.get("min_wait", 10**8)
         maps = inst.obj.maps

@@ -47,7 +47,7 @@ class Collector(ProbeCollector):
 
     def finish(self, inst: Any) -> dict[str, Any]:
         maps = inst.obj.maps
-        observed = max(1e-3, time.monotonic() - inst.attached_at)
+        observed = max(1e-3, inst.observed_s())
         procs = []
         for k, v in maps["by_proc"].lookup_batch(limit=1024):
             p = FuncProc.from_buffer_copy(v)

@@ -82,7 +82,7 @@ class Collector(ProbeCollector):
     def finish(self, inst: Any) -> dict[str, Any]:
         maps = inst.obj.maps
         # shares are of the time the probe was attached (the overload guard may detach it early)
-        seen_s = inst.guard["after_s"] if inst.guard else time.monotonic() - inst.attached_at
+        seen_s = inst.observed_s()
         window_ns = max(1, int(seen_s * 1e9))
         per_cpu: dict[int, dict[str, Any]] = {}
         softirqs = []

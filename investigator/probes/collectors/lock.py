@@ -155,7 +155,7 @@ class Collector(ProbeCollector):
 
     def finish(self, inst: Any) -> dict[str, Any]:
         maps = inst.obj.maps
-        now = time.monotonic_ns()
+        now = inst.observed_until_ns()
         locks = []
         for k, v in maps["by_lock"].lookup_batch(limit=4096):
             s = LockStat.from_buffer_copy(v)
@@ -168,7 +168,7 @@ class Collector(ProbeCollector):
             key = LockWaiterKey.from_buffer_copy(k)
             if key.lock in top:
                 pairs.setdefault(key.lock, []).append((key.tid, LockWaiter.from_buffer_copy(v)))
-        observed_ns = int((time.monotonic() - inst.attached_at) * 1e9)
+        observed_ns = int(inst.observed_s() * 1e9)
         out_locks = []
         for s, addr in locks[:TOP]:
             kind = lock_kind(s.flags)
@@ -203,7 +203,7 @@ class Collector(ProbeCollector):
         for w in waiting[:TOP]:         # symbolized only where shown
             w["stack"] = kernel_frames(w["stack"])
         by_tid = {w["tid"]: w for w in waiting}
-        observed_s = time.monotonic() - inst.attached_at
+        observed_s = inst.observed_s()
         # a wait that lasted (nearly) the whole window is stuck as far as we can see
         stuck_s = inst.values.get("stuck_pct", STUCK_PCT) / 100 * observed_s
         edges = [Edge(tid, owner, f"{kind} {addr}", kind, addr, by_tid[tid]["waiting_ms"] / 1e3,

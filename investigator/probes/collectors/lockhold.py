@@ -53,7 +53,7 @@ class Collector(ProbeCollector):
 
     def finish(self, inst: Any) -> dict[str, Any]:
         maps = inst.obj.maps
-        now = time.monotonic_ns()
+        now = inst.observed_until_ns()
         locks, merged = [], [0] * SLOTS
         for k, v in maps["by_lock"].lookup_batch(limit=4096):
             s = HoldStat.from_buffer_copy(v)

@@ -72,7 +72,7 @@ class Collector(ProbeCollector):
         worst = Finding.empty(site="", count=0, bytes=0, gfp="", ago_s=0.0, task=task_entity(0, 0, ""))
         if failures:
             worst = Finding(tasks=[Task.of(failures[0]["task"], "victim")], details=failures[0])
-        observed = max(1e-3, time.monotonic() - inst.attached_at)
+        observed = max(1e-3, inst.observed_s())
         # The total from the rate series: it holds every failure since attach (its last slot
         # takes the overflow), and one read of it is consistent with itself -- a failure
         # landing between the reads of the sites and of the series would otherwise make the

@@ -84,7 +84,7 @@ class Collector(ProbeCollector):
         return next(((v2, p) for p in chain if (v2, p) in self.limited), None)
 
     def finish(self, inst: Any) -> dict[str, Any]:
-        now = time.monotonic_ns()
+        now = inst.observed_until_ns()
         window = max(1, now - self.t0)
         min_share = float(inst.values.get("min_share", 10))
         vm = {k: n - self.vm0.get(k, 0) for k, n in _vmstat().items()}

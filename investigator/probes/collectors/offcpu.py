@@ -66,7 +66,7 @@ class Collector(ProbeCollector):
 
     def finish(self, inst: Any) -> dict[str, Any]:
         maps = inst.obj.maps
-        now = time.monotonic_ns()
+        now = inst.observed_until_ns()
         um = UserMaps()
         kcache: dict[int, list[str]] = {}
 

@@ -67,7 +67,7 @@ class Collector(ProbeCollector):
 
     def finish(self, inst: Any) -> dict[str, Any]:
         maps = inst.obj.maps
-        window_s = time.monotonic() - inst.attached_at
+        window_s = inst.observed_s()
         per_cpu = {cpu: OncpuCpu.from_buffer_copy(raw) for cpu, raw in enumerate(maps["cpu_total"].lookup(0) or [])}
         # Shares are of the window, not of the samples: a CPU in a deep idle state may not
         # be sampled at all while idle (seen here: an idle CPU gave 41 samples in 2 s).

@@ -76,7 +76,7 @@ class Collector(ProbeCollector):
 
     def finish(self, inst: Any) -> dict[str, Any]:
         maps = inst.obj.maps
-        now = time.monotonic_ns()
+        now = inst.observed_until_ns()
         window = max(1, now - self.t0)
         um = UserMaps()
         rows = []

@@ -48,7 +48,7 @@ class Collector(ProbeCollector):
     def finish(self, inst: Any) -> dict[str, Any]:
         maps = inst.obj.maps
         ks = kallsyms()
-        now = time.monotonic_ns()
+        now = inst.observed_until_ns()
         funcs, merged = [], [0] * SLOTS
         total = 0
         for k, v in maps["stats_by_func"].items():
