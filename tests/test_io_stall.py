@@ -53,8 +53,9 @@ def test_a_writer_held_by_its_cgroups_io_limit_is_its_victim(tmp_path: Path) -> 
     assert {t["tid"]: t["role"] for t in v["tasks"]} == {writer.pid: "victim"}, v["tasks"]
     assert [t["cgroup"] for t in v["tasks"]] == [f"/{name}"], v["tasks"]
     assert f"/{name}" in v["summary"] and os.path.basename(dev) in v["summary"] and "1 MiB/s" in v["summary"]
-    # the busy writer: waits for its fast device all the time, never for long, never named
-    named = {t["tid"] for x in rep["verdicts"] for t in x["tasks"]}
+    # the busy writer: waits for its fast device all the time, never for long, never named (but
+    # by the kernel's own stall reports, which a slow emulated guest makes, naming what ran)
+    named = {t["tid"] for x in rep["verdicts"] if x["node"] != "kernel-stall" for t in x["tasks"]}
     assert busy.pid not in named, rep["verdicts"]
     ev = json.loads((tmp_path / "b" / "evidence.json").read_text())["io-stall"]["blockio"]
     seen = {t["tid"]: t for t in ev["tasks"]}

@@ -406,10 +406,13 @@ def data_file(path: str, mib: int) -> str:
     return path
 
 
-# reads a file from its start to its end, again and again, 1 MiB at a time
+# reads a file from its start to its end, again and again, 1 MiB at a time: a busy reader of
+# memory that, at nice 19, takes no CPU the others want (on a slow 2-CPU guest two of them
+# would otherwise halve the CPU of the task under test, and its share stalled with it)
 PAGE_READER = """
 import os, time
 open("/proc/self/comm", "w").write("{name}")
+os.nice(19)
 fd = os.open("{path}", os.O_RDONLY)
 end = time.monotonic() + {seconds}
 while time.monotonic() < end:
