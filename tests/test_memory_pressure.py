@@ -28,7 +28,10 @@ from conftest import investigate
 from scenarios.procs import (PAGE_READER, PAGE_TOUCHER, SCENARIO_S, data_file, ext4_loop, memory_cgroup,
                              memory_limit_hits, memory_refaults, processes, spawn_in_cgroup, wait_alive)
 
-pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel]
+# Not in the guest stage: under emulation the investigation's own work takes the CPU the
+# touchers need (their shares fell to 15-19%, or, with them ahead of it, the run outlived its
+# 240 s).  Run by hand in a guest (tests/vm/run.py) for the cgroup v2 files it reads.
+pytestmark = [pytest.mark.bpf]
 
 def _wait_for_refaults(cg: Any, version: int, p: subprocess.Popen[bytes], n: int = 20000) -> None:
     """The cgroup's pages evicted and read back again and again before the investigation
