@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from . import risky
-from .instance import ProbeUnavailable, ensure_tracefs
+from .instance import Observed, ProbeUnavailable, ensure_tracefs
 from .manifest import ProbeManifest
 
 MAX_LINES = 1000
@@ -78,7 +78,7 @@ class _Tail:
 
 
 @dataclass
-class BpftraceInstance:
+class BpftraceInstance(Observed):
     manifest: ProbeManifest
     program: str
     node: str
@@ -90,6 +90,7 @@ class BpftraceInstance:
     guard: dict[str, Any] | None = None
     attach_ms: float = 0.0
     attached_at: float = 0.0
+    detached_ns: int = 0          # when the overhead guard stopped it (CLOCK_MONOTONIC, ns)
     stdout_dropped: int = 0       # bytes of stdout read and not kept
     _records: list[dict[str, Any]] = field(default_factory=list)
     _lines: list[str] = field(default_factory=list)
@@ -201,7 +202,7 @@ class BpftraceInstance:
     def detach_for_guard(self, why: dict[str, Any]) -> None:
         """Stop the program (SIGTERM: bpftrace prints its maps, kept as evidence), SIGKILL
         if it is still there after STOP_GRACE_S; the node concludes on what it gathered."""
-        self.guard = {**why, "after_s": round(time.monotonic() - self.attached_at, 3)}
+        self.guard = {**why, "after_s": round(self.stop_observing(), 3)}
         proc = self.proc
         if proc is None or proc.poll() is not None:
             return
@@ -239,7 +240,7 @@ class BpftraceInstance:
         ev["output"] = list(self._lines)
         lines = [ln for ln in self._stderr.text().splitlines() if ln.strip()]
         ev["probe"] = {"name": "bpftrace", "hook": "bpftrace", "attempts": [],
-                       "observed_s": round(time.monotonic() - self.attached_at, 3), "events": 0, "drops": 0,
+                       "observed_s": round(self.observed_s(), 3), "events": 0, "drops": 0,
                        "detached_by_guard": self.guard, "program": self.program,
                        "stderr_tail": lines[-5:], "stderr_dropped_bytes": self._stderr.dropped,
                        "stdout_dropped_bytes": self.stdout_dropped}

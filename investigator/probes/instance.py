@@ -127,8 +127,30 @@ def resolve_params(manifest: ProbeManifest, given: dict[str, Any]) -> dict[str, 
     return out
 
 
+class Observed:
+    """The time a probe observed, for both kinds of probe instance: ``attached_at``
+    (monotonic s) to now, or to the moment the overhead guard stopped it (``detached_ns``)."""
+    attached_at: float
+    detached_ns: int
+
+    def stop_observing(self) -> float:
+        """Mark the end of the observation (the guard detaches the probe); its length."""
+        self.detached_ns = time.monotonic_ns()
+        return self.observed_s()
+
+    def observed_until_ns(self) -> int:
+        """The end of what this probe saw (CLOCK_MONOTONIC ns, the clock of bpf_ktime_get_ns):
+        now, or the moment the overhead guard detached it -- a share of the window is a share
+        of that, and an interval still open then was last seen open then."""
+        return self.detached_ns or time.monotonic_ns()
+
+    def observed_s(self) -> float:
+        """How long this probe observed: from its attach to ``observed_until_ns``."""
+        return max(0.0, self.observed_until_ns() / 1e9 - self.attached_at)
+
+
 @dataclass
-class ProbeInstance:
+class ProbeInstance(Observed):
     manifest: ProbeManifest
     params: dict[str, Any]
     targets: Targets = field(default_factory=Targets)
@@ -283,18 +305,7 @@ class ProbeInstance:
         evidence gathered so far can still be read."""
         if self.obj is not None:
             self.obj.detach()
-        self.detached_ns = time.monotonic_ns()
-        self.guard = {**why, "after_s": round(self.observed_s(), 3)}
-
-    def observed_until_ns(self) -> int:
-        """The end of what this probe saw (CLOCK_MONOTONIC ns, the clock of bpf_ktime_get_ns):
-        now, or the moment the overhead guard detached it -- a share of the window is a share
-        of that, and an interval still open then was last seen open then."""
-        return self.detached_ns or time.monotonic_ns()
-
-    def observed_s(self) -> float:
-        """How long this probe observed: from its attach to ``observed_until_ns``."""
-        return max(0.0, self.observed_until_ns() / 1e9 - self.attached_at)
+        self.guard = {**why, "after_s": round(self.stop_observing(), 3)}
 
     def collect(self) -> dict[str, Any]:
         """The evidence gathered since attach, as plain JSON-able data."""

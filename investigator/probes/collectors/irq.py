@@ -4,7 +4,6 @@ vector, and the tasks in whose context softirqs ran (charged for them)."""
 from __future__ import annotations
 
 import ctypes as C
-import time
 from typing import Any
 
 from ...finding import Finding, Task
@@ -81,9 +80,8 @@ class Collector(ProbeCollector):
 
     def finish(self, inst: Any) -> dict[str, Any]:
         maps = inst.obj.maps
-        # shares are of the time the probe was attached (the overload guard may detach it early)
-        seen_s = inst.observed_s()
-        window_ns = max(1, int(seen_s * 1e9))
+        # shares are of the time the probe observed (the overhead guard may detach it early)
+        window_ns = max(1, int(inst.observed_s() * 1e9))
         per_cpu: dict[int, dict[str, Any]] = {}
         softirqs = []
         for vec in range(len(VECTORS)):

@@ -6,7 +6,6 @@ them, with a task table, for the node's wait-for graph: investigator/analyze/wai
 from __future__ import annotations
 
 import ctypes as C
-import time
 from typing import Any
 
 from ...analyze.waitfor import Edge, task_row, wait_tasks

@@ -4,7 +4,6 @@ longest hold's holder and its stack at acquisition, and the latest holds in orde
 from __future__ import annotations
 
 import ctypes as C
-import time
 from typing import Any
 
 from ...finding import Finding, Lock, Task

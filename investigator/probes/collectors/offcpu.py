@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import bisect
 import ctypes as C
-import time
 from typing import Any
 
 from ...system.procfs import read_mm_file

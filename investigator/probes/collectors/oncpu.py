@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ctypes as C
 import os
-import time
 from typing import Any
 
 from ._common import ProbeCollector, cstr, kernel_stack, ms, policy_name, task_entity

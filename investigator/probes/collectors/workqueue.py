@@ -5,7 +5,6 @@ executing (running) when the window closes, with their age."""
 from __future__ import annotations
 
 import ctypes as C
-import time
 from typing import Any
 
 from ...system.kallsyms import kallsyms
