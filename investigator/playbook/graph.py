@@ -22,9 +22,8 @@ def build_graph(pb: Playbook) -> nx.DiGraph:
     g.add_node(START, start=True)
     for nid, node in pb.nodes.items():
         g.add_node(nid, hypothesis=node.hypothesis, max_visits=node.max_visits)
-    for nid in pb.start:
-        if nid in pb.nodes:
-            g.add_edge(START, nid, label="start")
+    for nid in adjacency(pb)[START]:
+        g.add_edge(START, nid, label="start")
     for nid, node in pb.nodes.items():
         for nxt, label in node.successors():
             if nxt in pb.nodes:
@@ -49,22 +48,51 @@ def _add(g: Any, a: str, b: str, label: str) -> None:
         g.add_edge(a, b, label=label)
 
 
-def unreachable(g: nx.DiGraph) -> list[str]:
-    import networkx as nx
-    seen = nx.descendants(g, START) | {START}
-    return [n for n in g.nodes if n not in seen]
+def adjacency(pb: Playbook) -> dict[str, list[str]]:
+    """Each node's successors (known nodes only), START's being the start nodes: what the
+    checks below walk, without building the networkx graph (validation on the run path)."""
+    adj = {START: [n for n in pb.start if n in pb.nodes]}
+    for nid, node in pb.nodes.items():
+        adj[nid] = list(dict.fromkeys(nxt for nxt, _ in node.successors() if nxt in pb.nodes))
+    return adj
 
 
-def unbounded_cycles(g: nx.DiGraph) -> list[list[str]]:
+def unreachable(pb: Playbook) -> list[str]:
+    adj = adjacency(pb)
+    seen, todo = {START}, [START]
+    while todo:
+        for b in adj[todo.pop()]:
+            if b not in seen:
+                seen.add(b)
+                todo.append(b)
+    return [n for n in adj if n not in seen]
+
+
+def unbounded_cycles(pb: Playbook, limit: int = 20) -> list[list[str]]:
     """Cycles in which no node sets max_visits > 1 (they could never be re-entered, which
-    is almost certainly a mistake; a bound makes the loop explicit)."""
-    import networkx as nx
-    out = []
-    for cyc in nx.simple_cycles(g):
-        if all(g.nodes[n].get("max_visits", 1) <= 1 for n in cyc):
-            out.append(cyc)
-        if len(out) >= 20:
-            break
+    is almost certainly a mistake; a bound makes the loop explicit): the cycles closed by
+    the back edges of a depth-first walk among the nodes without a bound -- every such
+    cycle contains one, so none is missed, at most ``limit`` reported."""
+    free = {n for n, node in pb.nodes.items() if node.max_visits <= 1}
+    adj = {n: [b for b in succ if b in free] for n, succ in adjacency(pb).items() if n in free}
+    out: list[list[str]] = []
+    state: dict[str, int] = {}          # 1: on the walk's path, 2: done
+    for root in adj:
+        if root in state:
+            continue
+        path, its = [root], [iter(adj[root])]
+        state[root] = 1
+        while path and len(out) < limit:
+            b = next(its[-1], None)
+            if b is None:
+                state[path.pop()] = 2
+                its.pop()
+            elif state.get(b) == 1:
+                out.append(path[path.index(b):])
+            elif b not in state:
+                state[b] = 1
+                path.append(b)
+                its.append(iter(adj[b]))
     return out
 
 

@@ -383,12 +383,11 @@ def _check_semantics(lp: LoadedPlaybook, loc: yamlpos.Located,
     if not spec.nodes:
         loc.error(("nodes",), "a playbook needs at least one node (its own or imported)")
     # graph checks run on the valid part of the graph (unknown references are left out)
-    from .graph import build_graph, unbounded_cycles, unreachable
-    g = build_graph(spec)
-    for nid in unreachable(g):
+    from .graph import unbounded_cycles, unreachable
+    for nid in unreachable(spec):
         nloc, base = where[nid]
         nloc.error(base, f"node '{nid}' is unreachable from start", key=True)
-    for cyc in unbounded_cycles(g):
+    for cyc in unbounded_cycles(spec):
         nloc, base = where[cyc[0]]
         nloc.error(base, "cycle " + " -> ".join(cyc + [cyc[0]])
                    + " has no bound: set max_visits > 1 on one of its nodes", key=True)

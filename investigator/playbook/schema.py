@@ -8,6 +8,7 @@ whose YAML key differs from its Python name says so with ``key=``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -211,6 +212,12 @@ def _type_name(tp: Any) -> str:
     return str(tp)
 
 
+@functools.lru_cache(maxsize=None)
+def _hints(tp: type) -> dict[str, Any]:
+    """A schema class's resolved annotations (resolving them is most of building a node)."""
+    return typing.get_type_hints(tp)
+
+
 def build(tp: Any, value: Any, path: Path, loc: Located) -> Any:
     """Convert ``value`` to ``tp``, reporting every problem into ``loc``; returns the value
     built (with defaults where something was wrong) so that later checks can go on."""
@@ -230,7 +237,7 @@ def build(tp: Any, value: Any, path: Path, loc: Located) -> Any:
             loc.error(path, f"expected {_type_name(tp)}, got {_describe(value)}")
             value = {}
         fields = {_yaml_key(f): f for f in dataclasses.fields(tp)}
-        hints = typing.get_type_hints(tp)
+        hints = _hints(tp)
         kwargs = {}
         for k in value:
             if k not in fields:
@@ -295,7 +302,7 @@ def _empty(tp: Any) -> Any:
         return {}
     if dataclasses.is_dataclass(tp):
         try:
-            return tp(**{f.name: _empty(typing.get_type_hints(tp)[f.name]) for f in dataclasses.fields(tp)
+            return tp(**{f.name: _empty(_hints(tp)[f.name]) for f in dataclasses.fields(tp)
                          if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING})  # type: ignore[misc]
         except TypeError:
             return None
@@ -336,7 +343,7 @@ def json_schema() -> dict[str, Any]:
             name = tp.__name__
             if name not in defs:
                 defs[name] = {}
-                hints = typing.get_type_hints(tp)
+                hints = _hints(tp)
                 props, req = {}, []
                 for f in dataclasses.fields(tp):
                     p = sch(hints[f.name])

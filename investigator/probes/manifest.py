@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)     # libyaml when PyYAML has it
+
 PARAM_TYPES = ("duration", "int", "bool", "symbol", "path")
 TARGET_TYPES = ("symbol", "path")
 # A "symbol" or "path" parameter is no BPF global: it names what the programs attach to (a
@@ -157,14 +159,19 @@ class ProbeManifest:
         """Reads /proc instead of loading BPF (hook kind "procfs")."""
         return all(h.kind == "procfs" for h in self.hooks) and bool(self.hooks)
 
-    def field_paths(self) -> set[str]:
+    def field_paths(self) -> frozenset[str]:
         """Every path a rule may name, parents included (worst, worst.victim, worst.victim.tid)."""
-        out: set[str] = set()
-        for f in self.evidence:
-            parts = f.path.split(".")
-            for i in range(1, len(parts) + 1):
-                out.add(".".join(parts[:i]))
-        return out
+        return _field_paths(self.evidence)
+
+
+@lru_cache(maxsize=256)
+def _field_paths(evidence: tuple[EvidenceField, ...]) -> frozenset[str]:
+    out: set[str] = set()
+    for f in evidence:
+        parts = f.path.split(".")
+        for i in range(1, len(parts) + 1):
+            out.add(".".join(parts[:i]))
+    return frozenset(out)
 
 
 def kernel_version(release: str | None = None) -> tuple[int, int]:
@@ -208,7 +215,7 @@ def _only_keys(d: dict[str, Any], allowed: set[str], where: str) -> None:
 
 def load_manifest(path: Path) -> ProbeManifest:
     with open(path) as f:
-        d = yaml.safe_load(f)
+        d = yaml.load(f, Loader=_YAML_LOADER)
     where = str(path)
     hooks = tuple(HookAlternative(kind=h["kind"], programs=dict(h["programs"]))
                   for h in _require(d, "hooks", where))
