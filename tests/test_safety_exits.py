@@ -67,7 +67,14 @@ def test_sigint_writes_a_partial_report(tmp_path: Path) -> None:
     assert all(0.5 < n["observed_s"] < 30 for n in rep["nodes"])   # cut short of the 30 s window
     for f in ("report.md", "evidence.json", "events.jsonl", "playbook.yaml"):
         assert (tmp_path / "b" / f).stat().st_size > 0
-    assert "INCOMPLETE" in out
+    assert "INCOMPLETE" in out and "every probe detached at" in out
+    # the probes are detached first: before any node concludes, the report is printed or
+    # the bundle written
+    events = [json.loads(line) for line in (tmp_path / "b" / "events.jsonl").read_text().splitlines()]
+    names = [e["event"] for e in events]
+    det = names.index("probes_detached")
+    assert det < min(i for i, n in enumerate(names) if n == "node_concluded"), names
+    assert events[det]["after_signal_ms"] < 1000, events[det]
     assert wait_unloaded(ids) == {"prog": set(), "link": set(), "map": set()}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes as C
 import errno as E
+import mmap
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,6 +101,7 @@ class Program:
         self.name: str = lib().bpf_program__name(ptr).decode()
         self.section: str = lib().bpf_program__section_name(ptr).decode()
         self._log_buf: C.Array[C.c_char] | None = None
+        self._log_map: mmap.mmap | None = None
         self._target = ""
 
     @property
@@ -138,16 +140,28 @@ class Program:
         """Before load: keep this program's verifier log in a buffer of our own.
 
         With level 0 the kernel is asked for a log only when the load fails (libbpf retries
-        with level 1), which costs nothing on success.
+        with level 1), which costs nothing on success: the buffer is an anonymous mapping
+        whose pages exist only once the kernel writes a log into them, released after a
+        load that succeeded (``release_verifier_log``).
         """
-        self._log_buf = C.create_string_buffer(size)
+        self.release_verifier_log()
+        self._log_map = mmap.mmap(-1, size)
+        self._log_buf = (C.c_char * size).from_buffer(self._log_map)
         lib().bpf_program__set_log_buf(self._ptr, self._log_buf, size)
         if level:
             lib().bpf_program__set_log_level(self._ptr, level)
 
+    def release_verifier_log(self) -> None:
+        if self._log_buf is not None and self._ptr:
+            lib().bpf_program__set_log_buf(self._ptr, None, 0)
+        self._log_buf = None
+        if self._log_map is not None:
+            self._log_map.close()
+            self._log_map = None
+
     @property
     def verifier_log(self) -> str:
-        return self._log_buf.value.decode(errors="replace") if self._log_buf else ""
+        return self._log_buf.value.decode(errors="replace") if self._log_buf is not None else ""
 
     def _link(self, ptr: int | None, kind: str, target: str, mark: int) -> Link:
         link = Link(_err_from_ptr(ptr, f"attach {kind}:{target} ({self.name})", mark), kind, target)
@@ -469,6 +483,8 @@ class BpfObject:
             vlog = "\n".join(p.verifier_log for p in self.programs.values() if p.verifier_log)
             raise BpfError(f"load {os.path.basename(self.path)}", -rc, LOG.since(mark), vlog)
         self.loaded = True
+        for p in self.programs.values():
+            p.release_verifier_log()
 
     @property
     def kernel_log(self) -> str:
@@ -481,10 +497,14 @@ class BpfObject:
     def ringbuf(self, map_name: str, callback: Any) -> RingBuffer:
         return RingBuffer(self.maps[map_name], callback)
 
-    def detach(self) -> None:
+    def detach(self, keep_iterators: bool = False) -> None:
+        """Destroy the links (with ``keep_iterators``, those that run on events only: an
+        iterator's link runs nothing until it is read)."""
+        kept = [link for link in self._links if keep_iterators and link.kind == "iter"]
         for link in self._links:
-            link.destroy()
-        self._links.clear()
+            if link not in kept:
+                link.destroy()
+        self._links = kept
 
     def close(self) -> None:
         self.detach()

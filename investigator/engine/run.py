@@ -203,6 +203,8 @@ class _Pool:
         self.loading = []
         for k in todo:
             self._ready[k] = (todo[k], results[k])
+        from ..bpf._lib import trim_heap
+        trim_heap()
 
     def _watch_slow(self, results: dict[tuple[Any, ...], Any], threads: dict[tuple[Any, ...], int],
                     todo: dict[tuple[Any, ...], ProbeInstance], done: threading.Condition) -> None:
@@ -239,6 +241,14 @@ class _Pool:
                     del self.instances[k], self.users[k]
                     self.events.emit("probe_detached", probe=inst.name, last_node=node)
                 return
+
+    def pause_all(self) -> None:
+        """Every attached probe stops observing (``ProbeInstance.pause``)."""
+        for inst in self.instances.values():
+            inst.pause()
+        for inst, _ in self._ready.values():
+            inst.close()
+        self._ready.clear()
 
     def close_all(self) -> None:
         for inst in self.instances.values():
@@ -429,7 +439,14 @@ class _Walk:
             if nxt not in self.ready:
                 self.ready.append(nxt)
 
-    def interrupt(self) -> None:
+    def interrupt(self, signal_at: float) -> None:
+        """Stop at once: every probe's event hooks first (nothing keeps costing the machine
+        while the nodes conclude and the report is written), then each running node
+        concludes on what its probes gathered until then."""
+        self.pool.pause_all()
+        self.timings["detached_s"] = round(time.monotonic() - self.t_start, 4)
+        self.events.emit("probes_detached", probes=sorted({i.name for i in self.pool.instances.values()}),
+                         after_signal_ms=round((time.monotonic() - signal_at) * 1000, 1))
         for nr in list(self.active):
             self.active.remove(nr)
             self._conclude(nr, interrupted=True)
@@ -458,8 +475,11 @@ def run_playbook(lp: LoadedPlaybook, opts: RunOptions, events: EventLog | None =
 
     raising = [True]        # a signal raises Interrupted only while the walk runs
 
+    signal_at = [0.0]
+
     def on_signal(signum: int, _frame: Any) -> None:
         if raising[0]:
+            signal_at[0] = time.monotonic()
             raise Interrupted(signum)
 
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -473,12 +493,13 @@ def run_playbook(lp: LoadedPlaybook, opts: RunOptions, events: EventLog | None =
             raising[0] = False  # a second signal while concluding must not lose the partial report
             interrupted_by = str(e)
             events.emit("interrupted", signal=interrupted_by)
-            walk.interrupt()
+            walk.interrupt(signal_at[0] or time.monotonic())
     finally:
         raising[0] = False
         for s in signals:
             signal.signal(s, signal.SIG_IGN)
         walk.pool.close_all()
+        walk.timings.setdefault("detached_s", round(time.monotonic() - walk.t_start, 4))
         from ..system import mounts
         made = mounts.undo()
         if opts.restore_signals:

@@ -200,9 +200,15 @@ class BpftraceInstance(Observed):
         return cpu_seconds(self.proc.pid)
 
     def detach_for_guard(self, why: dict[str, Any]) -> None:
+        """Stop the program (see ``pause``) on the overhead guard's word."""
+        self.guard = {**why, "after_s": round(self.stop_observing(), 3)}
+        self.pause()
+
+    def pause(self) -> None:
         """Stop the program (SIGTERM: bpftrace prints its maps, kept as evidence), SIGKILL
         if it is still there after STOP_GRACE_S; the node concludes on what it gathered."""
-        self.guard = {**why, "after_s": round(self.stop_observing(), 3)}
+        if not self.detached_ns:
+            self.stop_observing()
         proc = self.proc
         if proc is None or proc.poll() is not None:
             return

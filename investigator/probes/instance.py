@@ -300,6 +300,15 @@ class ProbeInstance(Observed):
             dr += int.from_bytes(v[8:16], "little")
         return {"events": ev, "drops": dr}
 
+    def pause(self) -> None:
+        """Stop observing: every link that runs on events is detached (the probe stops
+        costing anything), the maps and an iterator's link stay, so what was gathered can
+        still be read and a snapshot still taken."""
+        if self.obj is not None:
+            self.obj.detach(keep_iterators=True)
+        if not self.detached_ns:
+            self.stop_observing()
+
     def detach_for_guard(self, why: dict[str, Any]) -> None:
         """Detach every link (the probe stops costing anything) but keep the maps, so the
         evidence gathered so far can still be read."""

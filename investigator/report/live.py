@@ -165,6 +165,8 @@ def plain_printer(stream: Any = None) -> Any:
             line = f"overhead guard detached {f['probe']}: {f['reason']}"
         elif event == "interrupted":
             line = f"interrupted by {f['signal']}: concluding on what was gathered so far"
+        elif event == "probes_detached":
+            line = f"probes detached {f['after_signal_ms']:.0f} ms after the signal"
         if line:
             out.write(f"[{t:6.2f}s] {line}\n")
             out.flush()

@@ -208,7 +208,12 @@ def render_text(rep: dict[str, Any], bundle: str | None = None) -> str:
     rep, bundle = terminal_safe(rep), terminal_safe(bundle)
     out = []
     head = f"investigator: {rep['playbook']}  ({rep['duration_s']:.1f} s"
-    head += ", INCOMPLETE: interrupted)" if not rep["complete"] else ")"
+    if rep["complete"]:
+        head += ")"
+    else:
+        det = (rep.get("timings") or {}).get("detached_s")
+        head += f", INCOMPLETE: interrupted by {rep.get('interrupted_by') or 'a signal'}" + (
+            f"; every probe detached at {det:.2f} s, before this report)" if det is not None else ")")
     out.append(head)
     verdicts = rep["verdicts"]
     if verdicts:
