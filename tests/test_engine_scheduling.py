@@ -110,7 +110,7 @@ def test_a_probe_slow_to_load_is_reported_with_where_its_thread_waits(monkeypatc
     events.listeners.append(lambda e, f: seen.append((e, dict(f))))
     pool = engine._Pool(events, Targets())
     try:
-        pool.preattach([(manifest, use)])
+        pool.preattach([(manifest, use, Targets(), "blocked-tasks")])
     finally:
         pool.close_all()
     slow = [f for e, f in seen if e == "probe_attach_slow"]

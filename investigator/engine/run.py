@@ -81,6 +81,15 @@ def kernel_info() -> dict[str, Any]:
 SLOW_ATTACH_S = 5.0     # a probe still loading after this long is reported, with where it waits
 
 
+def _load_cost(manifest: Any) -> int:
+    """What loading a probe's object costs, roughly (its size: the verifier's work grows
+    with the instructions it holds), to start the costliest first."""
+    try:
+        return manifest.object_path.stat().st_size
+    except OSError:
+        return 0
+
+
 class _Pool:
     """Probe instances keyed by (probe, parameters, targets): each attached once, shared by
     every running node that needs it, detached when the last of them concludes."""
@@ -92,6 +101,7 @@ class _Pool:
         self.users: dict[tuple[Any, ...], set[str]] = {}
         self._ready: dict[tuple[Any, ...], tuple[ProbeInstance, ProbeInstance | Exception]] = {}
         self.loading: list[str] = []      # probes whose load or attach is under way
+        self._announced: set[tuple[Any, ...]] = set()   # ready, and told so (probe_ready)
 
     @staticmethod
     def key(name: str, params: dict[str, Any], targets: Targets) -> tuple[Any, ...]:
@@ -132,7 +142,8 @@ class _Pool:
             return err
         self.events.emit("probe_attached", node=node, probe=manifest.name, hook=inst.hook,
                          links=inst.links, attach_ms=round(inst.attach_ms, 2), fallbacks=inst.attempts,
-                         notes=inst.notes)
+                         notes=inst.notes, announced=k in self._announced)
+        self._announced.discard(k)
         self.instances[k] = inst
         self.users[k] = {node}
         return inst
@@ -154,27 +165,42 @@ class _Pool:
         return inst
 
     def preattach(self, wanted: list[tuple[Any, ...]]) -> None:
-        """Load and attach, in parallel threads, the distinct library probes that ready
-        nodes are about to acquire: most of a load is the kernel verifier, which runs with
-        the GIL released (ctypes), so two objects verify at once on two CPUs.  Results wait
-        in ``_ready`` for ``acquire``, which emits the events in node order.  The threads are
-        daemons, waited for only here: an interrupt while the kernel holds a load (it cannot
-        be cancelled) leaves that thread behind and goes on to the partial report."""
+        """Load and attach the distinct library probes that ready nodes are about to
+        acquire, each announced (``probe_ready``) the moment it is attached.  BPF objects
+        load in parallel threads, the costliest first (most of a load is the kernel
+        verifier, which runs with the GIL released: two objects verify at once on two
+        CPUs); the /proc readers start in this thread meanwhile.  Results wait in
+        ``_ready`` for ``acquire``.  The threads are daemons, waited for only here: an
+        interrupt while the kernel holds a load (it cannot be cancelled) leaves that thread
+        behind and goes on to the partial report."""
         todo: dict[tuple[Any, ...], ProbeInstance] = {}
-        for manifest, use, *aimed in wanted:        # (manifest, use[, targets of a focused node])
+        first_node: dict[tuple[Any, ...], str] = {}
+        for manifest, use, targets, nid in wanted:
             if use.bpftrace is not None:
                 continue
-            targets = aimed[0] if aimed else self.targets
             k = self.key(manifest.name, use.with_, targets)
             if k not in self.instances and k not in self._ready and k not in todo:
                 todo[k] = ProbeInstance(manifest, use.with_, targets)
+                first_node[k] = nid
         if not todo:
             return
         threads: dict[tuple[Any, ...], int] = {}
         results: dict[tuple[Any, ...], ProbeInstance | Exception] = {}
-        queue = list(todo)
+        queue = sorted((k for k in todo if not todo[k].manifest.userspace),
+                       key=lambda k: -_load_cost(todo[k].manifest))
         lock = threading.Lock()
         done = threading.Condition(lock)
+
+        def attach(k: tuple[Any, ...]) -> ProbeInstance | Exception:
+            inst = todo[k]
+            try:
+                inst.attach()
+                return inst
+            except (ProbeUnavailable, OSError, ValueError, KeyError) as e:
+                inst.close()
+                return e
+            except BaseException as e:     # never lose a result: the waiter would wait on
+                return RuntimeError(f"{type(e).__name__}: {e}")
 
         def worker() -> None:
             while True:
@@ -183,42 +209,56 @@ class _Pool:
                         return
                     k = queue.pop(0)
                     threads[k] = threading.get_native_id()
-                inst = todo[k]
-                res: ProbeInstance | Exception
-                try:
-                    inst.attach()
-                    res = inst
-                except (ProbeUnavailable, OSError, ValueError, KeyError) as e:
-                    inst.close()
-                    res = e
-                except BaseException as e:     # never lose a result: the waiter would wait on
-                    res = RuntimeError(f"{type(e).__name__}: {e}")
+                res = attach(k)
                 with lock:
                     results[k] = res
                     done.notify_all()
-        for _ in range(min(len(todo), os.cpu_count() or 2)):
+        for _ in range(min(len(queue), os.cpu_count() or 2)):
             threading.Thread(target=worker, name="attach", daemon=True).start()
         self.loading = [i.name for i in todo.values()]
-        self._watch_slow(results, threads, todo, done)
+        announced: set[tuple[Any, ...]] = set()
+        for k in todo:
+            if todo[k].manifest.userspace:
+                res = attach(k)
+                with lock:
+                    results[k] = res
+                self._announce(k, res, first_node[k], announced)
+        self._watch_slow(results, threads, todo, done,
+                         lambda k: self._announce(k, results[k], first_node[k], announced))
         self.loading = []
         for k in todo:
             self._ready[k] = (todo[k], results[k])
         from ..bpf._lib import trim_heap
         trim_heap()
 
+    def _announce(self, k: tuple[Any, ...], res: ProbeInstance | Exception, node: str,
+                  announced: set[tuple[Any, ...]]) -> None:
+        if k in announced:
+            return
+        announced.add(k)
+        if isinstance(res, ProbeInstance):
+            self._announced.add(k)
+            self.events.emit("probe_ready", node=node, probe=res.name, hook=res.hook,
+                             attach_ms=round(res.attach_ms, 2), fallbacks=res.attempts)
+
     def _watch_slow(self, results: dict[tuple[Any, ...], Any], threads: dict[tuple[Any, ...], int],
-                    todo: dict[tuple[Any, ...], ProbeInstance], done: threading.Condition) -> None:
-        """Wait for the loads; one the kernel holds for SLOW_ATTACH_S is reported with where
-        the kernel holds its thread (a load or attach cannot be cancelled, but the person
-        waiting learns why: synchronize_rcu in expand_files was the one met)."""
+                    todo: dict[tuple[Any, ...], ProbeInstance], done: threading.Condition,
+                    arrived: Any) -> None:
+        """Wait for the loads, handing each result to ``arrived`` as it comes; one the
+        kernel holds for SLOW_ATTACH_S is reported with where the kernel holds its thread
+        (a load or attach cannot be cancelled, but the person waiting learns why:
+        synchronize_rcu in expand_files was the one met)."""
         from ..system.procfs import kernel_stack, status
         t0, told = time.monotonic(), set()
         while True:
             with done:
                 if len(results) < len(todo):
                     done.wait(timeout=0.5)
+                came = list(results)
                 pending = [k for k in todo if k not in results]
                 running = {k: threads[k] for k in pending if k in threads}
+            for k in came:
+                arrived(k)
             if not pending:
                 return
             self.loading = [todo[k].name for k in pending]
@@ -313,7 +353,7 @@ class _Walk:
                 targets, _ = self._aim(f)
             for use in node.probes:
                 alias = use.as_ or self.lp.alias_of(nid, use.use)
-                wanted.append((self.lp.probes[nid][alias], use, targets))
+                wanted.append((self.lp.probes[nid][alias], use, targets, nid))
         self.pool.preattach(wanted)
 
     def _observe_until(self, t: float) -> None:

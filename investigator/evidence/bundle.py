@@ -5,7 +5,7 @@ attached to a ticket and replayed offline.
     report.md       the same, for people
     report.html     the same as one self-contained page with plots
     evidence.json   every node's evidence as its rules saw it
-    events.jsonl    the structured event log (structlog, one JSON object a line)
+    events.jsonl    the structured event log (one JSON object a line)
     playbook.yaml   the playbook as it was run
     imports.json    the files it imported nodes from, if any (path -> text)
 

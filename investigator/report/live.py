@@ -149,7 +149,7 @@ def plain_printer(stream: Any = None) -> Any:
         f = terminal_safe(f)
         t = f.get("t", 0.0)
         line = None
-        if event == "probe_attached":
+        if event == "probe_ready" or (event == "probe_attached" and not f.get("announced")):
             line = f"attached {f['probe']} via {f['hook']} ({f['attach_ms']:.0f} ms)"
             if f.get("fallbacks"):
                 line += " after " + "; ".join(f"{a['hook']}: {a['reason']}" for a in f["fallbacks"])
