@@ -95,6 +95,9 @@ def cycles(edges: list[Edge]) -> list[list[Edge]]:
     starting from its smallest tid (at most MAX_CYCLES_PER_SCC of each strongly connected
     component: a component's cycles can be exponentially many).  Between two tasks, a stuck
     edge stands for the pair."""
+    waiters = {e.waiter for e in edges if e.waiter != e.holder}
+    if not any(e.holder in waiters for e in edges if e.waiter != e.holder):
+        return []           # no task both waits and is waited for: no cycle (and no networkx)
     import networkx as nx
 
     g = nx.DiGraph()

@@ -479,12 +479,13 @@ class _Walk:
             if nxt not in self.ready:
                 self.ready.append(nxt)
 
-    def interrupt(self, signal_at: float) -> None:
+    def interrupt(self, signal_at: float, signal_name: str) -> None:
         """Stop at once: every probe's event hooks first (nothing keeps costing the machine
         while the nodes conclude and the report is written), then each running node
         concludes on what its probes gathered until then."""
         self.pool.pause_all()
         self.timings["detached_s"] = round(time.monotonic() - self.t_start, 4)
+        self.events.emit("interrupted", signal=signal_name)
         self.events.emit("probes_detached", probes=sorted({i.name for i in self.pool.instances.values()}),
                          after_signal_ms=round((time.monotonic() - signal_at) * 1000, 1))
         for nr in list(self.active):
@@ -532,8 +533,7 @@ def run_playbook(lp: LoadedPlaybook, opts: RunOptions, events: EventLog | None =
         except Interrupted as e:
             raising[0] = False  # a second signal while concluding must not lose the partial report
             interrupted_by = str(e)
-            events.emit("interrupted", signal=interrupted_by)
-            walk.interrupt(signal_at[0] or time.monotonic())
+            walk.interrupt(signal_at[0] or time.monotonic(), interrupted_by)
     finally:
         raising[0] = False
         for s in signals:

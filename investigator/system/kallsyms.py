@@ -14,7 +14,8 @@ import re
 from functools import lru_cache
 
 MAX_BYTES = 64 << 20            # the largest /proc/kallsyms read (a big distribution kernel: ~20 MiB)
-_SKIP = frozenset(b"aAU")       # absolute and undefined symbols name no code or data
+_SKIP = frozenset(b"aAU")
+MAX_CACHED = 1 << 16            # addresses whose names are remembered       # absolute and undefined symbols name no code or data
 
 
 class Kallsyms:
@@ -35,6 +36,7 @@ class Kallsyms:
         self._mnames = [n for _, n in mods]
         nonzero = re.compile(rb"^(?!0+ )[0-9a-f]+ ", re.M)
         self._readable = bool(mods) or nonzero.search(self._core) is not None
+        self._names: dict[int, str] = {}
 
     @property
     def readable(self) -> bool:
@@ -70,7 +72,16 @@ class Kallsyms:
         return None
 
     def name(self, addr: int) -> str:
-        """``function+0xoff`` for an address, or the hex address when unknown."""
+        """``function+0xoff`` for an address, or the hex address when unknown (remembered:
+        the stacks of a run share most of their frames)."""
+        got = self._names.get(addr)
+        if got is None:
+            got = self._name(addr)
+            if len(self._names) < MAX_CACHED:
+                self._names[addr] = got
+        return got
+
+    def _name(self, addr: int) -> str:
         if not self._readable:
             return hex(addr)
         i = bisect.bisect_right(self._maddrs, addr) - 1
