@@ -126,6 +126,9 @@ HEADS: tuple[tuple[str, re.Pattern[str]], ...] = (
     # the first line of an OOM report, from the task whose allocation failed; its kill follows
     ("oom-invoked", re.compile(r"(?P<comm>\S.{0,63}?) invoked oom-killer: ")),
 )
+# every head holds one of these: a line with none is no head (checked before the patterns,
+# which cost ten searches a line over a log of thousands)
+_HEAD_NEEDLES = ("INFO: ", "BUG: ", "LOCKUP", "RT throttling", "ut of memory", " invoked oom-killer: ")
 # lines that add to the report before them
 BLOCKER = re.compile(r"INFO: task " + _TASK + r" (?:<\w+> )?(?:is )?blocked on an? (?P<kind>[\w-]+) likely "
                      r"(?:owned|last held) by task (?P<bcomm>.{1,64}?):(?P<btid>\d+)")
@@ -186,7 +189,9 @@ def reports(records: Iterator[Record] | list[Record]) -> list[Report]:
     cur: Report | None = None
     for r in records:
         line = r.text
-        head = next(((k, m) for k, p in HEADS for m in [p.search(line)] if m), None)
+        head = None
+        if any(n in line for n in _HEAD_NEEDLES):
+            head = next(((k, m) for k, p in HEADS for m in [p.search(line)] if m), None)
         if head is not None:
             kind, m = head
             g = m.groupdict()
