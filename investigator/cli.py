@@ -21,6 +21,7 @@ from typing import Any
 from . import exitcodes
 
 COMMANDS = ("run", "validate", "doctor", "graph", "schema", "probes", "replay", "test", "new")
+NICE = -5          # the run's own niceness (--nice)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
                    "/sys/kernel/btf/vmlinux (e.g. from BTFHub)")
     r.add_argument("--max-overhead", type=float, default=5.0, metavar="PERCENT",
                    help="detach probes whose estimated CPU cost exceeds this share of the machine (default 5)")
+    r.add_argument("--nice", type=int, default=NICE, metavar="N",
+                   help=f"the run's own niceness when started at 0 (default {NICE}: its short bursts of work, "
+                        "attaching and concluding, get a CPU on a saturated machine; a niceness the run was "
+                        "started with is kept)")
     v = sub.add_parser("validate", help="validate playbooks without running them")
     v.add_argument("playbooks", nargs="+")
     v.add_argument("--allow-custom-probes", action="store_true",
@@ -144,7 +149,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return rc
 
 
+def _own_priority(nice: int) -> None:
+    """Before any thread exists (threads inherit it): the run's niceness, unless it was
+    started with one of its own (``nice -n 10 investigate ...``)."""
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) == 0 and nice != 0:
+            os.setpriority(os.PRIO_PROCESS, 0, max(-20, min(19, nice)))
+    except OSError:                 # not permitted: the run goes on at its niceness
+        pass
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    _own_priority(args.nice)
     lp = _load(args.playbook, args.allow_custom_probes)
     if lp is None:
         return exitcodes.USAGE
