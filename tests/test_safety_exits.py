@@ -132,3 +132,26 @@ def test_sigkill_at_random_moments_never_leaves_anything(tmp_path: Path) -> None
     while _ours_loaded() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _ours_loaded() == []
+
+
+def _niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+@pytest.mark.parametrize("started", [0, 10])
+def test_the_run_takes_its_own_priority_unless_started_with_one(tmp_path: Path, started: int) -> None:
+    """Started at niceness 0 the run raises itself to -5 (--nice) before any thread exists,
+    every thread inheriting it; started under ``nice -n 10`` it keeps 10."""
+    import os
+    own = os.getpriority(os.PRIO_PROCESS, 0) + started      # what `nice -n` gives the run
+    expected = -5 if own == 0 else own
+    p = subprocess.Popen(["nice", "-n", str(started), sys.executable, "-m", "investigator",
+                          "tests/fixtures/playbooks/shared.yaml", "--window", "30", "-q", "--out", str(tmp_path / "b")],
+                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_event(tmp_path / "b" / "events.jsonl", "first_attached", p)
+        tids = [int(x.name) for x in Path(f"/proc/{p.pid}/task").iterdir()]
+        assert {_niceness(t) for t in tids} == {expected}, tids
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.communicate(timeout=60)

@@ -118,27 +118,32 @@ def _string_end(source: str, i: int, raw: bool) -> int:
     raise ExprError("unterminated string", i + 1)
 
 
+_LEX = re.compile("|".join((
+    r"(?P<skip>" + _SKIP.pattern + ")",
+    r"(?P<prefix>" + _PREFIX.pattern + ")",
+    r"(?P<number>" + _NUMBER.pattern + ")",
+    r"(?P<ident>" + _IDENT.pattern + ")",
+    r"(?P<op>" + "|".join(re.escape(o) for o in _OPS) + ")")))
+
+
 def tokens(source: str) -> list[Token]:
     """The tokens of a CEL expression, comments and whitespace left out (CEL's lexical
     grammar: a string may be prefixed r (raw), b (bytes) or both, and triple-quoted)."""
     out: list[Token] = []
     i, n = 0, len(source)
     while i < n:
-        m = _SKIP.match(source, i)
-        if m:
+        m = _LEX.match(source, i)
+        if m is None:
+            raise ExprError(f"unexpected character {source[i]!r}", i + 1)
+        kind = m.lastgroup
+        if kind == "skip":
             i = m.end()
-            continue
-        p = _PREFIX.match(source, i)
-        if p:
-            q = p.end()
-            end = _string_end(source, q, raw="r" in p.group().lower())
-            out.append(Token("bytes" if "b" in p.group().lower() else "string", source[i:end], i))
+        elif kind == "prefix":
+            pre = m.group().lower()
+            end = _string_end(source, m.end(), raw="r" in pre)
+            out.append(Token("bytes" if "b" in pre else "string", source[i:end], i))
             i = end
-            continue
-        ch = source[i]
-        if ch.isdigit() or (ch == "." and source[i + 1:i + 2].isdigit()):
-            m = _NUMBER.match(source, i)
-            assert m is not None
+        elif kind == "number":
             text = m.group()
             kind = "float" if not text[:2].lower() == "0x" and any(c in text for c in ".eE") else \
                 "uint" if text[-1] in "uU" else "int"
@@ -150,17 +155,9 @@ def tokens(source: str) -> list[Token]:
                     raise ExprError(f"integer literal {text} does not fit in 64 bits", i + 1)
             out.append(Token(kind, text, i))
             i = m.end()
-            continue
-        m = _IDENT.match(source, i)
-        if m:
-            out.append(Token("ident", m.group(), i))
+        else:
+            out.append(Token(str(kind), m.group(), i))
             i = m.end()
-            continue
-        op = next((o for o in _OPS if source.startswith(o, i)), None)
-        if op is None:
-            raise ExprError(f"unexpected character {ch!r}", i + 1)
-        out.append(Token("op", op, i))
-        i += len(op)
     return out
 
 
