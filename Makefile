@@ -5,7 +5,7 @@
 VENV ?= .venv
 PYTEST_ARGS ?=
 
-.PHONY: run test test-slow setup setup-test probes check-probes clean
+.PHONY: run test test-slow bench setup setup-test probes check-probes clean
 
 run: setup
 	$(VENV)/bin/investigate playbooks/freeze.yaml $(ARGS); rc=$$?; [ $$rc -le 1 ] || exit $$rc
@@ -15,6 +15,11 @@ test: setup-test
 
 test-slow: setup-test
 	sh scripts/slow-machine.sh $(PYTEST_ARGS)
+
+# Side-by-side benchmarks against bpftrace and libbpf-tools, calm and sick (docs/performance.md).
+bench:
+	sh scripts/setup.sh bench
+	$(VENV)/bin/python bench/run.py --reps 5 --sick-reps 3 --out docs/performance.md
 
 setup:
 	sh scripts/setup.sh runtime
