@@ -40,6 +40,34 @@ static __always_inline struct memstall_task *entry(struct task_struct *t, __u32 
 	return bpf_map_lookup_elem(&tasks, &tid);
 }
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct memstall_alloc_run);
+} alloc_runs SEC(".maps");
+
+static __always_inline struct memstall_alloc_run *alloc_run(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&alloc_runs, &zero);
+}
+
+/* the pages of this CPU's run into its task's entry */
+static __always_inline void flush_run(struct memstall_alloc_run *r)
+{
+	struct memstall_task *e;
+
+	if (r->tid && r->pages) {
+		e = bpf_map_lookup_elem(&tasks, &r->tid);
+		if (e)
+			__sync_fetch_and_add(&e->alloc_pages, r->pages);
+	}
+	r->tid = 0;
+	r->pages = 0;
+}
+
 /* PSI's mark of a task in a memory stall (psi_memstall_enter .. _leave), since 5.9 */
 static __always_inline bool in_memstall(struct task_struct *t)
 {
@@ -69,11 +97,15 @@ static __always_inline int on_mm(bool begin, bool compact, __u64 reclaimed)
 
 static __always_inline int on_switch(struct task_struct *prev, struct task_struct *next)
 {
+	struct memstall_alloc_run *r;
 	struct memstall_task *e;
 	__u64 now;
 	__u32 tid;
 
 	COUNT_EVENT();
+	r = alloc_run();
+	if (r && r->tid && r->tid == BPF_CORE_READ(prev, pid))
+		flush_run(r);
 	/* a stall sleep begins: prev leaves the CPU asleep (not preempted) inside a stall that
 	 * reclaim or compaction does not already time */
 	if (in_memstall(prev) && get_task_state(prev) != TASK_RUNNING && task_selected(prev)) {
@@ -101,12 +133,24 @@ static __always_inline int on_alloc(unsigned int order)
 {
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
 	__u32 tid = BPF_CORE_READ(t, pid);
+	struct memstall_alloc_run *r = alloc_run();
+	__u64 pages = 1ULL << (order & 31);
 	struct memstall_task *e;
 
 	COUNT_EVENT();
+	if (r && tid && r->tid == tid) {        /* the burst goes on: selected, has an entry */
+		r->pages += pages;
+		return 0;
+	}
 	if (!tid || !task_selected(t) || !(e = entry(t, tid)))
 		return 0;
-	__sync_fetch_and_add(&e->alloc_pages, 1ULL << (order & 31));
+	if (!r) {
+		__sync_fetch_and_add(&e->alloc_pages, pages);
+		return 0;
+	}
+	flush_run(r);                           /* another task's burst on this CPU ends */
+	r->tid = tid;
+	r->pages = pages;
 	return 0;
 }
 

@@ -22,4 +22,13 @@ struct memstall_task {                  /* one task: 104 bytes */
 	char comm[16];
 };
 
+/* The allocations of the task that allocated last on a CPU, not yet added to its entry:
+ * a task allocates in bursts, so its entry is touched once per burst (and when it leaves
+ * the CPU), not once per page. */
+struct memstall_alloc_run {
+	__u32 tid;
+	__u32 pad;
+	__u64 pages;
+};
+
 #endif

@@ -38,7 +38,24 @@ class MemstallTask(C.Structure):
                 ("kthread", u32), ("pad", u32), ("comm", C.c_char * 16)]
 
 
-LAYOUTS = {"memstall_task": MemstallTask, "mm_stall": MmStall}
+class MemstallAllocRun(C.Structure):
+    _fields_ = [("tid", u32), ("pad", u32), ("pages", u64)]
+
+
+LAYOUTS = {"memstall_task": MemstallTask, "mm_stall": MmStall, "memstall_alloc_run": MemstallAllocRun}
+
+
+def _unflushed(inst: Any) -> dict[int, int]:
+    """Pages allocated by the task each CPU last saw allocating, not yet in its entry (a
+    task's burst is added when another task allocates there or when it leaves the CPU)."""
+    runs = inst.obj.maps.get("alloc_runs")
+    vals = runs.lookup(0) if runs is not None else None
+    out: dict[int, int] = {}
+    for v in vals if isinstance(vals, list) else []:
+        r = MemstallAllocRun.from_buffer_copy(v)
+        if r.tid and r.pages:
+            out[r.tid] = out.get(r.tid, 0) + r.pages
+    return out
 
 
 def _vmstat() -> dict[str, int]:
@@ -92,9 +109,11 @@ class Collector(ProbeCollector):
         kswapd_ns = sum(max(0, (a or (0, 0))[0] - (self.kswapd0.get(t) or (0, 0))[0])
                         for t in self.kswapd0 for a in [procfs.schedstat(t)])
         rows = []
+        pending = _unflushed(inst)
         for k, v in inst.obj.maps["tasks"].lookup_batch(limit=10240):
             r = MemstallTask.from_buffer_copy(v)
             tid = int.from_bytes(k[:4], "little")
+            r.alloc_pages += pending.get(tid, 0)
             reclaim, compact = r.mm.upto(now)
             sleep = r.sleep_ns + (now - r.sleep_since if 0 < r.sleep_since < now else 0)
             stall = min(window, reclaim + compact + sleep)
