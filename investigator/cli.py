@@ -21,7 +21,6 @@ from typing import Any
 from . import exitcodes
 
 COMMANDS = ("run", "validate", "doctor", "graph", "schema", "probes", "replay", "test", "new")
-NICE = -5          # the run's own niceness (--nice)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,10 +49,10 @@ def _parser() -> argparse.ArgumentParser:
                    "/sys/kernel/btf/vmlinux (e.g. from BTFHub)")
     r.add_argument("--max-overhead", type=float, default=5.0, metavar="PERCENT",
                    help="detach probes whose estimated CPU cost exceeds this share of the machine (default 5)")
-    r.add_argument("--nice", type=int, default=NICE, metavar="N",
-                   help=f"the run's own niceness when started at 0 (default {NICE}: its short bursts of work, "
-                        "attaching and concluding, get a CPU on a saturated machine; a niceness the run was "
-                        "started with is kept)")
+    r.add_argument("--nice", type=int, default=None, metavar="N",
+                   help="run at niceness N when started at 0 (a niceness the run was started with is kept); "
+                        "default: unchanged. A negative N gets the run's short bursts of work a CPU on a "
+                        "saturated machine, at the cost of the tasks it investigates")
     v = sub.add_parser("validate", help="validate playbooks without running them")
     v.add_argument("playbooks", nargs="+")
     v.add_argument("--allow-custom-probes", action="store_true",
@@ -149,9 +148,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return rc
 
 
-def _own_priority(nice: int) -> None:
-    """Before any thread exists (threads inherit it): the run's niceness, unless it was
-    started with one of its own (``nice -n 10 investigate ...``)."""
+def _own_priority(nice: int | None) -> None:
+    """Before any thread exists (threads inherit it): the niceness ``--nice`` asks for,
+    unless the run was started with one of its own (``nice -n 10 investigate ...``)."""
+    if nice is None:
+        return
     try:
         if os.getpriority(os.PRIO_PROCESS, 0) == 0 and nice != 0:
             os.setpriority(os.PRIO_PROCESS, 0, max(-20, min(19, nice)))

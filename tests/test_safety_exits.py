@@ -138,15 +138,18 @@ def _niceness(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
 
 
-@pytest.mark.parametrize("started", [0, 10])
-def test_the_run_takes_its_own_priority_unless_started_with_one(tmp_path: Path, started: int) -> None:
-    """Started at niceness 0 the run raises itself to -5 (--nice) before any thread exists,
-    every thread inheriting it; started under ``nice -n 10`` it keeps 10."""
+@pytest.mark.parametrize("started, asked", [(0, None), (0, -5), (10, -5)])
+def test_the_run_keeps_its_priority_unless_asked(tmp_path: Path, started: int, asked: int | None) -> None:
+    """By default the run keeps the niceness it was started with (raised, it would take the
+    CPU from the tasks it investigates: two runs at -5 on one CPU starved a third task);
+    ``--nice -5`` sets it before any thread exists, every thread inheriting it, unless the
+    run was started under a niceness of its own (``nice -n 10``), which is kept."""
     import os
     own = os.getpriority(os.PRIO_PROCESS, 0) + started      # what `nice -n` gives the run
-    expected = -5 if own == 0 else own
+    expected = asked if asked is not None and own == 0 else own
     p = subprocess.Popen(["nice", "-n", str(started), sys.executable, "-m", "investigator",
-                          "tests/fixtures/playbooks/shared.yaml", "--window", "30", "-q", "--out", str(tmp_path / "b")],
+                          "tests/fixtures/playbooks/shared.yaml", "--window", "30", "-q", "--out", str(tmp_path / "b")]
+                         + (["--nice", str(asked)] if asked is not None else []),
                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for_event(tmp_path / "b" / "events.jsonl", "first_attached", p)
