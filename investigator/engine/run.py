@@ -169,7 +169,7 @@ class _Pool:
         acquire, each announced (``probe_ready``) the moment it is attached.  BPF objects
         load in parallel threads, the costliest first (most of a load is the kernel
         verifier, which runs with the GIL released: two objects verify at once on two
-        CPUs); the /proc readers start in this thread meanwhile.  Results wait in
+        CPUs); the /proc readers start after them, in this thread.  Results wait in
         ``_ready`` for ``acquire``.  The threads are daemons, waited for only here: an
         interrupt while the kernel holds a load (it cannot be cancelled) leaves that thread
         behind and goes on to the partial report."""
@@ -217,14 +217,15 @@ class _Pool:
             threading.Thread(target=worker, name="attach", daemon=True).start()
         self.loading = [i.name for i in todo.values()]
         announced: set[tuple[Any, ...]] = set()
+        self._watch_slow(results, threads, todo, done,
+                         lambda k: self._announce(k, results[k], first_node[k], announced),
+                         [k for k in todo if todo[k].manifest.userspace])
+        # the /proc readers last: each takes its first reading when it starts, and the loads'
+        # own CPU (seconds of it on a slow machine) must not fall inside what they measure
         for k in todo:
             if todo[k].manifest.userspace:
-                res = attach(k)
-                with lock:
-                    results[k] = res
-                self._announce(k, res, first_node[k], announced)
-        self._watch_slow(results, threads, todo, done,
-                         lambda k: self._announce(k, results[k], first_node[k], announced))
+                results[k] = attach(k)
+                self._announce(k, results[k], first_node[k], announced)
         self.loading = []
         for k in todo:
             self._ready[k] = (todo[k], results[k])
@@ -243,7 +244,7 @@ class _Pool:
 
     def _watch_slow(self, results: dict[tuple[Any, ...], Any], threads: dict[tuple[Any, ...], int],
                     todo: dict[tuple[Any, ...], ProbeInstance], done: threading.Condition,
-                    arrived: Any) -> None:
+                    arrived: Any, later: list[tuple[Any, ...]]) -> None:
         """Wait for the loads, handing each result to ``arrived`` as it comes; one the
         kernel holds for SLOW_ATTACH_S is reported with where the kernel holds its thread
         (a load or attach cannot be cancelled, but the person waiting learns why:
@@ -252,10 +253,11 @@ class _Pool:
         t0, told = time.monotonic(), set()
         while True:
             with done:
-                if len(results) < len(todo):
+                pending = [k for k in todo if k not in results and k not in later]
+                if pending:
                     done.wait(timeout=0.5)
                 came = list(results)
-                pending = [k for k in todo if k not in results]
+                pending = [k for k in todo if k not in results and k not in later]
                 running = {k: threads[k] for k in pending if k in threads}
             for k in came:
                 arrived(k)
