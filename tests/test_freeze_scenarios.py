@@ -292,20 +292,27 @@ def test_pthread_abba_deadlock_is_found_with_its_cycle(tmp_path: Path, mode: str
 
 
 def test_mutex_contention_without_deadlock_is_not_a_deadlock(tmp_path: Path) -> None:
-    """Eight threads fight over two mutexes taken in the same order, holding them for a
-    while: many waiters and wait-for edges at any moment, every thread progressing."""
+    """Two processes of four threads each fight over two mutexes taken in the same order,
+    holding them 10 ms: many waiters and wait-for edges at any moment, every thread
+    progressing.  A snapshot sees no owner only while a woken waiter is on its way to the
+    free mutex; two processes make it unlikely that both are caught so at once."""
     exe = c_helper("contend", tmp_path)
     with processes() as ps:
-        proc = ps.spawn_argv([str(exe), "8", "20"])
-        wait_alive(proc, 1.5)
+        procs = [ps.spawn_argv([str(exe), "4", "20", "10"]) for _ in range(2)]
+        for proc in procs:
+            wait_alive(proc, 1.5)
         p = investigate("playbooks/freeze.yaml", "--window", "2", "--json", "--out", str(tmp_path / "b"))
     assert p.returncode in (0, 1), p.stderr
     assert not _verdicts(p, "deadlock")
-    node = json.loads((tmp_path / "b" / "evidence.json").read_text())["user-deadlock"]
+    evidence = json.loads((tmp_path / "b" / "evidence.json").read_text())
+    assert evidence["triage"]["futex"]["edges"], evidence["triage"]["futex"]["waiters"]
+    node = evidence["user-deadlock"]
     ev = node["futex"]
     assert waitfor.analyze(node)["stuck_cycles_count"] == 0
-    mine = [w for w in ev["waiters"] if w["pid"] == proc.pid]
+    pids = {proc.pid for proc in procs}
+    mine = [w for w in ev["waiters"] if w["pid"] in pids]
     assert mine, "the contending threads should be seen waiting"
+    assert {e["waiter"] for e in ev["edges"]} & {w["tid"] for w in mine}
 
 
 @pytest.mark.skipif(not all(shutil.which(t) for t in ("mkfs.ext4", "fsfreeze", "losetup")),

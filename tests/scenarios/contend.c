@@ -1,13 +1,14 @@
 /* Mutex contention without deadlock: N threads take mutex A then mutex B (always in that
- * order), hold them ~2 ms, release, and start again, for SECONDS.  At any moment several
- * threads wait, and all of them progress.  Usage: contend N SECONDS */
+ * order), hold them HOLD_MS (2 by default), release, and start again, for SECONDS.  At any
+ * moment several threads wait, and all of them progress; the mutex is free only while a
+ * woken waiter is on its way to take it.  Usage: contend N SECONDS [HOLD_MS] */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
 
 static pthread_mutex_t a = PTHREAD_MUTEX_INITIALIZER, b = PTHREAD_MUTEX_INITIALIZER;
-static int seconds;
+static int seconds, hold_ms = 2;
 
 static void spin_ms(int ms)
 {
@@ -29,7 +30,7 @@ static void *worker(void *arg)
 	do {
 		pthread_mutex_lock(&a);
 		pthread_mutex_lock(&b);
-		spin_ms(2);
+		spin_ms(hold_ms);
 		pthread_mutex_unlock(&b);
 		pthread_mutex_unlock(&a);
 		nanosleep(&rest, NULL);
@@ -44,6 +45,8 @@ int main(int argc, char **argv)
 	pthread_t t[64];
 
 	seconds = argc > 2 ? atoi(argv[2]) : 20;
+	if (argc > 3)
+		hold_ms = atoi(argv[3]);
 	if (n > 64)
 		n = 64;
 	for (int i = 0; i < n; i++)
