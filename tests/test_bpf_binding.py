@@ -299,3 +299,16 @@ def test_per_cpu_maps_read_the_same_with_a_tiny_batch(objs: Path) -> None:
                      if int.from_bytes(k, "little", signed=True) >= 100_000}
         assert len(synthetic) == 150
         assert int.from_bytes(synthetic[100_007][-1][:8], "little") == 7000 + ncpu  # type: ignore[index]
+
+
+def test_a_refusal_names_the_kernel_feature_it_shows_missing() -> None:
+    """What 5.10's verifier and libbpf print when a probe needs more (seen loading the
+    library's objects there), turned into the feature and the release that brought it."""
+    from investigator.bpf.errors import BpfError, missing_feature
+    assert missing_feature("invalid func unknown#175") == "this kernel lacks the helper bpf_task_pt_regs() (5.15+)"
+    assert missing_feature("unknown func bpf_loop#181") == "this kernel lacks the helper bpf_loop() (5.17+)"
+    assert "5.17+" in missing_feature("number of funcs in func_info doesn't match number of subprogs")
+    assert "5.12+" in missing_feature("0: R1=ctx\nBPF_STX uses reserved fields\n")
+    assert missing_feature("R1 invalid mem access 'scalar'") == ""
+    e = BpfError("load futex.bpf.o", 22, verifier_log="processed 3 insns\ninvalid func unknown#191\n")
+    assert e.detail().endswith("bpf_copy_from_user_task() (5.18+)"), e.detail()
