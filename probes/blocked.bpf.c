@@ -57,9 +57,12 @@ EXPORT_CONST(MAX_LOCK_FNS);
  * (TOP_OF_KERNEL_STACK_PADDING), in a stack whose size is a power of two.  0 if unknown. */
 static __always_inline __u64 kernel_stack_size(struct task_struct *task)
 {
-	struct pt_regs *regs = (void *)bpf_task_pt_regs(task);
+	struct pt_regs *regs;
 	__u64 base = (__u64)BPF_CORE_READ(task, stack), top = 0, size;
 
+	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
+		return kernel_stack_size_here();        /* before 5.15 */
+	regs = (void *)bpf_task_pt_regs(task);
 	/* the pointer's value as a number: read back from where it was spilled */
 	if (!regs || bpf_probe_read_kernel(&top, sizeof(top), &regs) || !base || top <= base)
 		return 0;

@@ -55,10 +55,35 @@ static __always_inline struct blockio_task *task_entry(struct task_struct *t, __
 	return bpf_map_lookup_elem(&tasks, &tid);
 }
 
+/* Before 5.11 a request's partition is a struct hd_struct, whose device number is in its
+ * struct device; the disk's whole device is its embedded part0. */
+struct hd_struct___510 {
+	struct device __dev;
+} __attribute__((preserve_access_index));
+struct gendisk___510 {
+	struct hd_struct___510 part0;
+} __attribute__((preserve_access_index));
+struct request___510 {
+	struct hd_struct___510 *part;
+	struct gendisk___510 *rq_disk;
+} __attribute__((preserve_access_index));
+
 /* the device a request is for: its partition's, else its disk's whole device */
 static __always_inline __u32 rq_dev(struct request *rq)
 {
-	struct block_device *part = BPF_CORE_READ(rq, part);
+	struct block_device *part;
+
+	if (bpf_core_type_exists(struct hd_struct___510)) {
+		struct request___510 *old = (void *)rq;
+		struct hd_struct___510 *hd = BPF_CORE_READ(old, part);
+		struct gendisk___510 *disk;
+
+		if (hd)
+			return BPF_CORE_READ(hd, __dev.devt);
+		disk = BPF_CORE_READ(old, rq_disk);
+		return disk ? BPF_CORE_READ(disk, part0.__dev.devt) : 0;
+	}
+	part = BPF_CORE_READ(rq, part);
 
 	if (!part)
 		part = BPF_CORE_READ(rq, q, disk, part0);

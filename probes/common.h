@@ -266,4 +266,23 @@ static __always_inline __u32 log2_u64(__u64 v)
 	return r;
 }
 
+/* THREAD_SIZE, the size of a task's kernel stack, from this program's own frame: it runs
+ * on the current task's kernel stack (an iterator's reader, in read()), a few KiB below its
+ * top, so the distance from the stack's base rounds up to the stack's size -- a power of two
+ * -- wherever less than half of it is in use.  0 if unknown. */
+static __always_inline __u64 kernel_stack_size_here(void)
+{
+	struct task_struct *me = (void *)bpf_get_current_task();
+	__u64 base = (__u64)BPF_CORE_READ(me, stack), frame = 0, size;
+	void *mark = &frame;
+
+	/* the frame's address as a number: read back from where it was spilled */
+	if (bpf_probe_read_kernel(&frame, sizeof(frame), &mark) || !base || frame <= base)
+		return 0;
+	for (size = 4096; size < (1 << 20); size <<= 1)
+		if (frame - base < size)
+			return size;
+	return 0;
+}
+
 #endif

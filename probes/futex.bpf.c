@@ -10,7 +10,8 @@
  * between, is a deadlock -- however long before the investigation it began.
  *
  * x86_64: orig_ax holds the syscall number, di/si/dx the first arguments.  Sleepable
- * iterators and bpf_copy_from_user_task() need 5.18+. */
+ * iterators and bpf_copy_from_user_task() need 5.18+; before, dump_futex_waiters finds the
+ * waiters and user space reads the words (/proc/PID/mem). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -54,8 +55,27 @@ static __always_inline bool mmap_lock_busy(struct task_struct *task)
 	return count & (RWSEM_WRITER_LOCKED | RWSEM_FLAG_WAITERS);
 }
 
-SEC("iter.s/task")
-int dump_futex(struct bpf_iter__task *ctx)
+/* A task's saved user registers.  Before bpf_task_pt_regs() (5.15) they are where the
+ * kernel keeps them, at the top of its kernel stack (x86_64 and arm64 leave no padding
+ * there before 6.x's FRED). */
+static __always_inline struct pt_regs *user_regs(struct task_struct *task)
+{
+	__u64 base, size;
+
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
+		return (struct pt_regs *)bpf_task_pt_regs(task);
+	base = (__u64)BPF_CORE_READ(task, stack);
+	size = kernel_stack_size_here();
+	if (!base || !size)
+		return NULL;
+	return (struct pt_regs *)(base + size) - 1;
+}
+
+/* Where user memory cannot be read from here (a kernel before bpf_copy_from_user_task(),
+ * 5.18), the record says so with this error and user space reads the words. */
+#define READ_IN_USERSPACE (-38)         /* -ENOSYS */
+
+static __always_inline int dump(struct bpf_iter__task *ctx, bool sleepable)
 {
 	struct seq_file *seq = ctx->meta->seq;
 	struct task_struct *task = ctx->task;
@@ -75,7 +95,7 @@ int dump_futex(struct bpf_iter__task *ctx)
 		return 0;
 	if (!task_selected(task))
 		return 0;
-	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	regs = user_regs(task);
 	if (!regs || BPF_CORE_READ(regs, orig_ax) != futex_nr)
 		return 0;
 	rec = bpf_map_lookup_elem(&scratch, &zero);
@@ -84,9 +104,11 @@ int dump_futex(struct bpf_iter__task *ctx)
 	rec->uaddr = BPF_CORE_READ(regs, di);
 	rec->op = BPF_CORE_READ(regs, si);       /* with FUTEX_PRIVATE_FLAG: shared or not */
 	rec->val = BPF_CORE_READ(regs, dx);
+	rec->word = rec->owner = 0;
 	if (mmap_lock_busy(task)) {
 		rec->read_err = rec->near_err = -EBUSY;
-		rec->word = rec->owner = 0;
+	} else if (!sleepable) {
+		rec->read_err = rec->near_err = READ_IN_USERSPACE;
 	} else {
 		rec->read_err = bpf_copy_from_user_task(words, sizeof(words), (void *)rec->uaddr, task, 0);
 		rec->word = words[0];
@@ -106,6 +128,20 @@ int dump_futex(struct bpf_iter__task *ctx)
 	BPF_CORE_READ_STR_INTO(&rec->comm, task, comm);
 	snapshot_write(seq, rec, sizeof(*rec));
 	return 0;
+}
+
+SEC("iter.s/task")
+int dump_futex(struct bpf_iter__task *ctx)
+{
+	return dump(ctx, true);
+}
+
+/* Before 5.18 (no sleepable task iterators, no bpf_copy_from_user_task(), and a sleepable
+ * program may not use a per-CPU map): the waiters and their futex addresses only. */
+SEC("iter/task")
+int dump_futex_waiters(struct bpf_iter__task *ctx)
+{
+	return dump(ctx, false);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -34,7 +34,8 @@ static __always_inline int on_hang(struct task_struct *p, bool with_stack)
 	COUNT_EVENT();
 	if (!task_selected(p))
 		return 0;
-	slot = __sync_fetch_and_add(&reports_seq, 1) % HUNG_REPORTS;
+	/* one writer, khungtaskd: no atomic (a fetch-and-add needs 5.12+) */
+	slot = reports_seq++ % HUNG_REPORTS;
 	rec = bpf_map_lookup_elem(&reports, &slot);
 	if (!rec)
 		return 0;

@@ -76,7 +76,7 @@ static __always_inline int on_kmalloc(__u64 call_site, const void *ptr, __u64 by
 
 	COUNT_EVENT();
 	if (!start_ns)
-		__sync_val_compare_and_swap(&start_ns, 0, now);
+		start_ns = now;        /* CPUs that race here write about the same moment */
 	if (!task_selected(t))
 		return 0;
 	s = site_of(call_site);

@@ -88,7 +88,8 @@ static __always_inline void count(void *map, __u32 charged_tid, __u32 charged_tg
 		}
 	}
 	__sync_fetch_and_add(&c->packets, 1);
-	__sync_fetch_and_add(&c->bytes, bytes);
+	if (bytes)        /* an add of 0 becomes an atomic or (5.12+) */
+		__sync_fetch_and_add(&c->bytes, bytes);
 }
 
 static __always_inline int on_queue(struct sk_buff *skb)

@@ -55,8 +55,44 @@ class FutexRec(C.Structure):
 LAYOUTS = {"futex_rec": FutexRec}
 
 
+READ_IN_USERSPACE = -38     # probes/futex.bpf.c: no bpf_copy_from_user_task() here (before 5.18)
+
+
 def snapshot(inst: Any) -> Snapshot:
-    return iter_records(inst, FutexRec)
+    snap = iter_records(inst, FutexRec)
+    for r in snap.records:
+        if r.read_err == READ_IN_USERSPACE:
+            read_words(r)
+    return snap
+
+
+def _pread(fd: int, size: int, addr: int) -> tuple[int, bytes]:
+    try:
+        data = os.pread(fd, size, addr)
+    except OSError as e:
+        return -(e.errno or 5), b""
+    return (0, data) if len(data) == size else (-5, b"")      # EIO: not all of it mapped
+
+
+def read_words(r: FutexRec) -> None:
+    """Fill the futex word, the owner and the words near it from the waiter's memory
+    (/proc/TID/mem), for a record whose iterator could not read them: the kernel lacks
+    bpf_copy_from_user_task().  The iterator has already looked at the process's
+    mmap_lock, as it does before reading in the kernel."""
+    try:
+        fd = os.open(f"/proc/{int(r.tgid)}/task/{int(r.tid)}/mem", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        r.read_err = r.near_err = -(e.errno or 5)
+        return
+    try:
+        r.read_err, words = _pread(fd, 12, r.uaddr)
+        if not r.read_err:
+            r.word, _, r.owner = (u32 * 3).from_buffer_copy(words)
+        r.near_err, near = _pread(fd, 4 * len(r.near), r.uaddr - 16) if r.uaddr >= 16 else (-14, b"")
+        if not r.near_err:
+            C.memmove(r.near, near, len(near))
+    finally:
+        os.close(fd)
 
 
 def _rwlock_writer(r: FutexRec) -> tuple[int, int]:
