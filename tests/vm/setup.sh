@@ -52,7 +52,8 @@ for entry in bookworm:linux-image-amd64 bookworm:linux-image-6.12-amd64 bullseye
 	# rebuilt when tests/vm/init changes
 	SUM=$( (cat "$HERE/init" "$HERE/moddeps.py"; echo "$MODULES") | cksum | cut -d' ' -f1)
 	if [ ! -f "$K/initramfs.cpio.gz" ] || [ "$(cat "$K/init.sum" 2>/dev/null)" != "$SUM" ]; then
-		(cd debs && { ls "${KPKG}"_*.deb >/dev/null 2>&1 || apt_in "$suite" apt-get download -qq "$KPKG" 2>/dev/null; })
+		(cd debs && { ls "${KPKG}"_*.deb >/dev/null 2>&1 || apt_in "$suite" apt-get download -qq "$KPKG" 2>/dev/null; }) ||
+			{ echo "setup: $KPKG could not be downloaded" >&2; continue; }
 		rm -rf "$K" && mkdir -p "$K"
 		dpkg-deb -x debs/"${KPKG}"_*.deb "$K"
 		ln -sf "vmlinuz-$KVER" "$K/boot/vmlinuz"
@@ -84,8 +85,8 @@ for entry in bookworm:linux-image-amd64 bookworm:linux-image-6.12-amd64 bullseye
 			awk '/Depends: linux-(headers|kbuild)-/{print $2}')"
 		H=$(mktemp -d "$D/hdr.XXXX")
 		for p in $HPKGS; do
-			(cd debs && { ls "${p}"_*.deb >/dev/null 2>&1 || apt_in "$suite" apt-get download -qq "$p" 2>/dev/null; })
-			dpkg-deb -x debs/"${p}"_*.deb "$H"
+			(cd debs && { ls "${p}"_*.deb >/dev/null 2>&1 || apt_in "$suite" apt-get download -qq "$p" 2>/dev/null; }) &&
+				dpkg-deb -x debs/"${p}"_*.deb "$H" || echo "setup: $p could not be downloaded" >&2
 		done
 		# the flavour's Makefile includes the common one by absolute path; no module BTF
 		# (6.12 would want pahole, and nothing reads the module's types)
