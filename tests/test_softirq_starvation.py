@@ -1,8 +1,8 @@
 """Starvation by a softirq storm: the fault module's runaway tasklet on CPU 1 (a driver's
 softirq work that reschedules itself, tests/vm/faults/) is handed to ksoftirqd/1, and a
-low-priority task on that CPU waits hundreds of ms.  starvation.yaml's cpu-starvation node
-names the victim, ksoftirqd/1 as the task that held the CPU, and TASKLET softirq work as
-what it did.  Second-kernel guests only (the module is built for their kernels)."""
+low-priority (SCHED_IDLE) task on that CPU waits hundreds of ms.  starvation.yaml's
+cpu-starvation node names the victim, ksoftirqd/1 as the task that held the CPU, and
+TASKLET softirq work as what it did.  Second-kernel guests only (the module is built for their kernels)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,28 @@ from pathlib import Path
 import pytest
 from conftest import investigate
 from scenarios.faults import MISSING, MODULE, fault_module
-from scenarios.procs import PERIODIC, SCENARIO_S, processes, wait_alive
+from scenarios.procs import SCENARIO_S, processes, wait_alive
 
 pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel, pytest.mark.cpu_heavy,
               pytest.mark.skipif(not MODULE.exists(), reason=MISSING)]
 
-# a batch job at nice 19 that wakes every 10 ms for 2 ms of work, on CPU 1
-BATCH = PERIODIC.replace("os.sched_setaffinity(0, {{{cpu}}})", "os.sched_setaffinity(0, {{{cpu}}}); os.nice(19)")
+# A batch job at SCHED_IDLE on CPU 1 that wakes every 10 ms for 5 ms of CPU time.  Behind a
+# nice-0 task that is always runnable it waits about its last run times the weight ratio
+# (1024:3): hundreds of ms on CFS (6.1) and on EEVDF (6.12) alike, where a nice-19 job's
+# waits (ratio 1024:15, about 100 ms on EEVDF) would sit on the rule's threshold.  CPU time,
+# not wall time, so that a job preempted in its work still asks for the rest.
+BATCH = """
+import os, time
+open("/proc/self/comm", "w").write("{name}")
+os.sched_setaffinity(0, {{{cpu}}})
+os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+end = time.monotonic() + {seconds}
+while time.monotonic() < end:
+    time.sleep({period})
+    busy = time.thread_time() + {work}
+    while time.thread_time() < busy:
+        pass
+"""
 
 
 def storm(ms: int) -> None:
@@ -46,9 +61,20 @@ def wait_handed_to_ksoftirqd(cpu: int, ms: int = 300, timeout: float = 120.0) ->
         time.sleep(0.05)
 
 
+def node_evidence(bundle: Path, node: str) -> dict:
+    """What a node's probes saw, for a failure's message: runqlat's longest explained wait
+    and irq.time's charges."""
+    try:
+        ev = json.loads((bundle / "evidence.json").read_text()).get(node, {})
+    except (OSError, ValueError) as e:
+        return {"error": str(e)}
+    return {"starved": ev.get("runqlat", {}).get("starved"), "worst": ev.get("runqlat", {}).get("worst"),
+            "charged": ev.get("irq", {}).get("charged")}
+
+
 def test_softirq_storm_is_named_as_what_held_the_cpu(tmp_path: Path) -> None:
     with fault_module(), processes() as ps:
-        victim = ps.spawn(BATCH, name="batch-victim", cpu=1, period=0.01, work=0.002, seconds=SCENARIO_S)
+        victim = ps.spawn(BATCH, name="batch-victim", cpu=1, period=0.01, work=0.005, seconds=SCENARIO_S)
         wait_alive(victim, 0.3)
         storm(SCENARIO_S * 1000)         # until storm(0) below, however long the investigation takes
         try:
@@ -60,7 +86,8 @@ def test_softirq_storm_is_named_as_what_held_the_cpu(tmp_path: Path) -> None:
     assert p.returncode == 1, p.stderr
     rep = json.loads(p.stdout)
     mine = [v for v in rep["verdicts"] if v["node"] == "cpu-starvation"]
-    assert len(mine) == 1, [(n["id"], n["status"], n["summary"]) for n in rep["nodes"]]
+    assert len(mine) == 1, ([(n["id"], n["status"], n["summary"]) for n in rep["nodes"]],
+                            node_evidence(tmp_path / "b", "cpu-starvation"))
     (v,) = mine
     roles = {t["role"]: t for t in v["tasks"]}
     assert roles["victim"]["tid"] == victim.pid
