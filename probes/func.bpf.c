@@ -5,7 +5,7 @@
  * Two hook alternatives, the same maps: fentry/fexit (BPF trampolines, the function's
  * BTF; target set before load) and kprobe/kretprobe (attached by symbol).  The entry
  * program stamps the call per thread; the exit program computes the latency, counts the
- * return value and keeps the latest calls in a small ring. */
+ * return value and keeps the latest calls in a small ring per CPU. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -57,14 +57,14 @@ struct {
 	__type(value, __u64);
 } by_stack SEC(".maps");
 
+/* per CPU: the CPU's latest calls, a ring indexed by its own call count (no atomic
+ * fetch-and-add, which needs 5.12) */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, FUNC_RECENT);
 	__type(key, __u32);
 	__type(value, struct func_event);
 } recent SEC(".maps");
-
-__u64 recent_seq = 0;
 
 const volatile bool user_func = false;  /* uprobes: no kernel stack to keep */
 
@@ -133,13 +133,13 @@ static __always_inline void leave(__s64 ret)
 		__sync_fetch_and_add(&p->zeros, 1);
 
 	cpu = bpf_map_lookup_elem(&by_cpu, &zero);
-	if (cpu) {
-		cpu->calls++;
-		cpu->total_ns += lat;
-		cpu->hist[log2_u64(lat) & (FUNC_SLOTS - 1)]++;
-		if (lat > cpu->max_ns)
-			cpu->max_ns = lat;
-	}
+	if (!cpu)
+		return;
+	seq = cpu->calls++;
+	cpu->total_ns += lat;
+	cpu->hist[log2_u64(lat) & (FUNC_SLOTS - 1)]++;
+	if (lat > cpu->max_ns)
+		cpu->max_ns = lat;
 
 	cls = ret_class(ret);
 	n = bpf_map_lookup_elem(&returns, &cls);
@@ -156,7 +156,6 @@ static __always_inline void leave(__s64 ret)
 			COUNT_DROP();
 	}
 
-	seq = __sync_fetch_and_add(&recent_seq, 1);
 	slot = seq % FUNC_RECENT;
 	e = bpf_map_lookup_elem(&recent, &slot);
 	if (e) {

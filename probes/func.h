@@ -4,7 +4,7 @@
 #define __FUNC_H
 
 #define FUNC_SLOTS        32          /* log2 latency buckets (ns) */
-#define FUNC_RECENT       64          /* the latest calls kept */
+#define FUNC_RECENT       64          /* the latest calls kept, per CPU */
 #define FUNC_STACK_DEPTH  32
 #define FUNC_RET_OTHER    0x7fffffffffffffffLL   /* a pointer or a large value */
 
@@ -31,7 +31,7 @@ struct func_cpu {                       /* 24 + 8 * FUNC_SLOTS bytes */
 };
 
 struct func_event {                     /* 64 bytes */
-	__u64 seq;
+	__u64 seq;                      /* the call's number on its CPU */
 	__u64 end_ns;
 	__u64 latency_ns;
 	__s64 ret;

@@ -11,6 +11,7 @@ from typing import Any
 from ._common import ProbeCollector, cstr, hist_quantile, kernel_stack, log2_hist, ms, task_entity
 
 SLOTS = 32
+RECENT = 64        # FUNC_RECENT: the latest calls each CPU keeps
 RET_OTHER = 0x7FFFFFFFFFFFFFFF
 TOP = 20
 u32, s32, u64, s64 = C.c_uint32, C.c_int32, C.c_uint64, C.c_int64
@@ -79,16 +80,24 @@ class Collector(ProbeCollector):
         # because another stack held its hash bucket -- counted, never shown as a caller
         callers = [{"count": n, "stack": kernel_stack(maps["stacks"], sid)} for n, sid in stacks if sid >= 0][:10]
         callers_unknown = sum(n for n, sid in stacks if sid < 0)
+        # each CPU's ring of its latest calls: the latest calls of all are among them
         events = []
-        for _, v in maps["recent"].items(limit=64):
-            e = FuncEvent.from_buffer_copy(v)
-            if e.end_ns:
-                events.append(e)
-        events.sort(key=lambda e: e.seq)
+        for _, per_cpu in maps["recent"].items(limit=RECENT):
+            for v in per_cpu if isinstance(per_cpu, list) else [per_cpu]:
+                e = FuncEvent.from_buffer_copy(v)
+                if e.end_ns:
+                    events.append(e)
+        events.sort(key=lambda e: e.end_ns)
+        # the first call since attach is the earliest of the CPUs' first calls, known while
+        # every CPU's ring still holds its own
+        firsts = [e for e in events if e.seq == 0] if all(c["calls"] <= RECENT for c in cpus) else []
+        first = min(firsts, key=lambda e: e.end_ns, default=None)
         now_ns = time.monotonic_ns()
-        recent = [{**task_entity(e.tid, e.tgid, cstr(e.comm)), "cpu": e.cpu, "ret": ret_name(e.ret),
-                   "latency_us": round(e.latency_ns / 1e3, 3), "ago_s": round((now_ns - e.end_ns) / 1e9, 3),
-                   "stack": kernel_stack(maps["stacks"], e.stack_id)} for e in events[-20:]]
+        def call(e: FuncEvent) -> dict[str, Any]:
+            return {**task_entity(e.tid, e.tgid, cstr(e.comm)), "cpu": e.cpu, "ret": ret_name(e.ret),
+                    "latency_us": round(e.latency_ns / 1e3, 3), "ago_s": round((now_ns - e.end_ns) / 1e9, 3),
+                    "stack": kernel_stack(maps["stacks"], e.stack_id)}
+        recent = [call(e) for e in events[-20:]]
         errors = sum(r["count"] for r in returns if r["raw"] is not None and r["raw"] < 0)
         nulls = sum(r["count"] for r in returns if r["raw"] == 0)
         return {
@@ -106,6 +115,6 @@ class Collector(ProbeCollector):
             "cpus": cpus,
             "callers": callers,
             "recent": recent,
-            "first": next((r for r, e in zip(recent, events[-20:]) if e.seq == 0), None),
+            "first": call(first) if first is not None else None,
             "last": recent[-1] if recent else None,
         }
