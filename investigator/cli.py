@@ -57,7 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("playbooks", nargs="+")
     v.add_argument("--allow-custom-probes", action="store_true",
                    help="check playbooks that use bpftrace programs or probes from their own folder")
-    sub.add_parser("doctor", help="check what this machine lets the tool do")
+    d = sub.add_parser("doctor", help="check what this machine lets the tool do, and what each node of "
+                       "a playbook could observe here")
+    d.add_argument("playbooks", nargs="*", help="playbooks whose probes to attach (and detach at once)")
+    d.add_argument("--allow-custom-probes", action="store_true",
+                   help="also attach the probes from a playbook's own folder")
     g = sub.add_parser("graph", help="render a playbook's graph")
     g.add_argument("playbook")
     g.add_argument("--format", choices=("mermaid", "dot", "text"), default="text")
@@ -272,11 +276,37 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         mark = {True: "ok ", False: "NO ", None: "   "}[c.ok]
         print(f"{mark} {c.name:<{width}}  {c.value}" + (f"  -- {c.hint}" if c.hint else ""))
         bad |= c.ok is False and c.name in ("root", "libbpf", "BTF", "capabilities")
+    for path in args.playbooks if not bad else []:
+        lp = _load(path, to_run=False)
+        if lp is None:
+            bad = True
+            continue
+        bad |= not _doctor_playbook(path, lp, args.allow_custom_probes)
     from .system import mounts
     for m in mounts.undo():
         print(f"    mounted {m['fs']} at {m['path']} to look, and " +
               ("unmounted it again" if m["unmounted"] else f"could not unmount it: {m.get('error')}"))
     return exitcodes.ENVIRONMENT if bad else exitcodes.OK
+
+
+def _doctor_playbook(path: str, lp: Any, allow_custom: bool) -> bool:
+    """Print what each node of a playbook could observe here; False when no start node could
+    observe anything (a run would end with nothing seen)."""
+    from .report.text import terminal_safe
+    from .playbook.reach import playbook_reach
+    reach = playbook_reach(lp, allow_custom)
+    print(f"\n{terminal_safe(path)}: {sum(r.observable for r in reach)} of {len(reach)} nodes can observe here")
+    width = max((len(p["probe"]) for r in reach for p in r.probes), default=0)
+    for r in reach:
+        lost = [p["probe"] for p in r.probes if p["hook"] is None and p["optional"]]
+        state = ("ok " if not lost else "ok-") if r.observable else "NO "
+        print(f"{state} {r.node}" + (f"  (without {', '.join(lost)})" if r.observable and lost else ""))
+        for p in r.probes:
+            how = f"via {p['hook']}" if p["hook"] else "no: " + p["why"]
+            opt = " (optional)" if p["optional"] else ""
+            print(f"      {p['probe']:<{width}}  {terminal_safe(how)}{opt}")
+    start = [r for r in reach if r.node in lp.spec.start]
+    return any(r.observable for r in start)
 
 
 def cmd_graph(args: argparse.Namespace) -> int:

@@ -98,6 +98,78 @@ def test_doctor_reports_hooks() -> None:
         assert word in p.stdout
 
 
+DOCTOR_BOOK = """apiVersion: investigator/v1
+kind: Playbook
+metadata: {{name: doctor-test, description: what doctor says of each node}}
+start: {start}
+nodes:
+  calls:
+    hypothesis: openat is called
+    probes:
+      - use: kernel.func
+        with: {{function: do_sys_openat2}}
+    conclude:
+      - {{when: func.calls > 0, verdict: contention}}
+  waits:
+    hypothesis: tasks wait for a CPU
+    probes:
+      - use: sched.runqlat
+      - use: kernel.func
+        with: {{function: do_sys_openat2}}
+        optional: true
+    conclude:
+      - {{when: runqlat.worst.wait_ms > 100.0, verdict: starvation}}
+"""
+
+
+@pytest.mark.bpf
+@pytest.mark.second_kernel
+@pytest.mark.kernel_510
+def test_doctor_says_what_each_node_of_a_playbook_could_observe(tmp_path: Path) -> None:
+    """doctor PLAYBOOK attaches each node's probes for real (and detaches them): a node
+    whose probe this kernel refuses says why, one that loses only an optional probe can
+    still observe, and a playbook none of whose start nodes could observe fails."""
+    from investigator.bpf import features
+    function_hook = features.hook("fentry", "do_sys_openat2") or features.hook("kprobe")
+    both = tmp_path / "both.yaml"
+    both.write_text(DOCTOR_BOOK.format(start="[calls, waits]"))
+    p = investigate("doctor", str(both))
+    assert "Traceback" not in p.stderr, p.stderr
+    lines = p.stdout.splitlines()
+    assert p.returncode == 0, p.stdout + p.stderr
+    node = {ln.split()[1]: ln.split()[0] for ln in lines if ln[:3] in ("ok ", "ok-", "NO ") and
+            ln.split()[1] in ("calls", "waits")}
+    runqlat = next(ln for ln in lines if ln.strip().startswith("sched.runqlat"))
+    assert "via tp_btf" in runqlat or "via raw_tp" in runqlat, runqlat
+    func = [ln.strip() for ln in lines if ln.strip().startswith("kernel.func")]
+    assert len(func) == 2, lines
+    if function_hook:
+        assert node == {"calls": "ok", "waits": "ok"}, lines
+        assert all(" via fentry" in f or " via kprobe" in f for f in func), func
+        assert f"{both}: 2 of 2 nodes can observe here" in lines, lines
+    else:
+        # this machine: fentry refused by lockdown, no CONFIG_KPROBES -- each said
+        assert node == {"calls": "NO", "waits": "ok-"}, lines
+        assert all("no: fentry: " in f and "kprobe: " in f for f in func), func
+        assert func[1].endswith("(optional)") and "(without kernel.func)" in p.stdout
+        assert f"{both}: 1 of 2 nodes can observe here" in lines, lines
+        only = tmp_path / "only.yaml"
+        only.write_text(DOCTOR_BOOK.format(start="[calls]"))
+        q = investigate("doctor", str(only))
+        assert q.returncode == 3 and "Traceback" not in q.stderr, q.stdout + q.stderr
+
+
+@pytest.mark.bpf
+def test_doctor_on_the_flagship_lists_every_node() -> None:
+    from investigator.playbook import load_playbook
+    nodes = load_playbook(REPO / "playbooks/freeze.yaml", to_run=False).spec.nodes
+    p = investigate("doctor", "playbooks/freeze.yaml")
+    assert p.returncode == 0, p.stdout + p.stderr
+    listed = {ln.split()[1] for ln in p.stdout.splitlines() if ln[:3] in ("ok ", "ok-", "NO ")}
+    assert set(nodes) <= listed, (sorted(nodes), p.stdout)
+    assert f"playbooks/freeze.yaml: {len(nodes)} of {len(nodes)} nodes can observe here" in p.stdout
+
+
 @pytest.mark.bpf
 def test_json_report_contract_and_replay(tmp_path: Path) -> None:
     b = tmp_path / "bundle"

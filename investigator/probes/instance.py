@@ -329,3 +329,20 @@ class ProbeInstance(Observed):
         if self.obj is not None:
             self.obj.close()
             self.obj = None
+
+
+def try_attach(manifest: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Attach a library probe for real and detach it at once: the hook the kernel took and
+    the alternatives it refused first, or why none attached."""
+    inst = ProbeInstance(manifest, params)
+    try:
+        inst.attach()
+        return {"hook": inst.hook, "fallbacks": [a["hook"] for a in inst.attempts],
+                "refused": list(inst.attempts)}
+    except ProbeUnavailable as e:
+        return {"hook": None, "why": "; ".join(f"{a['hook']}: {a['reason']}" for a in e.attempts)}
+    except Exception as e:  # noqa: BLE001 - the check says what happened
+        return {"hook": None, "why": f"{type(e).__name__}: {e}"}
+    finally:
+        inst.close()
+

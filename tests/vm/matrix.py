@@ -32,17 +32,9 @@ PARAMS = {"kernel.func": {"function": "do_sys_openat2"},
 
 
 def _attach(m: object, params: dict[str, object]) -> dict[str, object]:
-    from investigator.probes.instance import ProbeInstance, ProbeUnavailable
-    inst = ProbeInstance(m, params)  # type: ignore[arg-type]
-    try:
-        inst.attach()
-        return {"hook": inst.hook, "fallbacks": [a["hook"] for a in inst.attempts]}
-    except ProbeUnavailable as e:
-        return {"hook": None, "why": "; ".join(f"{a['hook']}: {a['reason']}" for a in e.attempts)}
-    except Exception as e:  # noqa: BLE001 - the table says what happened
-        return {"hook": None, "why": f"{type(e).__name__}: {e}"}
-    finally:
-        inst.close()
+    from investigator.probes.instance import try_attach
+    r = try_attach(m, params)
+    return {k: v for k, v in r.items() if k in ("hook", "fallbacks", "why")}
 
 
 def here() -> dict[str, object]:
