@@ -16,6 +16,11 @@ from typing import Any
 
 from ._lib import LOG, RB_SAMPLE_FN, lib, num_possible_cpus
 from .errors import BpfError
+
+# errors of a first BPF_MAP_LOOKUP_BATCH that mean "not for this map type here": ENOTSUPP
+# (524) is the kernel's own, returned as is by map types without the batch operation
+ENOTSUPP = 524
+NO_BATCH = frozenset({E.EINVAL, E.ENOTSUP, E.EOPNOTSUPP, E.ENOSYS, E.EPERM, ENOTSUPP})
 from .structs import (BtfType, BtfVarSecinfo, IterAttachOpts, KprobeOpts, MapBatchOpts,
                       ObjectOpenOpts, UprobeOpts)
 
@@ -301,21 +306,9 @@ class Map:
 
     def iter_items(self, limit: int | None = None) -> Iterator[tuple[bytes, bytes | list[bytes]]]:
         """(key, value) pairs as they are read, batch by batch where the kernel has batch
-        lookups (key by key otherwise): the caller holds one batch at a time, never the map."""
-        batches = self.iter_batch(limit=limit)
-        try:
-            first = next(batches, None)
-        except BpfError as e:
-            if e.errno not in (E.EINVAL, E.ENOTSUP, E.EOPNOTSUPP, E.ENOSYS, E.EPERM):
-                raise
-            for k in self.keys(limit):
-                v = self.lookup(k)
-                if v is not None:
-                    yield k, v
-            return
-        if first is not None:
-            yield first
-            yield from batches
+        lookups for this map type (key by key otherwise): the caller holds one batch at a
+        time, never the map."""
+        return self.iter_batch(limit=limit)
 
     def batch_entries(self, max_bytes: int = BATCH_BYTES) -> int:
         """Entries per BPF_MAP_LOOKUP_BATCH call for this map (see ``batch_entries``)."""
@@ -326,6 +319,12 @@ class Map:
         """BPF_MAP_LOOKUP_BATCH (hash and array maps, kernel >= 5.6), as a list."""
         return list(self.iter_batch(chunk, limit, max_bytes))
 
+    def _iter_one_by_one(self, limit: int | None) -> Iterator[tuple[bytes, bytes | list[bytes]]]:
+        for k in self.keys(limit):
+            v = self.lookup(k)
+            if v is not None:
+                yield k, v
+
     def iter_batch(self, chunk: int | None = None, limit: int | None = None,
                    max_bytes: int = BATCH_BYTES) -> Iterator[tuple[bytes, bytes | list[bytes]]]:
         """BPF_MAP_LOOKUP_BATCH, yielding each entry as it is decoded.
@@ -333,7 +332,9 @@ class Map:
         One call's buffers hold ``chunk`` entries, by default as many as fit in
         ``max_bytes`` (a per-CPU value holds one slot per possible CPU).  A hash bucket
         holding more entries than that makes the kernel answer ENOSPC: the chunk then
-        doubles, up to the map's size, for that bucket's sake.
+        doubles, up to the map's size, for that bucket's sake.  Where the kernel has no
+        batch lookup for this map type (before 5.6, or a per-CPU array on 5.10: ENOTSUPP),
+        the entries are read key by key.
         """
         ks, vs = self.key_size, self._vbuf_size
         cap = max(1, self.max_entries)
@@ -354,6 +355,9 @@ class Map:
                 keys = C.create_string_buffer(ks * chunk)
                 vals = C.create_string_buffer(vs * chunk)
                 continue
+            if err in NO_BATCH and in_b is None:
+                yield from self._iter_one_by_one(limit)
+                return
             if err and err != E.ENOENT:
                 raise BpfError(f"lookup_batch {self.name}", err)
             kmv, vmv = memoryview(keys).cast("B"), memoryview(vals).cast("B")
