@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import selectors
 import shutil
@@ -352,3 +353,40 @@ def current_syscall(pid: int | str, tid: int | str) -> tuple[int, list[int]] | N
         return int(parts[0]), [int(a, 16) for a in parts[1:7]]
     except ValueError:
         return None
+
+
+AT_STATX_DONT_SYNC = 0x4000     # the attributes the kernel has cached: never a request to
+STATX_INO = 0x100               # the filesystem (a FUSE daemon, an NFS server)
+
+
+class _Statx(ctypes.Structure):
+    _fields_ = [("mask", ctypes.c_uint32), ("blksize", ctypes.c_uint32), ("attributes", ctypes.c_uint64),
+                ("nlink", ctypes.c_uint32), ("uid", ctypes.c_uint32), ("gid", ctypes.c_uint32),
+                ("mode", ctypes.c_uint16), ("_pad", ctypes.c_uint16), ("ino", ctypes.c_uint64),
+                ("size", ctypes.c_uint64), ("blocks", ctypes.c_uint64), ("attributes_mask", ctypes.c_uint64),
+                ("times", ctypes.c_uint8 * 64), ("rdev_major", ctypes.c_uint32), ("rdev_minor", ctypes.c_uint32),
+                ("dev_major", ctypes.c_uint32), ("dev_minor", ctypes.c_uint32), ("_spare", ctypes.c_uint64 * 14)]
+
+
+def open_file_id(pid: int | str, fd: int | str) -> tuple[str, int] | None:
+    """(device as /proc/locks prints it, inode) of a process's open file, from the kernel's
+    cached attributes: statx() through the /proc/PID/fd link (which walks no path on the
+    file's filesystem) with AT_STATX_DONT_SYNC.  For kernels whose fdinfo has no ``ino:``
+    line (before 5.14).  None when the kernel does not say."""
+    global _libc_statx
+    if _libc_statx is None:
+        try:
+            _libc_statx = ctypes.CDLL(None, use_errno=True).statx
+        except AttributeError:          # a libc before glibc 2.28
+            _libc_statx = False
+    if not _libc_statx:
+        return None
+    st = _Statx()
+    if _libc_statx(-100, f"/proc/{pid}/fd/{fd}".encode(), AT_STATX_DONT_SYNC, STATX_INO, ctypes.byref(st)) != 0:
+        return None
+    if not st.mask & STATX_INO:
+        return None
+    return f"{st.dev_major:02x}:{st.dev_minor:02x}", int(st.ino)
+
+
+_libc_statx: Any = None

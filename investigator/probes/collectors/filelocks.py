@@ -17,7 +17,7 @@ from typing import Any
 
 from ...analyze.waitfor import Edge, wait_tasks
 from ... import syscalls
-from ...system.procfs import comm, current_syscall, read_in_child
+from ...system.procfs import comm, current_syscall, open_file_id, read_in_child
 from ._common import ProbeCollector, holder_tasks, task_entity
 
 TOP = 20
@@ -111,8 +111,9 @@ def mount_devs() -> dict[int, str]:
 
 class OpenFile:
     """A process's open file, read without touching its filesystem: the link (d_path) and
-    /proc/PID/fdinfo (mount id, inode, the locks it owns).  Never stat(): that asks the
-    filesystem, and a FUSE daemon that never answers would hang the investigation.  Only
+    /proc/PID/fdinfo (mount id, inode, the locks it owns).  Never a plain stat(): that asks
+    the filesystem, and a FUSE daemon that never answers would hang the investigation
+    (where fdinfo has no inode, before 5.14, the kernel's cached attributes give it).  Only
     files with a path are read: the fdinfo of an epoll descriptor takes the epoll's mutex,
     which a task stuck in a poll can hold."""
 
@@ -125,6 +126,10 @@ class OpenFile:
         fields = dict(ln.split(":", 1) for ln in self.info.splitlines() if ":" in ln and not ln.startswith("lock:"))
         self.inode = int(fields.get("ino", "0").strip() or 0)
         self.dev = mounts.get(int(fields.get("mnt_id", "-1").strip() or -1), "")
+        if self.info and "ino" not in fields:       # fdinfo before 5.14
+            got = open_file_id(pid, fd)
+            if got is not None:
+                self.dev, self.inode = got
 
     def is_(self, dev: str, inode: int) -> bool:
         """The file on (dev, inode); a mount of another namespace has no device known to us:
