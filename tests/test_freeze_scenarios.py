@@ -24,6 +24,7 @@ def _verdicts(p: object, kind: str) -> list[dict]:  # type: ignore[type-arg]
     return [v for v in rep["verdicts"] if v["verdict"] == kind]
 
 
+@pytest.mark.kernel_510
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a second CPU to starve")
 def test_rt_hog_starves_a_periodic_task(tmp_path: Path) -> None:
     """SCHED_FIFO busy loop + a normal task that wakes every 5 ms and needs 20 ms of CPU
@@ -56,6 +57,7 @@ def test_rt_hog_starves_a_periodic_task(tmp_path: Path) -> None:
     assert str(victim.pid) in v["summary"] and str(hog.pid) in v["summary"]
 
 
+@pytest.mark.kernel_510
 @pytest.mark.second_kernel
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a second CPU to starve")
 def test_rt_task_starved_by_a_higher_rt_task_never_runs(tmp_path: Path) -> None:
@@ -158,6 +160,7 @@ def test_target_selectors_filter_in_the_kernel(tmp_path: Path) -> None:
     assert next(n for n in rep["nodes"] if n["id"] == "cpu-starvation")["status"] == "refuted"
 
 
+# (not yet on 5.10: there workqueue-stall stays inconclusive while cpu-starvation names the hog)
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a second CPU to starve")
 def test_per_cpu_kernel_work_starved_by_a_hog_on_its_cpu(tmp_path: Path) -> None:
     """An RT hog (and a normal-priority hog) on CPU 1; a task on CPU 0 keeps queuing per-CPU
@@ -185,6 +188,8 @@ def test_per_cpu_kernel_work_starved_by_a_hog_on_its_cpu(tmp_path: Path) -> None
     assert d["delay_ms"] >= 150 and d["function"] and d["culprit"]["policy"] == "SCHED_FIFO"
 
 
+# (not on 5.10: with RT throttling off, its ksoftirqd never runs behind the hog and the kernel
+# reports an RCU stall, which freeze.yaml's kernel-stall node then reports for five minutes)
 @pytest.mark.second_kernel
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a second CPU to starve")
 def test_per_cpu_work_queued_before_the_investigation_is_starved(tmp_path: Path) -> None:
@@ -220,6 +225,7 @@ def test_per_cpu_work_queued_before_the_investigation_is_starved(tmp_path: Path)
         assert d["delay_ms"] >= 150, d
 
 
+# (not on 5.10 under qemu's emulation: a periodic task's wait behind the hog reached 104 ms)
 def test_mildly_busy_healthy_machine_has_no_verdict(tmp_path: Path) -> None:
     """Normal-priority load on every CPU plus periodic tasks: busy, but nothing is starved
     or stuck -- no verdict at all."""
@@ -245,6 +251,7 @@ def test_mildly_busy_healthy_machine_has_no_verdict(tmp_path: Path) -> None:
     assert all(w.startswith("the kernel reported") for w in why), why
 
 
+@pytest.mark.kernel_510
 def test_task_blocked_in_d_state_is_a_hung_task(tmp_path: Path) -> None:
     """A vfork() parent sits in D state (wait_for_vfork_done) while its child sleeps; it
     began 11 s before the investigation, which must name it and show where it waits."""
@@ -265,6 +272,7 @@ def test_task_blocked_in_d_state_is_a_hung_task(tmp_path: Path) -> None:
     assert not _verdicts(p, "starvation")
 
 
+@pytest.mark.kernel_510
 @pytest.mark.parametrize("mode", ["threads", "shared", "pidns", "rwlock"])
 def test_pthread_abba_deadlock_is_found_with_its_cycle(tmp_path: Path, mode: str) -> None:
     """Two threads take two mutexes in opposite orders and deadlock, 3 s before the
@@ -291,6 +299,7 @@ def test_pthread_abba_deadlock_is_found_with_its_cycle(tmp_path: Path, mode: str
     assert not _verdicts(p, "starvation") and not _verdicts(p, "hung-task")
 
 
+# (not yet on 5.10: there the first look lists no waiter of a contended mutex)
 def test_mutex_contention_without_deadlock_is_not_a_deadlock(tmp_path: Path) -> None:
     """Two processes of four threads each fight over two mutexes taken in the same order,
     holding them 10 ms: many waiters and wait-for edges at any moment, every thread
@@ -317,6 +326,7 @@ def test_mutex_contention_without_deadlock_is_not_a_deadlock(tmp_path: Path) -> 
 
 @pytest.mark.skipif(not all(shutil.which(t) for t in ("mkfs.ext4", "fsfreeze", "losetup")),
                     reason="needs mkfs.ext4, fsfreeze and loop devices")
+@pytest.mark.kernel_510
 def test_writer_stuck_on_a_frozen_filesystem_is_a_hung_task(tmp_path: Path) -> None:
     """A filesystem frozen with fsfreeze; a shell writing to it blocks in uninterruptible
     sleep (not killable: the kind the kernel's hung-task detector reports). It began 11 s

@@ -15,7 +15,7 @@ from conftest import investigate
 from scenarios.faults import MISSING, MODULE, fault_module
 from scenarios.procs import SCENARIO_S, processes, wait_alive
 
-pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel, pytest.mark.cpu_heavy,
+pytestmark = [pytest.mark.bpf, pytest.mark.second_kernel, pytest.mark.kernel_510, pytest.mark.cpu_heavy,
               pytest.mark.skipif(not MODULE.exists(), reason=MISSING)]
 
 # A batch job at SCHED_IDLE on CPU 1 that wakes every 10 ms for 5 ms of CPU time.  Behind a

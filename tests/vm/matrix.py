@@ -71,7 +71,12 @@ def guests() -> list[dict[str, object]]:
 
 
 def _short(why: str) -> str:
+    """A note's reason, cut short; the kernel feature a refused load shows missing is kept."""
     why = why.replace("|", "/")
+    cut = why.find(" -- this kernel lacks")
+    if cut > 0:
+        head, lacks = why[:cut], why[cut:]
+        return (head if len(head) < 60 else head[:57] + "...") + lacks
     return why if len(why) < 90 else why[:87] + "..."
 
 
