@@ -16,13 +16,13 @@ from typing import Any
 
 from ._lib import LOG, RB_SAMPLE_FN, lib, num_possible_cpus
 from .errors import BpfError
+from .structs import (BtfType, BtfVarSecinfo, IterAttachOpts, KprobeOpts, MapBatchOpts,
+                      ObjectOpenOpts, UprobeOpts)
 
 # errors of a first BPF_MAP_LOOKUP_BATCH that mean "not for this map type here": ENOTSUPP
 # (524) is the kernel's own, returned as is by map types without the batch operation
 ENOTSUPP = 524
 NO_BATCH = frozenset({E.EINVAL, E.ENOTSUP, E.EOPNOTSUPP, E.ENOSYS, E.EPERM, ENOTSUPP})
-from .structs import (BtfType, BtfVarSecinfo, IterAttachOpts, KprobeOpts, MapBatchOpts,
-                      ObjectOpenOpts, UprobeOpts)
 
 BTF_KIND_DATASEC = 15
 # enum bpf_map_type values whose lookups return one value per possible CPU.

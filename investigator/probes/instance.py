@@ -21,8 +21,8 @@ class ProbeUnavailable(Exception):
     def __init__(self, probe: str, attempts: list[dict[str, str]]) -> None:
         self.probe = probe
         self.attempts = attempts
-        why = "; ".join(f"{a['hook']}: {a['reason']}" for a in attempts) or "no hook alternatives"
-        super().__init__(f"probe {probe} cannot attach here ({why})")
+        self.why = "; ".join(f"{a['hook']}: {a['reason']}" for a in attempts) or "no hook alternatives"
+        super().__init__(f"probe {probe} cannot attach here ({self.why})")
 
 
 class Collector(Protocol):
@@ -337,12 +337,10 @@ def try_attach(manifest: Any, params: dict[str, Any]) -> dict[str, Any]:
     inst = ProbeInstance(manifest, params)
     try:
         inst.attach()
-        return {"hook": inst.hook, "fallbacks": [a["hook"] for a in inst.attempts],
-                "refused": list(inst.attempts)}
+        return {"hook": inst.hook, "fallbacks": [a["hook"] for a in inst.attempts]}
     except ProbeUnavailable as e:
-        return {"hook": None, "why": "; ".join(f"{a['hook']}: {a['reason']}" for a in e.attempts)}
+        return {"hook": None, "why": e.why}
     except Exception as e:  # noqa: BLE001 - the check says what happened
         return {"hook": None, "why": f"{type(e).__name__}: {e}"}
     finally:
         inst.close()
-

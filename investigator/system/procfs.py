@@ -8,6 +8,7 @@ import selectors
 import shutil
 import subprocess
 import time
+from functools import lru_cache
 from typing import Any
 
 POLICIES = {0: "SCHED_OTHER", 1: "SCHED_FIFO", 2: "SCHED_RR", 3: "SCHED_BATCH", 5: "SCHED_IDLE",
@@ -355,8 +356,10 @@ def current_syscall(pid: int | str, tid: int | str) -> tuple[int, list[int]] | N
         return None
 
 
-AT_STATX_DONT_SYNC = 0x4000     # the attributes the kernel has cached: never a request to
-STATX_INO = 0x100               # the filesystem (a FUSE daemon, an NFS server)
+# statx(): the attributes the kernel has cached, never a request to the filesystem (a FUSE
+# daemon, an NFS server); the inode
+AT_STATX_DONT_SYNC = 0x4000
+STATX_INO = 0x100
 
 
 class _Statx(ctypes.Structure):
@@ -373,20 +376,18 @@ def open_file_id(pid: int | str, fd: int | str) -> tuple[str, int] | None:
     cached attributes: statx() through the /proc/PID/fd link (which walks no path on the
     file's filesystem) with AT_STATX_DONT_SYNC.  For kernels whose fdinfo has no ``ino:``
     line (before 5.14).  None when the kernel does not say."""
-    global _libc_statx
-    if _libc_statx is None:
-        try:
-            _libc_statx = ctypes.CDLL(None, use_errno=True).statx
-        except AttributeError:          # a libc before glibc 2.28
-            _libc_statx = False
-    if not _libc_statx:
+    statx = _libc_statx()
+    if statx is None:
         return None
     st = _Statx()
-    if _libc_statx(-100, f"/proc/{pid}/fd/{fd}".encode(), AT_STATX_DONT_SYNC, STATX_INO, ctypes.byref(st)) != 0:
+    if statx(-100, f"/proc/{pid}/fd/{fd}".encode(), AT_STATX_DONT_SYNC, STATX_INO, ctypes.byref(st)) != 0:
         return None
     if not st.mask & STATX_INO:
         return None
     return f"{st.dev_major:02x}:{st.dev_minor:02x}", int(st.ino)
 
 
-_libc_statx: Any = None
+@lru_cache(maxsize=1)
+def _libc_statx() -> Any:
+    """libc's statx(), or None (a libc before glibc 2.28)."""
+    return getattr(ctypes.CDLL(None, use_errno=True), "statx", None)

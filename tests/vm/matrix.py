@@ -33,8 +33,7 @@ PARAMS = {"kernel.func": {"function": "do_sys_openat2"},
 
 def _attach(m: object, params: dict[str, object]) -> dict[str, object]:
     from investigator.probes.instance import try_attach
-    r = try_attach(m, params)
-    return {k: v for k, v in r.items() if k in ("hook", "fallbacks", "why")}
+    return try_attach(m, params)
 
 
 def here() -> dict[str, object]:
